@@ -1,0 +1,27 @@
+# EasyRec Online. `make run` serves the whole service on http://127.0.0.1:5000; `make test` runs
+# every test. Both set up what they need first (infra/setup.sh; fast when nothing changed).
+.PHONY: setup run test test-unit test-integration test-e2e lint clean-state
+
+setup:
+	@infra/setup.sh
+
+run: setup
+	.venv/bin/python -m infra.local_runner
+
+test: setup
+	.venv/bin/python -m pytest
+
+test-unit: setup
+	.venv/bin/python -m pytest tests/unit
+
+test-integration: setup
+	.venv/bin/python -m pytest tests/integration
+
+test-e2e: setup
+	.venv/bin/python -m pytest tests/e2e
+
+lint: setup
+	.venv-tools/bin/sam validate --lint
+
+clean-state:
+	rm -rf .local/state

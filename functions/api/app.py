@@ -1,0 +1,89 @@
+"""API function (control plane, Python 3.12): routes only; the logic is in easyrec_online.control."""
+from aws_lambda_powertools import Logger
+from chalice import Chalice
+
+from easyrec_online import wiring
+from easyrec_online.actions import AddDataRequest
+from easyrec_online.config import Settings
+from easyrec_online.control import IngestService, TrainingService, health, model_info
+from easyrec_online.http import (
+    JSON_CONTENT_TYPES, json_response, json_route, not_implemented, parse_json_body, validate,
+)
+
+logger = Logger(service="api")
+app = Chalice(app_name="easyrec-online-api")
+
+settings = Settings.from_env()
+state = wiring.state_store(settings)
+ingest = IngestService(settings, wiring.action_publisher(settings))
+training = TrainingService(state, wiring.training_launcher(settings))
+
+
+def _json_body():
+    return parse_json_body(app.current_request.raw_body)
+
+
+@app.route("/health", methods=["GET"])
+@json_route
+def get_health():
+    return health(settings, state)
+
+
+@app.route("/model/info", methods=["GET"])
+@json_route
+def get_model_info():
+    return model_info(state)
+
+
+@app.route("/online/data/add", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def add_data():
+    return ingest.add(validate(AddDataRequest, _json_body()))
+
+
+@app.route("/online/training/start", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def start_training():
+    return json_response(training.start(), status=202)
+
+
+@app.route("/online/training/status", methods=["GET"])
+@json_route
+def training_status():
+    return training.status()
+
+
+# Declared by the API contract, built in later issues: answer 501 with a JSON error until then.
+@app.route("/model/export", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+def export_model():
+    return not_implemented("POST /model/export", "issue #5")
+
+
+@app.route("/online/training/stop", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+def stop_training():
+    return not_implemented("POST /online/training/stop", "issue #5")
+
+
+@app.route("/online/training/restart-policy", methods=["PATCH"], content_types=JSON_CONTENT_TYPES)
+def patch_restart_policy():
+    return not_implemented("PATCH /online/training/restart-policy", "issue #5")
+
+
+@app.route("/online/training/logs", methods=["GET"])
+def training_logs():
+    return not_implemented("GET /online/training/logs", "issue #5")
+
+
+@app.route("/online/updates/list", methods=["GET"])
+def list_updates():
+    return not_implemented("GET /online/updates/list", "issue #5")
+
+
+@app.route("/online/streaming/status", methods=["GET"])
+def streaming_status():
+    return not_implemented("GET /online/streaming/status", "issue #5")
+
+
+@app.route("/online/streaming/consume", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+def streaming_consume():
+    return not_implemented("POST /online/streaming/consume", "issue #5")

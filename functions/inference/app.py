@@ -1,0 +1,33 @@
+"""Inference function (model runtime, Python 3.7 + TensorFlow 1.15): /recommend and /predict.
+
+TensorFlow is imported at module load so a warm container pays for it once, at cold start.
+"""
+import tensorflow  # noqa: F401  (cold-start cost paid here, not on the first request)
+from aws_lambda_powertools import Logger
+from chalice import Chalice
+
+from easyrec_online import aws, wiring
+from easyrec_online.config import Settings
+from easyrec_online.http import JSON_CONTENT_TYPES, json_route, parse_json_body, validate
+from easyrec_online.serving.cache import ModelCache
+from easyrec_online.serving.scorer import SavedModelScorer
+from easyrec_online.serving.service import PredictRequest, RecommendRequest, ScoringService
+
+logger = Logger(service="inference")
+app = Chalice(app_name="easyrec-online-inference")
+
+settings = Settings.from_env()
+models = ModelCache(settings, wiring.state_store(settings), aws.client("s3", settings), load=SavedModelScorer)
+scoring = ScoringService(settings, models)
+
+
+@app.route("/recommend", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def recommend():
+    return scoring.recommend(validate(RecommendRequest, parse_json_body(app.current_request.raw_body)))
+
+
+@app.route("/predict", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def predict():
+    return scoring.predict(validate(PredictRequest, parse_json_body(app.current_request.raw_body)))

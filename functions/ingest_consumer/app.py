@@ -1,0 +1,24 @@
+"""Ingest consumer (control plane, Python 3.12): actions queue -> durable S3 storage."""
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from easyrec_online import wiring
+from easyrec_online.config import Settings
+from easyrec_online.consumer import new_processor, store_sqs_batch
+
+logger = Logger(service="ingest-consumer")
+metrics = Metrics(namespace="EasyRecOnline", service="ingest-consumer")
+
+settings = Settings.from_env()
+store = wiring.action_store(settings)
+processor = new_processor()
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event, context):
+    response = store_sqs_batch(event, processor, store)
+    failed = len(response["batchItemFailures"])
+    metrics.add_metric(name="ActionsStored", unit=MetricUnit.Count, value=len(event.get("Records", [])) - failed)
+    metrics.add_metric(name="PoisonMessages", unit=MetricUnit.Count, value=failed)
+    return response

@@ -1,0 +1,283 @@
+"""The local cloud: moto server on 127.0.0.1, made durable.
+
+moto keeps everything in memory. To make stored actions, queued actions, the registry and models
+survive a restart (or a crash) of the local runner, every successful mutating request is followed,
+before its response is returned, by a write of the affected state to a local folder:
+
+  <state>/s3/<bucket>/<quoted key>      object bytes (the latest version)
+  <state>/sqs/<queue name>.json         the messages still in the queue (visible or in flight)
+  <state>/dynamodb/<table>.json         every item of the table
+
+`restore` loads that folder back after the resources are created. A request that was acknowledged
+is therefore on disk; one that was not is retried by its client. SQS messages come back visible
+and with new message ids after a restart (at-least-once, as on AWS after a visibility timeout).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import urllib.parse
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+import boto3
+from botocore.config import Config
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+log = logging.getLogger("local-cloud")
+
+REGION = "us-east-1"
+_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
+_READ_ONLY_TARGETS = re.compile(r"\.(Get|List|Describe|Query|Scan|BatchGet|TransactGet)")
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = "{}.tmp-{}".format(path, threading.get_ident())
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _quote_key(key: str) -> str:
+    return urllib.parse.quote(key, safe="")
+
+
+class StateMirror:
+    """Writes moto's state of one service to the state folder, reading moto's in-process backends."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+        self._last_written: Dict[str, bytes] = {}
+
+    # --- S3 ---
+    def _s3_backend(self) -> Any:
+        from moto.s3.models import s3_backends
+
+        return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+    def s3_object(self, bucket: str, key: str) -> None:
+        path = os.path.join(self.state_dir, "s3", bucket, _quote_key(key))
+        try:
+            obj = self._s3_backend().get_object(bucket, key)
+        except Exception:  # noqa: BLE001 - missing bucket/key: the object is gone
+            obj = None
+        if obj is None or getattr(obj, "is_delete_marker", False):
+            if os.path.exists(path):
+                os.remove(path)
+        else:
+            _atomic_write(path, obj.value)
+
+    def s3_bucket(self, bucket: str) -> None:
+        backend = self._s3_backend()
+        try:
+            keys = list(backend.get_bucket(bucket).keys.keys())
+        except Exception:  # noqa: BLE001
+            return
+        folder = os.path.join(self.state_dir, "s3", bucket)
+        on_disk = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        for key in keys:
+            self.s3_object(bucket, key)
+            on_disk.discard(_quote_key(key))
+        for stale in on_disk:
+            if ".tmp-" not in stale:
+                os.remove(os.path.join(folder, stale))
+
+    # --- SQS ---
+    def sqs_queues(self) -> None:
+        from moto.sqs.models import sqs_backends
+
+        for name, queue in sqs_backends[DEFAULT_ACCOUNT_ID][REGION].queues.items():
+            messages = [
+                {"body": m.body, "message_attributes": m.message_attributes, "group_id": m.group_id,
+                 "deduplication_id": m.deduplication_id}
+                for m in list(queue._messages)
+            ]
+            self._write_if_changed(os.path.join(self.state_dir, "sqs", name + ".json"), messages)
+
+    # --- DynamoDB ---
+    def dynamodb_tables(self) -> None:
+        from moto.dynamodb.models import dynamodb_backends
+
+        for name, table in dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].tables.items():
+            items = [item.to_json()["Attributes"] for item in table.all_items()]
+            self._write_if_changed(os.path.join(self.state_dir, "dynamodb", name + ".json"), items)
+
+    def _write_if_changed(self, path: str, doc: Any) -> None:
+        data = json.dumps(doc, sort_keys=True).encode()
+        if self._last_written.get(path) != data:
+            _atomic_write(path, data)
+            self._last_written[path] = data
+
+
+class PersistingMiddleware:
+    """WSGI middleware: after a successful mutating request, mirror the state it changed."""
+
+    def __init__(self, app: Callable, mirror: StateMirror) -> None:
+        self.app = app
+        self.mirror = mirror
+        self.lock = threading.RLock()
+        # Paused until restore() has loaded the folder: creating the (empty) resources first
+        # must not overwrite the state they are about to be filled with.
+        self.paused = True
+
+    def __call__(self, environ: Dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        scope = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        service = scope.group(2) if scope else ""
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        mutating = (
+            (service == "s3" and method in ("PUT", "POST", "DELETE"))
+            # ReceiveMessage moves messages to the dead-letter queue past maxReceiveCount: mirror it too.
+            or (service == "sqs" and (not target or target.endswith(".ReceiveMessage")
+                                      or not _READ_ONLY_TARGETS.search(target)))
+            or (service == "dynamodb" and target and not _READ_ONLY_TARGETS.search(target))
+        )
+        if not mutating:
+            return self.app(environ, start_response)
+
+        captured: Dict[str, Any] = {}
+
+        def capture(status: str, headers: List, exc_info: Any = None) -> Callable:
+            captured["status"] = status
+            captured["headers"] = headers
+            captured["exc_info"] = exc_info
+            return lambda _data: None
+
+        body = b"".join(self.app(environ, capture))
+        if captured.get("status", "500").startswith("2") and not self.paused:
+            # The mirror reads the state as it is now (this request's change included) and writes
+            # it under the lock, so the last mirror always follows the last change. The request
+            # itself runs outside the lock: an SQS long poll must not hold up everything else.
+            with self.lock:
+                self._mirror(service, method, environ)
+        start_response(captured["status"], captured["headers"], captured.get("exc_info"))
+        return [body]
+
+    def _mirror(self, service: str, method: str, environ: Dict[str, Any]) -> None:
+        try:
+            if service == "s3":
+                path = urllib.parse.unquote(environ.get("PATH_INFO", "")).lstrip("/")
+                bucket, _, key = path.partition("/")
+                query = environ.get("QUERY_STRING", "")
+                if key and "partNumber=" not in query and "uploads" not in query.split("&"):
+                    self.mirror.s3_object(bucket, key)
+                elif bucket and method == "POST":
+                    self.mirror.s3_bucket(bucket)  # e.g. DeleteObjects
+            elif service == "sqs":
+                self.mirror.sqs_queues()
+            elif service == "dynamodb":
+                self.mirror.dynamodb_tables()
+        except Exception:  # noqa: BLE001 - never turn a served request into an error; log loudly
+            log.exception("could not persist local cloud state after a %s request", service)
+
+
+class LocalCloud:
+    """moto server on 127.0.0.1:<port> with durable state in <state_dir>."""
+
+    def __init__(self, state_dir: str, host: str = "127.0.0.1", port: int = 4567) -> None:
+        self.state_dir = state_dir
+        self.host = host
+        self.port = port
+        self.mirror = StateMirror(state_dir)
+        self._server: Optional[BaseWSGIServer] = None
+        self._app: Optional[PersistingMiddleware] = None
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return "http://{}:{}".format(self.host, self.port)
+
+    def start(self) -> None:
+        self._app = PersistingMiddleware(DomainDispatcherApplication(create_backend_app), self.mirror)
+        self._server = make_server(self.host, self.port, self._app, threaded=True, request_handler=MotoRequestHandler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self._thread.start()
+        log.info("moto server on %s (state in %s)", self.endpoint_url, self.state_dir)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def client(self, service: str) -> Any:
+        return boto3.session.Session().client(
+            service, region_name=REGION, endpoint_url=self.endpoint_url,
+            aws_access_key_id="local", aws_secret_access_key="local",
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+        )
+
+    def restore(self) -> Dict[str, int]:
+        """Load the state folder into the (freshly provisioned) resources. Returns counts.
+
+        Mirroring stays paused until this has finished, so a crash half-way leaves the folder whole.
+        """
+        assert self._app is not None, "start() first"
+        counts = self._load_state()
+        self._app.paused = False
+        self.mirror.sqs_queues()
+        self.mirror.dynamodb_tables()
+        return counts
+
+    def _load_state(self) -> Dict[str, int]:
+        counts = {"s3_objects": 0, "sqs_messages": 0, "dynamodb_items": 0}
+        s3_root = os.path.join(self.state_dir, "s3")
+        if os.path.isdir(s3_root):
+            s3 = self.client("s3")
+            existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+            for bucket in sorted(os.listdir(s3_root)):
+                if bucket not in existing:
+                    s3.create_bucket(Bucket=bucket)
+                folder = os.path.join(s3_root, bucket)
+                for name in sorted(os.listdir(folder)):
+                    if ".tmp-" in name:
+                        continue
+                    with open(os.path.join(folder, name), "rb") as f:
+                        s3.put_object(Bucket=bucket, Key=urllib.parse.unquote(name), Body=f.read())
+                    counts["s3_objects"] += 1
+        sqs_root = os.path.join(self.state_dir, "sqs")
+        if os.path.isdir(sqs_root):
+            sqs = self.client("sqs")
+            for name in sorted(os.listdir(sqs_root)):
+                if not name.endswith(".json"):
+                    continue
+                with open(os.path.join(sqs_root, name)) as f:
+                    messages = json.load(f)
+                if not messages:
+                    continue
+                try:
+                    url = sqs.get_queue_url(QueueName=name[: -len(".json")])["QueueUrl"]
+                except sqs.exceptions.QueueDoesNotExist:
+                    log.warning("state has %d messages for queue %s, which the template no longer declares",
+                                len(messages), name)
+                    continue
+                for m in messages:
+                    kwargs: Dict[str, Any] = {"QueueUrl": url, "MessageBody": m["body"]}
+                    if m.get("message_attributes"):
+                        kwargs["MessageAttributes"] = m["message_attributes"]
+                    if m.get("group_id"):
+                        kwargs["MessageGroupId"] = m["group_id"]
+                        kwargs["MessageDeduplicationId"] = m.get("deduplication_id") or m["body"][:128]
+                    sqs.send_message(**kwargs)
+                    counts["sqs_messages"] += 1
+        ddb_root = os.path.join(self.state_dir, "dynamodb")
+        if os.path.isdir(ddb_root):
+            ddb = self.client("dynamodb")
+            for name in sorted(os.listdir(ddb_root)):
+                if not name.endswith(".json"):
+                    continue
+                with open(os.path.join(ddb_root, name)) as f:
+                    items = json.load(f)
+                for item in items:
+                    ddb.put_item(TableName=name[: -len(".json")], Item=item)
+                    counts["dynamodb_items"] += 1
+        return counts

@@ -1,0 +1,189 @@
+"""What AWS does between services, done locally: the SQS event source mapping and the ECS agent."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+import threading
+import time
+from typing import Any, Callable, Dict, List, Set
+
+from .workers import InvokeError, console, pump_lines
+
+log = logging.getLogger("event-sources")
+
+
+class SqsPoller(threading.Thread):
+    """Lambda's SQS event source mapping: batches of real SQS records to the consumer function.
+
+    Messages are deleted only after the function succeeded, minus those it named in
+    batchItemFailures (ReportBatchItemFailures). Failed messages come back after the queue's
+    visibility timeout; the queue's redrive policy moves repeat failures to the dead-letter queue.
+    """
+
+    def __init__(self, sqs: Any, queue_url: str, queue_arn: str, function: str, invoke: Callable[[str, Dict], Any],
+                 batch_size: int, window_s: float, report_failures: bool, region: str) -> None:
+        super().__init__(name="sqs-" + function, daemon=True)
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.queue_arn = queue_arn
+        self.function = function
+        self.invoke = invoke
+        self.batch_size = batch_size
+        self.window_s = window_s
+        self.report_failures = report_failures
+        self.region = region
+        self.stopping = threading.Event()
+        self.batches = 0
+
+    def _receive(self) -> List[Dict[str, Any]]:
+        messages: List[Dict[str, Any]] = []
+        deadline = time.monotonic() + self.window_s
+        while len(messages) < self.batch_size and not self.stopping.is_set():
+            got = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, self.batch_size - len(messages)),
+                WaitTimeSeconds=1 if not messages else 0, AttributeNames=["All"], MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            messages.extend(got)
+            if not got and (messages or time.monotonic() >= deadline):
+                break
+            if messages and time.monotonic() >= deadline:
+                break
+        return messages
+
+    def _record(self, message: Dict[str, Any]) -> Dict[str, Any]:
+        attributes = {k: v for k, v in message.get("MessageAttributes", {}).items()}
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": {
+                k: {"stringValue": v.get("StringValue"), "binaryValue": v.get("BinaryValue"),
+                    "stringListValues": [], "binaryListValues": [], "dataType": v.get("DataType")}
+                for k, v in attributes.items()
+            },
+            "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": self.region,
+        }
+
+    def poll_once(self) -> int:
+        messages = self._receive()
+        if not messages:
+            return 0
+        event = {"Records": [self._record(m) for m in messages]}
+        try:
+            result = self.invoke(self.function, event)
+        except InvokeError as exc:
+            # As on AWS: the whole batch becomes visible again after the visibility timeout.
+            log.error("%s failed on a batch of %d: %s", self.function, len(messages), exc)
+            return 0
+        failed: Set[str] = set()
+        if self.report_failures and isinstance(result, dict):
+            failed = {f.get("itemIdentifier") for f in result.get("batchItemFailures") or []}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            chunk = done[start:start + 10]
+            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)])
+        self.batches += 1
+        return len(done)
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - keep polling; the cloud may be restarting
+                log.exception("SQS poller for %s", self.function)
+                self.stopping.wait(1.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+class EcsAgent(threading.Thread):
+    """Runs the tasks that RunTask started in the local cloud as model-runtime processes.
+
+    A task's container runs `<entryPoint + command>` from the task definition, in the model
+    runtime, in the code folder its image would hold, with the definition's environment plus the
+    RunTask overrides. When the process exits the task is stopped with the exit code as reason.
+    """
+
+    def __init__(self, ecs: Any, cluster: str, families: Dict[str, Dict[str, Any]], python: str,
+                 base_env: Dict[str, str], poll_s: float = 0.5) -> None:
+        super().__init__(name="ecs-agent", daemon=True)
+        self.ecs = ecs
+        self.cluster = cluster
+        self.families = families  # family -> {"code_dir", "argv", "env", "name"}
+        self.python = python
+        self.base_env = base_env
+        self.poll_s = poll_s
+        self.stopping = threading.Event()
+        self.started: Set[str] = set()
+        self.processes: Dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                arns = self.ecs.list_tasks(cluster=self.cluster, desiredStatus="RUNNING").get("taskArns", [])
+                new = [a for a in arns if a not in self.started]
+                if new:
+                    for task in self.ecs.describe_tasks(cluster=self.cluster, tasks=new).get("tasks", []):
+                        self._start(task)
+            except Exception:  # noqa: BLE001
+                log.exception("ECS agent")
+            self.stopping.wait(self.poll_s)
+
+    def _start(self, task: Dict[str, Any]) -> None:
+        arn = task["taskArn"]
+        self.started.add(arn)
+        family = task["taskDefinitionArn"].rsplit("/", 1)[-1].rsplit(":", 1)[0]
+        spec = self.families.get(family)
+        if spec is None:
+            log.error("task %s uses task definition %s, which the template does not declare", arn, family)
+            self.ecs.stop_task(cluster=self.cluster, task=arn, reason="unknown task definition")
+            return
+        env = dict(self.base_env)
+        env.update(spec["env"])
+        for override in task.get("overrides", {}).get("containerOverrides", []):
+            if override.get("name") == spec["name"]:
+                env.update({e["name"]: e["value"] for e in override.get("environment", [])})
+        argv = list(spec["argv"])
+        if argv and argv[0] == "python":
+            argv[0] = self.python
+        short = arn.rsplit("/", 1)[-1][:8]
+        console("ecs", "starting task {} ({}): {}".format(short, family, " ".join(spec["argv"])))
+        process = subprocess.Popen(argv, cwd=spec["code_dir"], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        with self._lock:
+            self.processes[arn] = process
+        assert process.stdout is not None
+        pump_lines(process.stdout, "{}:{}".format(spec["logical"], short))
+        threading.Thread(target=self._wait, args=(arn, process, short), daemon=True).start()
+
+    def _wait(self, arn: str, process: subprocess.Popen, short: str) -> None:
+        code = process.wait()
+        with self._lock:
+            self.processes.pop(arn, None)
+        console("ecs", "task {} exited with code {}".format(short, code))
+        try:
+            self.ecs.stop_task(cluster=self.cluster, task=arn, reason="Essential container exited (exit code {})".format(code))
+        except Exception:  # noqa: BLE001 - the cloud may be shutting down
+            pass
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        self.stopping.set()
+        with self._lock:
+            running = list(self.processes.values())
+        for process in running:
+            process.terminate()
+        deadline = time.monotonic() + grace_s
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One-command set-up: the control-plane env (.venv, Python 3.12), the model-runtime env
+# (.venv-model, Python 3.7 + TensorFlow 1.15 + EasyRec) and the tools env (.venv-tools, SAM CLI).
+# Safe and fast to re-run: an env is rebuilt only when its requirements file changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+find_python() {  # find_python 3.12 -> path of an interpreter of that version, or nothing
+  local want="$1" candidate
+  for candidate in "python$want" "$(command -v pyenv >/dev/null 2>&1 && pyenv root)/versions/$want"*/bin/python"$want"; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "import sys; sys.exit(0 if '%d.%d' % sys.version_info[:2] == '$want' else 1)" 2>/dev/null; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  return 1
+}
+
+need_python() {
+  local want="$1" why="$2" found
+  if ! found=$(find_python "$want"); then
+    echo "setup: no Python $want interpreter found ($why)." >&2
+    echo "setup: install it, e.g. 'pyenv install $want' (then re-run), or put python$want on PATH." >&2
+    exit 1
+  fi
+  echo "$found"
+}
+
+# make_env DIR PYTHON REQUIREMENTS [--no-deps]
+make_env() {
+  local dir="$1" python="$2" req="$3" nodeps="${4:-}" stamp want
+  stamp="$dir/.requirements.sha256"
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$dir/bin/python" ]; then
+    echo "setup: $dir is up to date"; return 0
+  fi
+  echo "setup: building $dir from $req with $python"
+  rm -rf "$dir"
+  "$python" -m venv "$dir"
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip<24.1" >/dev/null 2>&1 || true
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check $nodeps -r "$req"
+  echo "$want" > "$stamp"
+}
+
+PY312=$(need_python 3.12 "control plane: API, ingest, local runner, tests")
+PY37=$(need_python 3.7 "model runtime: TensorFlow 1.15 runs only on Python 3.7")
+
+make_env .venv "$PY312" requirements.txt
+make_env .venv-model "$PY37" infra/model-runtime/requirements.txt --no-deps
+make_env .venv-tools "$PY312" infra/tools/requirements.txt
+echo "setup: done"

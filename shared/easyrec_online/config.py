@@ -1,0 +1,144 @@
+"""The one home of configuration.
+
+Every setting has a documented default and an environment-variable override. template.yaml sets
+the deployed values; the local runner passes the same variables to each function process. The
+README's configuration table is generated from SETTINGS below (see `settings_table_markdown`).
+
+This module runs in both runtimes (Python 3.7 model runtime, Python 3.12 control plane), so it
+sticks to syntax and typing that 3.7 understands.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Dict, List, Optional
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: Any
+    doc: str
+    parse: Callable[[str], Any] = str
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _optional(value: str) -> Optional[str]:
+    return value or None
+
+
+SETTINGS: Dict[str, Setting] = {
+    # --- where things live -------------------------------------------------------------
+    "aws_region": Setting("AWS_REGION", "us-east-1", "AWS region for every client."),
+    "aws_endpoint_url": Setting(
+        "AWS_ENDPOINT_URL", None,
+        "Endpoint for every AWS client (moto or LocalStack locally); unset on AWS.", _optional),
+    "data_bucket": Setting("DATA_BUCKET", "easyrec-online-data", "S3 bucket for stored actions and models."),
+    "actions_prefix": Setting("ACTIONS_PREFIX", "actions/", "S3 prefix of stored actions (partitioned dt=YYYY-MM-DD)."),
+    "models_prefix": Setting("MODELS_PREFIX", "models/", "S3 prefix of model versions (<lineage>/<version>/)."),
+    "actions_queue_url": Setting("ACTIONS_QUEUE_URL", "", "SQS queue URL that /online/data/add writes to."),
+    "state_table": Setting("STATE_TABLE", "easyrec-online-state", "DynamoDB table: model registry and training jobs."),
+    # --- training task ------------------------------------------------------------------
+    "training_cluster": Setting("TRAINING_CLUSTER", "easyrec-online", "ECS cluster that runs training tasks."),
+    "training_task_definition": Setting(
+        "TRAINING_TASK_DEFINITION", "easyrec-online-trainer", "ECS task definition (family or ARN) of the trainer."),
+    "training_container": Setting("TRAINING_CONTAINER", "trainer", "Container name inside the trainer task."),
+    "training_subnets": Setting(
+        "TRAINING_SUBNETS", "", "Comma-separated subnet ids for the Fargate trainer task."),
+    "training_security_groups": Setting(
+        "TRAINING_SECURITY_GROUPS", "", "Comma-separated security group ids for the trainer task."),
+    "model_name": Setting("MODEL_NAME", "deepfm", "EasyRec model trained by default (model lineage name)."),
+    "train_steps": Setting("TRAIN_STEPS", 200, "Training steps of a full training run.", int),
+    "train_batch_size": Setting("TRAIN_BATCH_SIZE", 64, "Training batch size.", int),
+    "train_min_actions": Setting("TRAIN_MIN_ACTIONS", 1, "Fewest stored actions a training run accepts.", int),
+    "negatives_per_positive": Setting(
+        "NEGATIVES_PER_POSITIVE", 2,
+        "Sampled negatives per positive action when the data holds too few explicit negatives.", int),
+    "random_seed": Setting("RANDOM_SEED", 20261129, "Seed for negative sampling and TensorFlow.", int),
+    # --- serving ------------------------------------------------------------------------
+    "model_cache_dir": Setting(
+        "MODEL_CACHE_DIR", "/tmp/easyrec-online/models", "Local disk copy of downloaded model versions."),
+    "current_check_interval_ms": Setting(
+        "CURRENT_CHECK_INTERVAL_MS", 1000, "How often inference re-reads the current-version pointer.", int),
+    "max_candidates": Setting("MAX_CANDIDATES", 1000, "Most candidate_items one /recommend may carry.", int),
+    "max_top_k": Setting("MAX_TOP_K", 1000, "Largest top_k accepted by /recommend.", int),
+    "max_samples_per_request": Setting(
+        "MAX_SAMPLES_PER_REQUEST", 500, "Most samples one /online/data/add may carry.", int),
+    # --- service ------------------------------------------------------------------------
+    "api_version": Setting("API_VERSION", "1.1.0", "API contract version reported by /health."),
+    "log_level": Setting("POWERTOOLS_LOG_LEVEL", "INFO", "Log level of every function."),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    aws_region: str
+    aws_endpoint_url: Optional[str]
+    data_bucket: str
+    actions_prefix: str
+    models_prefix: str
+    actions_queue_url: str
+    state_table: str
+    training_cluster: str
+    training_task_definition: str
+    training_container: str
+    training_subnets: str
+    training_security_groups: str
+    model_name: str
+    train_steps: int
+    train_batch_size: int
+    train_min_actions: int
+    negatives_per_positive: int
+    random_seed: int
+    model_cache_dir: str
+    current_check_interval_ms: int
+    max_candidates: int
+    max_top_k: int
+    max_samples_per_request: int
+    api_version: str
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Optional[Dict[str, str]] = None, **overrides: Any) -> "Settings":
+        env = os.environ if environ is None else environ
+        values: Dict[str, Any] = {}
+        for field in fields(cls):
+            setting = SETTINGS[field.name]
+            raw = env.get(setting.env)
+            if raw is None or raw == "":
+                values[field.name] = setting.default
+            else:
+                try:
+                    values[field.name] = setting.parse(raw)
+                except ValueError as exc:
+                    raise ValueError("invalid value for {}: {!r} ({})".format(setting.env, raw, exc))
+        values.update(overrides)
+        return cls(**values)
+
+    def as_env(self) -> Dict[str, str]:
+        """The settings as environment variables (for launching a process with the same configuration)."""
+        out = {}
+        for name, setting in SETTINGS.items():
+            value = getattr(self, name)
+            if value is not None:
+                out[setting.env] = str(value)
+        return out
+
+    @property
+    def subnet_ids(self) -> List[str]:
+        return [s for s in self.training_subnets.split(",") if s]
+
+    @property
+    def security_group_ids(self) -> List[str]:
+        return [s for s in self.training_security_groups.split(",") if s]
+
+
+def settings_table_markdown() -> str:
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for setting in SETTINGS.values():
+        default = "(unset)" if setting.default is None else "`{}`".format(setting.default)
+        rows.append("| `{}` | {} | {} |".format(setting.env, default, setting.doc))
+    return "\n".join(rows)

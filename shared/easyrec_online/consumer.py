@@ -1,0 +1,34 @@
+"""The ingest consumer's logic: a batch of stream records -> one durable S3 object.
+
+Powertools BatchProcessor semantics: each record is decoded on its own; records that do not decode
+(poison messages) are reported as batch item failures, so the stream retries only them and
+eventually moves them to the dead-letter queue. The good records of a batch are stored together
+as one object; if that write fails the whole invocation fails and the batch is retried (the object
+key is derived from the event ids, so a retry overwrites instead of duplicating).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from .actions import StoredAction
+from .ingest import ActionStore, decode_message_body
+
+
+def _decode(record: SQSRecord) -> StoredAction:
+    return decode_message_body(record.body)
+
+
+def new_processor() -> BatchProcessor:
+    return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, store: ActionStore) -> Dict[str, Any]:
+    """Returns the partial-batch response ({"batchItemFailures": [...]}) for the event source."""
+    with processor(records=event.get("Records", []), handler=_decode) as batch:
+        processed = batch.process()
+    stored: List[StoredAction] = [result for status, result, _ in processed if status == "success"]
+    store.put_batch(stored)
+    return processor.response()

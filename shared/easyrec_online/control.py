@@ -1,0 +1,135 @@
+"""Control-plane services behind the API function: accepting actions, training jobs, model info.
+
+The Chalice app only routes; these classes hold the logic and take their collaborators
+(publisher, state store, launcher) as arguments so tests can run them in memory or on moto.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Dict, Optional
+
+from . import __version__
+from .actions import AddDataRequest, StoredAction, isoformat_utc, utc_now
+from .config import Settings
+from .http import ApiError
+from .ingest import ActionPublisher, PublishError
+from .launcher import TrainingLauncher
+from .registry import ModelVersion, StateStore, TrainingJob, new_id
+
+
+class IngestService:
+    def __init__(self, settings: Settings, publisher: ActionPublisher) -> None:
+        self._settings = settings
+        self._publisher = publisher
+
+    def add(self, request: AddDataRequest) -> Dict[str, Any]:
+        limit = self._settings.max_samples_per_request
+        if len(request.samples) > limit:
+            raise ApiError(413, "too_many_samples",
+                           "samples: at most {} per request (got {}); split the batch".format(
+                               limit, len(request.samples)), ["samples"])
+        now = utc_now()
+        actions = [StoredAction.accept(sample, now) for sample in request.samples]
+        seen: Dict[str, int] = {}
+        for index, action in enumerate(actions):
+            if action.event_id in seen:
+                raise ApiError(400, "invalid_request", "samples[{}].event_id: duplicates samples[{}].event_id".format(
+                    index, seen[action.event_id]), ["samples[{}].event_id".format(index)])
+            seen[action.event_id] = index
+        try:
+            self._publisher.publish(actions)
+        except PublishError as exc:
+            failed = set(exc.event_ids)
+            raise ApiError(
+                503, "stream_unavailable",
+                "{} of {} samples could not be queued ({}); the others were accepted. Retry the ones "
+                "listed in `fields` with the same event_id: duplicates are stored once.".format(
+                    len(failed), len(actions), exc.reason),
+                ["samples[{}]".format(i) for i, a in enumerate(actions) if a.event_id in failed],
+                headers={"Retry-After": "1"},
+            )
+        return {
+            "status": "accepted",
+            "accepted": len(actions),
+            "event_ids": [a.event_id for a in actions],
+            "accepted_at": isoformat_utc(now),
+        }
+
+
+def version_summary(version: Optional[ModelVersion]) -> Optional[Dict[str, Any]]:
+    if version is None:
+        return None
+    return {
+        "version": version.version, "lineage": version.lineage, "model_name": version.model_name,
+        "created_at": version.created_at, "num_actions": version.num_actions, "metrics": version.metrics,
+    }
+
+
+class TrainingService:
+    def __init__(self, state: StateStore, launcher: TrainingLauncher) -> None:
+        self._state = state
+        self._launcher = launcher
+
+    def _reconciled(self, job: Optional[TrainingJob]) -> Optional[TrainingJob]:
+        """A job the registry calls active whose task is gone failed without saying so: record that."""
+        if job is None or not job.active or not job.task_ref:
+            return job
+        task = self._launcher.describe(job.task_ref)
+        if task is not None and task.running:
+            return job
+        fresh = self._state.get_job(job.job_id)  # it may have finished while we looked
+        if fresh is None or not fresh.active:
+            return fresh
+        reason = task.detail if task is not None else "task no longer exists (was the service restarted?)"
+        return self._state.update_job(job.job_id, status="failed", finished_at=isoformat_utc(utc_now()),
+                                      error="training task stopped without finishing: {}".format(reason))
+
+    def start(self, mode: str = "full") -> Dict[str, Any]:
+        latest = self._reconciled(self._state.latest_job())
+        if latest is not None and latest.active:
+            raise ApiError(409, "training_in_progress",
+                           "training job {} is {}; wait for it (GET /online/training/status)".format(
+                               latest.job_id, latest.status))
+        job = TrainingJob(job_id=new_id("job-"), status="pending", requested_at=isoformat_utc(utc_now()), mode=mode)
+        self._state.put_job(job)
+        try:
+            task_ref = self._launcher.launch(job.job_id, mode)
+        except Exception as exc:
+            self._state.update_job(job.job_id, status="failed", error="could not start the training task: {}".format(exc))
+            raise ApiError(503, "training_unavailable", "could not start the training task: {}".format(exc))
+        job = self._state.update_job(job.job_id, task_ref=task_ref)
+        return {"status": "started", "job": asdict(job)}
+
+    def status(self) -> Dict[str, Any]:
+        job = self._reconciled(self._state.latest_job())
+        return {
+            "status": job.status if job else "idle",
+            "is_training": bool(job and job.active),
+            "job": asdict(job) if job else None,
+            "current_model": version_summary(self._state.get_current()),
+        }
+
+
+def health(settings: Settings, state: StateStore) -> Dict[str, Any]:
+    try:
+        current = state.get_current()
+    except Exception as exc:
+        raise ApiError(503, "unhealthy", "state store unreachable: {}".format(exc))
+    return {
+        "status": "healthy",
+        "version": __version__,
+        "api_version": settings.api_version,
+        "model_version": current.version if current else None,
+        "timestamp": isoformat_utc(utc_now()),
+    }
+
+
+def model_info(state: StateStore) -> Dict[str, Any]:
+    current = state.get_current()
+    versions = state.list_versions(limit=20)
+    latest_job = state.latest_job()
+    return {
+        "current": asdict(current) if current else None,
+        "versions": [version_summary(v) for v in versions],
+        "latest_job": asdict(latest_job) if latest_job else None,
+    }

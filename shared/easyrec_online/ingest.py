@@ -1,0 +1,170 @@
+"""Ingest: accepted actions go onto a stream (publisher), the consumer stores them durably (store).
+
+Each is an interface with an AWS-backed and an in-memory implementation; the shared test class in
+tests/ runs both against the same expectations.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+
+from .actions import StoredAction, isoformat_utc, utc_now
+
+SQS_BATCH_LIMIT = 10
+SQS_PUBLISH_ATTEMPTS = 3
+
+
+class PublishError(Exception):
+    """Some actions could not be put on the stream; `event_ids` names them (the rest were)."""
+
+    def __init__(self, event_ids: List[str], reason: str):
+        super().__init__(reason)
+        self.event_ids = event_ids
+        self.reason = reason
+
+
+class ActionPublisher:
+    def publish(self, actions: Sequence[StoredAction]) -> None:
+        """Put every action on the stream or raise PublishError naming those that are not."""
+        raise NotImplementedError
+
+
+class InMemoryActionPublisher(ActionPublisher):
+    def __init__(self) -> None:
+        self.published: List[StoredAction] = []
+
+    def publish(self, actions: Sequence[StoredAction]) -> None:
+        self.published.extend(actions)
+
+
+class SqsActionPublisher(ActionPublisher):
+    def __init__(self, sqs_client: Any, queue_url: str):
+        if not queue_url:
+            raise ValueError("ACTIONS_QUEUE_URL is not configured")
+        self._sqs = sqs_client
+        self._queue_url = queue_url
+
+    def publish(self, actions: Sequence[StoredAction]) -> None:
+        failed: List[str] = []
+        reason = ""
+        for start in range(0, len(actions), SQS_BATCH_LIMIT):
+            chunk = {a.event_id: a for a in actions[start:start + SQS_BATCH_LIMIT]}
+            # Entry ids must be unique per call and match [A-Za-z0-9_-]{1,80}: use positions.
+            pending = list(chunk.values())
+            for _ in range(SQS_PUBLISH_ATTEMPTS):
+                entries = [{"Id": str(i), "MessageBody": a.to_json()} for i, a in enumerate(pending)]
+                response = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+                failures = response.get("Failed", [])
+                if not failures:
+                    pending = []
+                    break
+                reason = "; ".join(f.get("Message", f.get("Code", "?")) for f in failures)
+                pending = [pending[int(f["Id"])] for f in failures]
+                if any(f.get("SenderFault") for f in failures):
+                    break  # the same request would fail again
+            failed.extend(a.event_id for a in pending)
+        if failed:
+            raise PublishError(failed, reason or "stream rejected the messages")
+
+
+class ActionStore:
+    """Durable storage of accepted actions, partitioned by the day they were accepted."""
+
+    def put_batch(self, actions: Sequence[StoredAction]) -> Optional[str]:
+        """Store a batch as one object; returns its key (None for an empty batch).
+
+        The key is derived from the batch's event ids, so a retried batch overwrites itself
+        instead of being stored twice.
+        """
+        raise NotImplementedError
+
+    def iter_actions(self) -> Iterator[StoredAction]:
+        """Every stored action, in storage-key order, each event id once."""
+        raise NotImplementedError
+
+    def count(self) -> int:
+        return sum(1 for _ in self.iter_actions())
+
+    @staticmethod
+    def batch_key(prefix: str, actions: Sequence[StoredAction]) -> str:
+        first = min(actions, key=lambda a: a.accepted_at)
+        digest = hashlib.sha256("\n".join(sorted(a.event_id for a in actions)).encode()).hexdigest()[:16]
+        # Keys sort by acceptance time inside each day partition, which training relies on.
+        stamp = first.accepted_at.replace(":", "").replace("-", "").replace(".", "")
+        return "{}dt={}/{}-{}.jsonl".format(prefix, first.accepted_date, stamp, digest)
+
+    @staticmethod
+    def encode(actions: Iterable[StoredAction]) -> bytes:
+        return ("\n".join(a.to_json() for a in actions) + "\n").encode()
+
+    @staticmethod
+    def decode(blob: bytes) -> List[StoredAction]:
+        return [StoredAction.from_json(line) for line in blob.decode().splitlines() if line.strip()]
+
+
+def _dedupe(actions: Iterable[StoredAction]) -> Iterator[StoredAction]:
+    seen = set()
+    for action in actions:
+        if action.event_id not in seen:
+            seen.add(action.event_id)
+            yield action
+
+
+class InMemoryActionStore(ActionStore):
+    def __init__(self, prefix: str = "actions/") -> None:
+        self.prefix = prefix
+        self.objects: Dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def put_batch(self, actions: Sequence[StoredAction]) -> Optional[str]:
+        if not actions:
+            return None
+        key = self.batch_key(self.prefix, actions)
+        with self._lock:
+            self.objects[key] = self.encode(actions)
+        return key
+
+    def iter_actions(self) -> Iterator[StoredAction]:
+        with self._lock:
+            blobs = [self.objects[k] for k in sorted(self.objects)]
+        return _dedupe(a for blob in blobs for a in self.decode(blob))
+
+
+class S3ActionStore(ActionStore):
+    def __init__(self, s3_client: Any, bucket: str, prefix: str = "actions/") -> None:
+        self._s3 = s3_client
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def put_batch(self, actions: Sequence[StoredAction]) -> Optional[str]:
+        if not actions:
+            return None
+        key = self.batch_key(self.prefix, actions)
+        self._s3.put_object(
+            Bucket=self.bucket, Key=key, Body=self.encode(actions), ContentType="application/x-ndjson",
+            Metadata={"count": str(len(actions)), "stored-at": isoformat_utc(utc_now())},
+        )
+        return key
+
+    def keys(self) -> List[str]:
+        keys: List[str] = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+    def iter_actions(self) -> Iterator[StoredAction]:
+        def blobs() -> Iterator[bytes]:
+            for key in self.keys():
+                yield self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+        return _dedupe(a for blob in blobs() for a in self.decode(blob))
+
+
+def decode_message_body(body: str) -> StoredAction:
+    """A queue message body -> the action it carries (raises ValueError on a poison message)."""
+    try:
+        return StoredAction.from_json(body)
+    except Exception as exc:  # pydantic raises its own ValidationError type
+        raise ValueError("not a stored action: {}".format(str(exc)[:300]))

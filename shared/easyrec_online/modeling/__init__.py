@@ -1,0 +1,1 @@
+"""Model plane: EasyRec pipeline configs, training runs, version publishing (model runtime)."""

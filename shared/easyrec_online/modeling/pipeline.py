@@ -1,0 +1,90 @@
+"""EasyRec pipeline configs, generated from the feature set (features.FEATURES).
+
+The text is EasyRec's own protobuf text format (EasyRecConfig). It is built here rather than kept
+as a file because the input fields, features and groups must match FEATURES exactly; the model
+section is per model name. Pure text: importable without TensorFlow.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+from ..features import CSV_SEPARATOR, FEATURES, LABEL
+
+SUPPORTED_MODELS = ("deepfm",)
+
+
+def _model_section(model_name: str) -> str:
+    names = "".join(' feature_names: "{}"'.format(f.name) for f in FEATURES)
+    if model_name == "deepfm":
+        return (
+            "model_config {\n"
+            '  model_class: "DeepFM"\n'
+            '  feature_groups { group_name: "deep"%s wide_deep: DEEP }\n'
+            '  feature_groups { group_name: "wide"%s wide_deep: WIDE }\n'
+            "  deepfm {\n"
+            "    dnn { hidden_units: [64, 32] }\n"
+            "    final_dnn { hidden_units: [32] }\n"
+            "    wide_output_dim: 16\n"
+            "    l2_regularization: 1e-5\n"
+            "  }\n"
+            "  embedding_regularization: 1e-7\n"
+            "}\n" % (names, names)
+        )
+    raise ValueError("unknown model {!r}; supported: {}".format(model_name, ", ".join(SUPPORTED_MODELS)))
+
+
+def build_pipeline_config(
+    model_name: str,
+    train_path: str,
+    eval_path: str,
+    model_dir: str,
+    num_steps: int,
+    batch_size: int,
+    learning_rate: float = 0.01,
+) -> str:
+    model = _model_section(model_name)
+    input_fields = ['  input_fields { input_name: "%s" input_type: FLOAT default_val: "0" }\n' % LABEL]
+    input_fields += ['  input_fields { input_name: "%s" input_type: STRING default_val: "" }\n' % f.name
+                     for f in FEATURES]
+    features = "".join(
+        '  features { input_names: "%s" feature_type: IdFeature embedding_dim: %d hash_bucket_size: %d }\n'
+        % (f.name, f.embedding_dim, f.hash_bucket_size)
+        for f in FEATURES
+    )
+    values: Dict[str, object] = dict(
+        train_path=train_path, eval_path=eval_path, model_dir=model_dir, num_steps=num_steps,
+        batch_size=batch_size, learning_rate=learning_rate, separator=CSV_SEPARATOR.encode("unicode_escape").decode(),
+        input_fields="".join(input_fields), features=features, model=model, label=LABEL,
+        save_steps=max(num_steps, 1),
+    )
+    return (
+        'train_input_path: "%(train_path)s"\n'
+        'eval_input_path: "%(eval_path)s"\n'
+        'model_dir: "%(model_dir)s"\n'
+        "train_config {\n"
+        "  optimizer_config {\n"
+        "    adam_optimizer { learning_rate { constant_learning_rate { learning_rate: %(learning_rate)s } } }\n"
+        "    use_moving_average: false\n"
+        "  }\n"
+        "  num_steps: %(num_steps)d\n"
+        "  save_checkpoints_steps: %(save_steps)d\n"
+        "  log_step_count_steps: 100\n"
+        "  train_distribute: NoStrategy\n"
+        "}\n"
+        "eval_config { metrics_set { auc {} } }\n"
+        "data_config {\n"
+        "%(input_fields)s"
+        '  label_fields: "%(label)s"\n'
+        '  separator: "%(separator)s"\n'
+        "  batch_size: %(batch_size)d\n"
+        "  num_epochs: 100000\n"
+        "  shuffle: true\n"
+        "  prefetch_size: 4\n"
+        "  input_type: CSVInput\n"
+        "}\n"
+        "feature_config {\n"
+        "%(features)s"
+        "}\n"
+        "%(model)s"
+        "export_config {}\n"
+    ) % values

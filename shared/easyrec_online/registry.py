@@ -1,0 +1,178 @@
+"""State of the service: the model registry (versions + the current pointer) and training jobs.
+
+One DynamoDB table holds both (pk/sk design):
+  pk="model"  sk="current"            -> which version serves
+  pk="model"  sk="version#<version>"  -> one record per trained version
+  pk="job"    sk="<job_id>"           -> one record per training run (job ids sort by time)
+Records are stored as a JSON document in attribute `doc`, which keeps floats exact and the schema
+in one place (the dataclasses below).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import threading
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional
+
+from .actions import isoformat_utc, utc_now
+
+JOB_STATES = ("pending", "running", "succeeded", "failed")
+VERSION_STATES = ("ready", "rejected")
+
+
+def new_id(prefix: str = "", moment: Optional[dt.datetime] = None) -> str:
+    """A time-sortable id: <prefix>YYYYmmddTHHMMSSmmm-<random>."""
+    moment = moment or utc_now()
+    return "{}{}{:03d}-{}".format(prefix, moment.strftime("%Y%m%dT%H%M%S"), moment.microsecond // 1000,
+                                  secrets.token_hex(3))
+
+
+def _from_dict(cls: Any, data: Dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class ModelVersion:
+    version: str
+    lineage: str
+    model_name: str
+    s3_prefix: str  # models/<lineage>/<version>/ ; the SavedModel is under saved_model/
+    created_at: str
+    status: str = "ready"
+    job_id: Optional[str] = None
+    parent_version: Optional[str] = None
+    num_actions: int = 0
+    num_train_rows: int = 0
+    metrics: Dict[str, float] = field(default_factory=dict)
+    timings: Dict[str, float] = field(default_factory=dict)
+    feature_columns: List[str] = field(default_factory=list)
+
+    @property
+    def saved_model_prefix(self) -> str:
+        return self.s3_prefix + "saved_model/"
+
+
+@dataclass
+class TrainingJob:
+    job_id: str
+    status: str
+    requested_at: str
+    mode: str = "full"
+    task_ref: Optional[str] = None
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    version: Optional[str] = None
+    num_actions: Optional[int] = None
+    error: Optional[str] = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("pending", "running")
+
+
+class StateStore:
+    """The registry and the job log over three storage primitives that each backend provides."""
+
+    def _put(self, pk: str, sk: str, doc: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _get(self, pk: str, sk: str) -> Optional[Dict[str, Any]]:
+        raise NotImplementedError
+
+    def _query(self, pk: str, sk_prefix: str, limit: int) -> List[Dict[str, Any]]:
+        """Documents under `pk` whose sk starts with `sk_prefix`, highest sk first."""
+        raise NotImplementedError
+
+    def put_version(self, version: ModelVersion) -> None:
+        self._put("model", "version#" + version.version, asdict(version))
+
+    def get_version(self, version: str) -> Optional[ModelVersion]:
+        doc = self._get("model", "version#" + version)
+        return _from_dict(ModelVersion, doc) if doc else None
+
+    def list_versions(self, limit: int = 50) -> List[ModelVersion]:
+        return [_from_dict(ModelVersion, d) for d in self._query("model", "version#", limit)]
+
+    def get_current(self) -> Optional[ModelVersion]:
+        pointer = self._get("model", "current")
+        return self.get_version(pointer["version"]) if pointer else None
+
+    def set_current(self, version: str) -> None:
+        if self.get_version(version) is None:
+            raise KeyError("no model version {}".format(version))
+        self._put("model", "current", {"version": version, "updated_at": isoformat_utc(utc_now())})
+
+    def put_job(self, job: TrainingJob) -> None:
+        self._put("job", job.job_id, asdict(job))
+
+    def get_job(self, job_id: str) -> Optional[TrainingJob]:
+        doc = self._get("job", job_id)
+        return _from_dict(TrainingJob, doc) if doc else None
+
+    def latest_job(self) -> Optional[TrainingJob]:
+        docs = self._query("job", "", 1)
+        return _from_dict(TrainingJob, docs[0]) if docs else None
+
+    def update_job(self, job_id: str, **changes: Any) -> TrainingJob:
+        job = self.get_job(job_id)
+        if job is None:
+            raise KeyError("no training job {}".format(job_id))
+        for name, value in changes.items():
+            if not hasattr(job, name):
+                raise AttributeError(name)
+            setattr(job, name, value)
+        self.put_job(job)
+        return job
+
+
+class InMemoryStateStore(StateStore):
+    def __init__(self) -> None:
+        self._items: Dict[tuple, Dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _put(self, pk: str, sk: str, doc: Dict[str, Any]) -> None:
+        with self._lock:
+            self._items[(pk, sk)] = json.loads(json.dumps(doc))
+
+    def _get(self, pk: str, sk: str) -> Optional[Dict[str, Any]]:
+        with self._lock:
+            doc = self._items.get((pk, sk))
+            return json.loads(json.dumps(doc)) if doc is not None else None
+
+    def _query(self, pk: str, sk_prefix: str, limit: int) -> List[Dict[str, Any]]:
+        with self._lock:
+            keys = sorted((k for k in self._items if k[0] == pk and k[1].startswith(sk_prefix)), reverse=True)
+            return [json.loads(json.dumps(self._items[k])) for k in keys[:limit]]
+
+
+class DynamoStateStore(StateStore):
+    def __init__(self, dynamodb_client: Any, table: str) -> None:
+        self._ddb = dynamodb_client
+        self.table = table
+
+    def _put(self, pk: str, sk: str, doc: Dict[str, Any]) -> None:
+        self._ddb.put_item(
+            TableName=self.table,
+            Item={"pk": {"S": pk}, "sk": {"S": sk}, "doc": {"S": json.dumps(doc, sort_keys=True)}},
+        )
+
+    def _get(self, pk: str, sk: str) -> Optional[Dict[str, Any]]:
+        item = self._ddb.get_item(
+            TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
+        ).get("Item")
+        return json.loads(item["doc"]["S"]) if item else None
+
+    def _query(self, pk: str, sk_prefix: str, limit: int) -> List[Dict[str, Any]]:
+        condition = "pk = :pk"
+        values: Dict[str, Any] = {":pk": {"S": pk}}
+        if sk_prefix:
+            condition += " AND begins_with(sk, :prefix)"
+            values[":prefix"] = {"S": sk_prefix}
+        items = self._ddb.query(
+            TableName=self.table, KeyConditionExpression=condition, ExpressionAttributeValues=values,
+            ScanIndexForward=False, Limit=limit, ConsistentRead=True,
+        ).get("Items", [])
+        return [json.loads(item["doc"]["S"]) for item in items]

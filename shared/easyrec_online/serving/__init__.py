@@ -1,0 +1,1 @@
+"""Serving plane: scoring with the current model version, kept warm (model runtime)."""

@@ -1,0 +1,71 @@
+"""Scoring with an exported EasyRec SavedModel (model runtime: TensorFlow 1.15).
+
+A `SavedModelScorer` owns one graph + session, loaded once; `score` is a single Session.run with
+one string tensor per feature (EasyRec hashes ids inside the graph), returning `probs`.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+
+class ScoringError(Exception):
+    pass
+
+
+class SavedModelScorer:
+    def __init__(self, export_dir: str) -> None:
+        import tensorflow as tf  # imported here: the control-plane runtime never loads this module's TF
+
+        self.export_dir = export_dir
+        self._graph = tf.Graph()
+        config = tf.ConfigProto(intra_op_parallelism_threads=2, inter_op_parallelism_threads=2)
+        self._session = tf.Session(graph=self._graph, config=config)
+        with self._graph.as_default():
+            meta = tf.saved_model.loader.load(self._session, ["serve"], export_dir)
+        signature = meta.signature_def["serving_default"]
+        self.input_names = sorted(signature.inputs)
+        self._inputs = {name: self._graph.get_tensor_by_name(info.name) for name, info in signature.inputs.items()}
+        if "probs" not in signature.outputs:
+            raise ScoringError("SavedModel at {} has no `probs` output".format(export_dir))
+        self._probs = self._graph.get_tensor_by_name(signature.outputs["probs"].name)
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def score(self, columns: Dict[str, Sequence[str]]) -> np.ndarray:
+        missing = [name for name in self.input_names if name not in columns]
+        if missing:
+            raise ScoringError("model expects inputs {} that the request does not provide".format(missing))
+        lengths = {len(columns[name]) for name in self.input_names}
+        if len(lengths) != 1:
+            raise ScoringError("feature columns differ in length: {}".format(sorted(lengths)))
+        feed = {self._inputs[name]: list(columns[name]) for name in self.input_names}
+        probs = self._session.run(self._probs, feed_dict=feed)
+        probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(probs)):
+            raise ScoringError("model produced non-finite scores")
+        return probs
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._session.close()
+                self._closed = True
+
+
+def auc_and_logloss(labels: Sequence[float], probs: Sequence[float]) -> Dict[str, float]:
+    """Holdout metrics. AUC is left out when the holdout has a single class (it is undefined there)."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    y = np.asarray([1 if label >= 0.5 else 0 for label in labels])
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
+    metrics: Dict[str, float] = {"logloss": float(log_loss(y, p, labels=[0, 1])), "num_eval_rows": float(len(y))}
+    if 0 < y.sum() < len(y):
+        metrics["auc"] = float(roc_auc_score(y, p))
+    return metrics
+
+
+def scores_as_list(probs: np.ndarray) -> List[float]:
+    return [float(p) for p in probs]

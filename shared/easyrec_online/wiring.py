@@ -1,0 +1,24 @@
+"""Builds the AWS-backed implementations from Settings: the one place functions get them from."""
+from __future__ import annotations
+
+from . import aws
+from .config import Settings
+from .ingest import S3ActionStore, SqsActionPublisher
+from .launcher import EcsTrainingLauncher
+from .registry import DynamoStateStore
+
+
+def state_store(settings: Settings) -> DynamoStateStore:
+    return DynamoStateStore(aws.client("dynamodb", settings), settings.state_table)
+
+
+def action_store(settings: Settings) -> S3ActionStore:
+    return S3ActionStore(aws.client("s3", settings), settings.data_bucket, settings.actions_prefix)
+
+
+def action_publisher(settings: Settings) -> SqsActionPublisher:
+    return SqsActionPublisher(aws.client("sqs", settings), settings.actions_queue_url)
+
+
+def training_launcher(settings: Settings) -> EcsTrainingLauncher:
+    return EcsTrainingLauncher(aws.client("ecs", settings), settings)
