@@ -195,6 +195,10 @@ class LocalCloud:
         return "http://{}:{}".format(self.host, self.port)
 
     def start(self) -> None:
+        # moto's backends are process-wide: start from empty, so what exists is what restore() loads.
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
         self._app = PersistingMiddleware(DomainDispatcherApplication(create_backend_app), self.mirror)
         self._server = make_server(self.host, self.port, self._app, threaded=True, request_handler=MotoRequestHandler)
         self.port = self._server.server_address[1]

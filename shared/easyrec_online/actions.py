@@ -12,13 +12,23 @@ import json
 import uuid
 from typing import Any, Dict, List, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
-
-# IDs are ints or non-empty strings, never floats or booleans: 6 and "6" name the same item
-# (see `id_key`), 6.0 is almost certainly a client bug.
-EntityId = Union[StrictInt, StrictStr]
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
+from typing_extensions import Annotated
 
 MAX_ID_LENGTH = 256
+
+
+def _entity_id(value: Any) -> Any:
+    # IDs are ints or non-empty strings, never floats or booleans: 6 and "6" name the same item
+    # (see `id_key`), 6.0 or true is almost certainly a client bug.
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError("must be an integer or a string")
+    if isinstance(value, str) and not (0 < len(value.strip()) <= MAX_ID_LENGTH):
+        raise ValueError("must be a non-empty string of at most {} characters".format(MAX_ID_LENGTH))
+    return value
+
+
+EntityId = Annotated[Union[StrictInt, StrictStr], BeforeValidator(_entity_id)]
 MAX_PARAMETERS_JSON_BYTES = 16 * 1024
 
 
@@ -66,13 +76,6 @@ class ActionIn(BaseModel):
     parameters: Optional[Dict[str, Any]] = None
     event_id: Optional[StrictStr] = Field(None, min_length=1, max_length=128)
     timestamp: Optional[Union[StrictInt, StrictFloat, StrictStr]] = None
-
-    @field_validator("user_id", "item_id")
-    @classmethod
-    def _id_shape(cls, value: Union[int, str]) -> Union[int, str]:
-        if isinstance(value, str) and not (0 < len(value.strip()) <= MAX_ID_LENGTH):
-            raise ValueError("must be a non-empty string of at most {} characters".format(MAX_ID_LENGTH))
-        return value
 
     @field_validator("parameters")
     @classmethod

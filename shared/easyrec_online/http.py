@@ -61,13 +61,17 @@ def parse_json_body(raw_body: Optional[bytes]) -> Any:
         raise ApiError(400, "invalid_json", "request body is not valid JSON: {}".format(exc))
 
 
+# Parts of a pydantic error location that name a union branch or validator, not a field.
+_BRANCH_TAGS = ("int", "str", "float", "bool")
+
+
 def _field_path(loc: Any) -> str:
     path = ""
     for part in loc:
         if isinstance(part, int):
             path += "[{}]".format(part)
-        elif part in ("int", "str", "float", "constrained-str", "function-after[_id_shape(), str]"):
-            continue  # union-branch names pydantic adds; the client does not care
+        elif part in _BRANCH_TAGS or "[" in part or part.startswith("constrained-"):
+            continue
         else:
             path += ("." if path else "") + str(part)
     return path or "body"
@@ -84,6 +88,8 @@ def validate(model: Type[M], data: Any) -> M:
             path = _field_path(err.get("loc", ()))
             if path not in problems:  # a union reports once per branch; the first says enough
                 message = err.get("msg", "invalid")
+                if message.startswith("Value error, "):
+                    message = message[len("Value error, "):]
                 if err.get("type") == "extra_forbidden":
                     message = "unknown field (put extra details in `parameters`)"
                 problems[path] = message

@@ -1,0 +1,18 @@
+"""Test-wide set-up: the shared package and the repo root are importable; paths to both runtimes."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for path in (ROOT, os.path.join(ROOT, "shared")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+# Tests never talk to real AWS: dummy credentials, and no tracing.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+MODEL_PYTHON = os.path.join(ROOT, ".venv-model", "bin", "python")
+CONTROL_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")

@@ -1,0 +1,55 @@
+"""Action publisher and store contracts: in memory and on AWS APIs (moto server, over the wire)."""
+import pytest
+
+from easyrec_online import aws, wiring
+from easyrec_online.actions import ActionIn, StoredAction
+from easyrec_online.ingest import InMemoryActionStore
+
+
+def _actions(n, start=0):
+    return [StoredAction.accept(ActionIn.model_validate({"user_id": i, "item_id": "i{}".format(i), "label": 1}))
+            for i in range(start, start + n)]
+
+
+@pytest.fixture(params=["memory", "s3"])
+def store(request):
+    if request.param == "memory":
+        return InMemoryActionStore()
+    return wiring.action_store(request.getfixturevalue("cloud"))
+
+
+class TestActionStoreContract:
+    def test_batches_round_trip_partitioned_by_day(self, store):
+        first, second = _actions(3), _actions(2, start=3)
+        key = store.put_batch(first)
+        store.put_batch(second)
+        assert key.startswith("actions/dt=" + first[0].accepted_date + "/") and key.endswith(".jsonl")
+        stored = [a.event_id for a in store.iter_actions()]
+        assert sorted(stored) == sorted(a.event_id for a in first + second)
+        positions = [stored.index(a.event_id) for a in first]
+        assert positions == sorted(positions)  # a batch keeps its order
+        assert store.put_batch([]) is None
+
+    def test_a_retried_batch_is_not_stored_twice(self, store):
+        batch = _actions(4)
+        assert store.put_batch(batch) == store.put_batch(list(reversed(batch)))
+        assert store.count() == 4
+
+    def test_the_same_event_in_two_batches_counts_once(self, store):
+        batch = _actions(2)
+        store.put_batch(batch)
+        store.put_batch(batch[:1])
+        assert store.count() == 2
+
+
+def test_sqs_publisher_sends_every_action_in_batches_of_ten(cloud):
+    actions = _actions(23)
+    wiring.action_publisher(cloud).publish(actions)
+    sqs = aws.client("sqs", cloud)
+    bodies = []
+    while True:
+        got = sqs.receive_message(QueueUrl=cloud.actions_queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            break
+        bodies.extend(StoredAction.from_json(m["Body"]) for m in got)
+    assert sorted(a.event_id for a in bodies) == sorted(a.event_id for a in actions)

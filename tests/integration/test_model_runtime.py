@@ -1,0 +1,134 @@
+"""The model runtime for real: the training task (EasyRec on TF 1.15, Python 3.7) trains on actions
+stored in the moto server and publishes a version; the inference function (also Python 3.7) loads
+it and scores. One training run is shared by the module (tiny data, few steps)."""
+import json
+import os
+import random
+import subprocess
+
+import pytest
+import requests
+
+from easyrec_online import aws, wiring
+from easyrec_online.actions import ActionIn, StoredAction
+from easyrec_online.config import Settings
+from easyrec_online.registry import TrainingJob, new_id
+from infra.local_runner.gateway import build_event
+from infra.local_runner.template import Route
+from infra.local_runner.workers import Worker
+from tests.conftest import MODEL_PYTHON, ROOT
+
+pytestmark = pytest.mark.model_runtime
+
+
+def _make_cloud(endpoint):
+    requests.post(endpoint + "/moto-api/reset", timeout=10)
+    aws.reset_clients()
+    base = Settings.from_env({"AWS_ENDPOINT_URL": endpoint, "DATA_BUCKET": "model-data", "STATE_TABLE": "model-state"})
+    aws.client("s3", base).create_bucket(Bucket=base.data_bucket)
+    queue_url = aws.client("sqs", base).create_queue(QueueName="model-actions")["QueueUrl"]
+    aws.client("dynamodb", base).create_table(
+        TableName=base.state_table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    return Settings.from_env(dict(base.as_env(), ACTIONS_QUEUE_URL=queue_url, TRAIN_STEPS="300",
+                                  MODEL_CACHE_DIR=""))
+
+
+def _process_env(settings, tmp, **extra):
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "PYTHONPATH": os.path.join(ROOT, "shared"),
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "POWERTOOLS_TRACE_DISABLED": "1", "MODEL_CACHE_DIR": str(tmp / "model-cache")}
+    env.update(settings.as_env())
+    env["MODEL_CACHE_DIR"] = str(tmp / "model-cache")
+    env.update(extra)
+    return env
+
+
+def _run_trainer(settings, tmp):
+    job_id = new_id("job-")
+    wiring.state_store(settings).put_job(TrainingJob(job_id, "pending", "t"))
+    result = subprocess.run([MODEL_PYTHON, "task.py"], cwd=os.path.join(ROOT, "functions", "trainer"),
+                            env=_process_env(settings, tmp, JOB_ID=job_id), capture_output=True, text=True, timeout=600)
+    return job_id, result
+
+
+def preference_actions():
+    """Users prefer items of their own parity: a pattern only user-item interactions can learn."""
+    rng = random.Random(3)
+    actions = []
+    for _ in range(600):
+        user, item = rng.randrange(20), rng.randrange(20)
+        actions.append(StoredAction.accept(ActionIn.model_validate(
+            {"user_id": user, "item_id": "item-{}".format(item), "label": int((user + item) % 2 == 0)})))
+    return actions
+
+
+@pytest.fixture(scope="module")
+def trained(moto_endpoint, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("model-runtime")
+    settings = _make_cloud(moto_endpoint)
+    store = wiring.action_store(settings)
+    actions = preference_actions()
+    for start in range(0, len(actions), 100):
+        store.put_batch(actions[start:start + 100])
+    job_id, result = _run_trainer(settings, tmp)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return settings, tmp, job_id
+
+
+def test_training_task_publishes_a_registered_version_with_holdout_metrics(trained):
+    settings, _, job_id = trained
+    state = wiring.state_store(settings)
+    job = state.get_job(job_id)
+    assert job.status == "succeeded" and job.num_actions == 600
+    current = state.get_current()
+    assert current.version == job.version and current.job_id == job_id
+    assert current.metrics["num_eval_rows"] == 60 and current.metrics["auc"] > 0.75, current.metrics
+    keys = {o["Key"][len(current.s3_prefix):] for o in
+            aws.client("s3", settings).list_objects_v2(Bucket=settings.data_bucket, Prefix=current.s3_prefix)["Contents"]}
+    assert {"saved_model/saved_model.pb", "pipeline.config", "metrics.json"} <= keys
+
+
+def test_inference_function_scores_with_the_current_version(trained):
+    settings, tmp, _ = trained
+    env = _process_env(settings, tmp, AWS_LAMBDA_FUNCTION_NAME="InferenceFunction", AWS_LAMBDA_FUNCTION_TIMEOUT="30")
+    worker = Worker("InferenceFunction", MODEL_PYTHON, os.path.join(ROOT, "functions", "inference"), "app.app", env)
+    worker.start()
+    try:
+        def call(path, body):
+            event = build_event(Route("POST", path, "InferenceFunction"), "POST", path, "",
+                                {"content-type": ["application/json"]}, json.dumps(body).encode(), {}, "dev", "127.0.0.1")
+            response = worker.invoke(event, 60)
+            return response["statusCode"], json.loads(response["body"])
+
+        # user 4 prefers even items: they must rank first
+        status, body = call("/recommend", {"user_id": 4, "candidate_items": ["item-{}".format(i) for i in range(10)],
+                                           "top_k": 5})
+        assert status == 200, body
+        version = wiring.state_store(settings).get_current().version
+        assert body["model_version"] == version and len(body["recommendations"]) == 5
+        ranked = [r["item_id"] for r in body["recommendations"]]
+        assert sum(int(item.split("-")[1]) % 2 == 0 for item in ranked) >= 4, body
+        assert all(0.0 < r["score"] < 1.0 for r in body["recommendations"])
+
+        status, body = call("/predict", {"pairs": [{"user_id": 4, "item_id": "item-2"}, {"user_id": 4, "item_id": "item-3"}]})
+        assert status == 200 and body["predictions"][0]["score"] > body["predictions"][1]["score"], body
+
+        status, body = call("/recommend", {"user_id": 4, "candidate_items": "item-1"})
+        assert status == 400 and body["fields"] == ["candidate_items"]
+    finally:
+        worker.stop()
+    assert os.path.isdir(str(tmp / "model-cache" / version))
+
+
+def test_training_without_actions_fails_with_a_clear_message_and_keeps_the_current_model(trained, tmp_path):
+    settings, _, _ = trained
+    empty = Settings.from_env(dict(settings.as_env(), ACTIONS_PREFIX="nothing-here/"))
+    before = wiring.state_store(settings).get_current().version
+    job_id, result = _run_trainer(empty, tmp_path)
+    assert result.returncode == 1
+    job = wiring.state_store(settings).get_job(job_id)
+    assert job.status == "failed" and "not enough stored actions to train: 0" in job.error
+    assert wiring.state_store(settings).get_current().version == before

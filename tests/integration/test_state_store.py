@@ -1,0 +1,47 @@
+"""One contract, two backends: the in-memory state store and DynamoDB (moto server)."""
+import pytest
+
+from easyrec_online import wiring
+from easyrec_online.registry import InMemoryStateStore, ModelVersion, TrainingJob, new_id
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def store(request):
+    if request.param == "memory":
+        return InMemoryStateStore()
+    return wiring.state_store(request.getfixturevalue("cloud"))
+
+
+def _version(name, **extra):
+    return ModelVersion(name, "deepfm", "deepfm", "models/deepfm/{}/".format(name), "2026-11-29T00:00:00.000Z", **extra)
+
+
+class TestStateStoreContract:
+    def test_versions_round_trip_with_exact_floats(self, store):
+        store.put_version(_version("v1", metrics={"auc": 0.8123456789012345}, feature_columns=["user_id"]))
+        got = store.get_version("v1")
+        assert got.metrics["auc"] == 0.8123456789012345 and got.feature_columns == ["user_id"]
+        assert store.get_version("missing") is None
+
+    def test_current_pointer(self, store):
+        assert store.get_current() is None
+        store.put_version(_version("v1"))
+        store.put_version(_version("v2"))
+        store.set_current("v1")
+        assert store.get_current().version == "v1"
+        store.set_current("v2")
+        assert store.get_current().version == "v2"
+        with pytest.raises(KeyError):
+            store.set_current("nope")
+        assert [v.version for v in store.list_versions()] == ["v2", "v1"]
+
+    def test_jobs_latest_first_and_updates(self, store):
+        assert store.latest_job() is None
+        first, second = new_id("job-"), new_id("job-")
+        store.put_job(TrainingJob(first, "succeeded", "t"))
+        store.put_job(TrainingJob(second, "pending", "t"))
+        assert store.latest_job().job_id == max(first, second)
+        updated = store.update_job(second, status="running", task_ref="arn")
+        assert store.get_job(second) == updated and updated.status == "running"
+        with pytest.raises(KeyError):
+            store.update_job("job-missing", status="failed")

@@ -1,0 +1,61 @@
+import os
+
+import pytest
+
+from infra.local_runner.template import (
+    CONTROL_RUNTIME, MODEL_RUNTIME, Resolver, UnresolvedReference, load_template, parameter_values, parse_app,
+    references,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+SEED_ENDPOINTS = {
+    ("POST", "/recommend"), ("POST", "/predict"), ("GET", "/health"), ("GET", "/model/info"),
+    ("POST", "/model/export"), ("POST", "/online/data/add"), ("GET", "/online/training/status"),
+    ("POST", "/online/training/start"), ("POST", "/online/training/stop"),
+    ("PATCH", "/online/training/restart-policy"), ("GET", "/online/training/logs"),
+    ("GET", "/online/updates/list"), ("GET", "/online/streaming/status"), ("POST", "/online/streaming/consume"),
+}
+
+
+@pytest.fixture(scope="module")
+def app():
+    return parse_app(load_template(os.path.join(ROOT, "template.yaml")))
+
+
+def test_every_seed_endpoint_is_declared_once(app):
+    declared = [(r.method, r.path) for r in app.routes]
+    assert set(declared) == SEED_ENDPOINTS and len(declared) == len(SEED_ENDPOINTS)
+
+
+def test_each_function_has_one_runtime_and_existing_code(app):
+    runtimes = {f.name: f.runtime for f in app.functions.values()}
+    assert runtimes == {"ApiFunction": CONTROL_RUNTIME, "IngestConsumerFunction": CONTROL_RUNTIME,
+                        "InferenceFunction": MODEL_RUNTIME}
+    for spec in app.functions.values():
+        module = spec.handler.rsplit(".", 1)[0]
+        assert os.path.exists(os.path.join(ROOT, spec.code_dir, module + ".py")), spec
+    inference = app.functions["InferenceFunction"]
+    assert inference.memory_mb == 2048 and inference.environment["DATA_BUCKET"] == {"Ref": "DataBucket"}
+
+
+def test_consumer_and_training_task(app):
+    (source,) = app.sqs_sources
+    assert source.function == "IngestConsumerFunction" and source.queue == "ActionsQueue" and source.report_failures
+    task = app.tasks["TrainerTaskDefinition"]
+    assert task.argv == ["python", "task.py"] and os.path.exists(os.path.join(ROOT, task.code_dir, "task.py"))
+
+
+def test_resolver_handles_the_intrinsics_the_template_uses():
+    r = Resolver({"Bucket": "b", "AWS::Region": "us-east-1", "Subnets": ["s1", "s2"]}, {("Bucket", "Arn"): "arn:b"})
+    assert r.resolve({"Fn::Sub": "${Bucket.Arn}/*"}) == "arn:b/*"
+    assert r.resolve({"Fn::Join": [",", {"Ref": "Subnets"}]}) == "s1,s2"
+    assert r.resolve({"Fn::Sub": ["${X}-${AWS::Region}", {"X": {"Ref": "Bucket"}}]}) == "b-us-east-1"
+    with pytest.raises(UnresolvedReference):
+        r.resolve({"Ref": "Missing"})
+    assert sorted(references({"a": {"Fn::Sub": "${Bucket.Arn}"}, "b": [{"Ref": "T"}]})) == ["Bucket", "T"]
+
+
+def test_parameters_are_strings_like_cloudformation_gives_them():
+    template = {"Parameters": {"N": {"Type": "Number", "Default": 5}, "L": {"Type": "CommaDelimitedList", "Default": ""}}}
+    assert parameter_values(template) == {"N": "5", "L": []}
+    assert parameter_values(template, {"L": "a,b"})["L"] == ["a", "b"]

@@ -1,0 +1,39 @@
+import json
+
+from easyrec_online.actions import ActionIn, StoredAction
+from easyrec_online.consumer import new_processor, store_sqs_batch
+from easyrec_online.ingest import InMemoryActionStore
+
+
+def _record(message_id, body):
+    return {"messageId": message_id, "receiptHandle": "r-" + message_id, "body": body, "attributes": {},
+            "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+
+
+def _action(n):
+    return StoredAction.accept(ActionIn.model_validate({"user_id": n, "item_id": n, "label": 1}))
+
+
+def test_good_records_stored_as_one_object_poison_reported():
+    store = InMemoryActionStore()
+    event = {"Records": [_record("m1", _action(1).to_json()), _record("m2", "not json"),
+                         _record("m3", json.dumps({"user_id": 1})), _record("m4", _action(4).to_json())]}
+    response = store_sqs_batch(event, new_processor(), store)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m2"}, {"itemIdentifier": "m3"}]}
+    assert len(store.objects) == 1
+    assert [a.user_id for a in store.iter_actions()] == [1, 4]
+
+
+def test_a_redelivered_batch_is_stored_once():
+    store = InMemoryActionStore()
+    event = {"Records": [_record("m1", _action(1).to_json()), _record("m2", _action(2).to_json())]}
+    store_sqs_batch(event, new_processor(), store)
+    store_sqs_batch(event, new_processor(), store)
+    assert len(store.objects) == 1 and store.count() == 2
+
+
+def test_all_poison_batch_reports_all_and_stores_nothing():
+    store = InMemoryActionStore()
+    response = store_sqs_batch({"Records": [_record("m1", "x")]}, new_processor(), store)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]} and store.objects == {}

@@ -1,0 +1,86 @@
+import pytest
+
+from easyrec_online.actions import AddDataRequest
+from easyrec_online.config import Settings
+from easyrec_online.control import IngestService, TrainingService, health, model_info
+from easyrec_online.http import ApiError
+from easyrec_online.ingest import ActionPublisher, InMemoryActionPublisher, PublishError
+from easyrec_online.launcher import InMemoryTrainingLauncher, TaskState
+from easyrec_online.registry import InMemoryStateStore, ModelVersion
+
+
+def _request(n, **extra):
+    return AddDataRequest.model_validate({"samples": [dict({"user_id": i, "item_id": i + 1, "label": 1}, **extra)
+                                                      for i in range(n)]})
+
+
+def test_ingest_publishes_every_sample_with_ids():
+    publisher = InMemoryActionPublisher()
+    result = IngestService(Settings.from_env({}), publisher).add(_request(3))
+    assert result["accepted"] == 3 and len(set(result["event_ids"])) == 3
+    assert [a.event_id for a in publisher.published] == result["event_ids"]
+
+
+def test_ingest_limits_and_duplicate_event_ids():
+    service = IngestService(Settings.from_env({"MAX_SAMPLES_PER_REQUEST": "2"}), InMemoryActionPublisher())
+    with pytest.raises(ApiError) as caught:
+        service.add(_request(3))
+    assert caught.value.status == 413 and caught.value.fields == ["samples"]
+    with pytest.raises(ApiError) as caught:
+        service.add(_request(2, event_id="same"))
+    assert caught.value.status == 400 and caught.value.fields == ["samples[1].event_id"]
+
+
+def test_ingest_reports_which_samples_were_not_queued():
+    class HalfBroken(ActionPublisher):
+        def publish(self, actions):
+            raise PublishError([actions[1].event_id], "throttled")
+
+    with pytest.raises(ApiError) as caught:
+        IngestService(Settings.from_env({}), HalfBroken()).add(_request(3))
+    assert caught.value.status == 503 and caught.value.fields == ["samples[1]"]
+
+
+def test_training_start_status_and_conflict():
+    state, launcher = InMemoryStateStore(), InMemoryTrainingLauncher()
+    training = TrainingService(state, launcher)
+    assert training.status()["status"] == "idle"
+    started = training.start()
+    assert started["job"]["status"] == "pending" and launcher.launched[0]["job_id"] == started["job"]["job_id"]
+    with pytest.raises(ApiError) as caught:
+        training.start()
+    assert caught.value.status == 409
+    status = training.status()
+    assert status["is_training"] and status["job"]["task_ref"] == "task-1"
+
+
+def test_a_task_that_vanished_marks_its_job_failed_and_frees_training():
+    state, launcher = InMemoryStateStore(), InMemoryTrainingLauncher()
+    training = TrainingService(state, launcher)
+    training.start()
+    launcher.states["task-1"] = TaskState(False, "Essential container exited (exit code 137)")
+    status = training.status()
+    assert status["status"] == "failed" and "exit code 137" in status["job"]["error"]
+    assert training.start()["job"]["task_ref"] == "task-2"
+
+
+def test_launch_failure_is_503_and_recorded():
+    class Refusing(InMemoryTrainingLauncher):
+        def launch(self, job_id, mode):
+            raise RuntimeError("no capacity")
+
+    state = InMemoryStateStore()
+    with pytest.raises(ApiError) as caught:
+        TrainingService(state, Refusing()).start()
+    assert caught.value.status == 503
+    assert state.latest_job().status == "failed"
+
+
+def test_health_and_model_info_report_current_version():
+    state = InMemoryStateStore()
+    assert health(Settings.from_env({}), state)["model_version"] is None
+    state.put_version(ModelVersion("v1", "deepfm", "deepfm", "models/deepfm/v1/", "t"))
+    state.set_current("v1")
+    report = health(Settings.from_env({}), state)
+    assert report["model_version"] == "v1" and report["api_version"] == "1.1.0" and report["version"]
+    assert model_info(state)["current"]["version"] == "v1"

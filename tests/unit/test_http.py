@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from easyrec_online.actions import AddDataRequest
+from easyrec_online.http import ApiError, json_route, parse_json_body, validate
+
+
+def test_validation_error_names_fields_without_union_noise():
+    with pytest.raises(ApiError) as caught:
+        validate(AddDataRequest, {"samples": [{"user_id": 1.5, "item_id": 2}]})
+    err = caught.value
+    assert err.status == 400 and err.error == "invalid_request"
+    assert err.fields == ["samples[0].user_id", "samples[0].label"]
+    assert "must be an integer or a string" in err.detail
+
+
+@pytest.mark.parametrize("raw", [b"", b"{bad", b"\xff\xfe"])
+def test_unparseable_bodies(raw):
+    with pytest.raises(ApiError) as caught:
+        parse_json_body(raw)
+    assert caught.value.status == 400 and caught.value.error == "invalid_json"
+
+
+def test_non_object_body():
+    with pytest.raises(ApiError) as caught:
+        validate(AddDataRequest, [1, 2])
+    assert caught.value.fields == ["body"]
+
+
+def test_json_route_maps_errors_and_hides_internals():
+    @json_route
+    def bad():
+        raise ApiError(409, "conflict", "busy")
+
+    @json_route
+    def broken():
+        raise RuntimeError("secret stack detail")
+
+    response = bad()
+    assert response.status_code == 409 and json.loads(response.body) == {"error": "conflict", "detail": "busy"}
+    response = broken()
+    assert response.status_code == 500
+    assert "secret" not in response.body and json.loads(response.body)["error"] == "internal_error"

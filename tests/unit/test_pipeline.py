@@ -1,0 +1,18 @@
+import pytest
+
+from easyrec_online.features import FEATURES
+from easyrec_online.modeling.pipeline import build_pipeline_config
+
+
+def test_deepfm_config_matches_feature_set():
+    text = build_pipeline_config("deepfm", "/d/train.csv", "/d/eval.csv", "/d/model", num_steps=10, batch_size=4)
+    assert 'model_class: "DeepFM"' in text and "num_steps: 10" in text and "batch_size: 4" in text
+    for feature in FEATURES:
+        assert 'input_name: "{}"'.format(feature.name) in text
+        assert "hash_bucket_size: {}".format(feature.hash_bucket_size) in text
+    assert 'separator: "\\t"' in text
+
+
+def test_unknown_model_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown model 'transformer'"):
+        build_pipeline_config("transformer", "a", "b", "c", 1, 1)
