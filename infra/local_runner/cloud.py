@@ -199,6 +199,11 @@ class LocalCloud:
         from moto.moto_api._internal.models import moto_api_backend
 
         moto_api_backend.reset()
+        # moto walks an ECS task through RUNNING -> ... -> STOPPED a step per DescribeTasks call;
+        # here a task runs until the process playing it exits (the ECS agent then stops it).
+        from moto.moto_api import state_manager
+
+        state_manager.set_transition("ecs::task", {"progression": "time", "seconds": 10 ** 9})
         self._app = PersistingMiddleware(DomainDispatcherApplication(create_backend_app), self.mirror)
         self._server = make_server(self.host, self.port, self._app, threaded=True, request_handler=MotoRequestHandler)
         self.port = self._server.server_address[1]

@@ -76,5 +76,6 @@ class EcsTrainingLauncher(TrainingLauncher):
         if not tasks:
             return None
         task = tasks[0]
-        running = task.get("lastStatus") != "STOPPED" and task.get("desiredStatus") != "STOPPED"
+        # desiredStatus turns STOPPED as soon as the task is told to stop or its container exits.
+        running = task.get("desiredStatus") != "STOPPED" and task.get("lastStatus") != "STOPPED"
         return TaskState(running, task.get("stoppedReason", ""))

@@ -1,0 +1,176 @@
+"""The seed's Quick Start through the local runner, with real EasyRec training and TF inference.
+
+Tests in this module run in order against one running service (module fixture): before any
+model, ingest, training, serving, bad input, restart, and a hard kill.
+"""
+import json
+import os
+import signal
+import time
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+
+from tests.e2e.conftest import seed_commands
+
+pytestmark = pytest.mark.model_runtime
+
+RECOMMEND, ADD_PLAIN, ADD_RATING, ADD_WATERING, STATUS, START = seed_commands()
+
+
+def _json_and_status(completed):
+    body, _, code = completed.stdout.rpartition("\n")
+    return json.loads(body), int(code)
+
+
+def _s3(service):
+    return boto3.client("s3", endpoint_url=service.cloud_url, region_name="us-east-1", aws_access_key_id="x",
+                        aws_secret_access_key="x", config=Config(s3={"addressing_style": "path"}))
+
+
+def _stored_event_ids(service):
+    s3 = _s3(service)
+    bucket = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].endswith("databucket")][0]
+    ids = set()
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix="actions/").get("Contents", []):
+        for line in s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode().splitlines():
+            ids.add(json.loads(line)["event_id"])
+    return ids, s3.list_objects_v2(Bucket=bucket, Prefix="actions/").get("Contents", [])
+
+
+def _wait_for(predicate, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_recommend_before_any_model_is_a_clear_503(service):
+    body, code = _json_and_status(service.curl(RECOMMEND))
+    assert code == 503 and body["error"] == "no_model" and "POST /online/training/start" in body["detail"]
+
+
+def test_health_reports_versions(service):
+    health = requests.get(service.url + "/health", timeout=10).json()
+    assert health["status"] == "healthy" and health["api_version"] == "1.1.0" and health["version"]
+    assert health["model_version"] is None
+
+
+def test_seed_actions_are_accepted_and_stored_by_date(service):
+    accepted = set()
+    for command in (ADD_PLAIN, ADD_RATING, ADD_WATERING):
+        body, code = _json_and_status(service.curl(command))
+        assert code == 200 and body["status"] == "accepted" and body["accepted"] == 1, body
+        accepted.update(body["event_ids"])
+    # A clear preference to learn: user 123 buys 2 and 4, passes on 1, 3 and 5; others like 1, 3, 5.
+    samples = []
+    for _ in range(8):
+        samples += [{"user_id": 123, "item_id": i, "label": int(i in (2, 4)), "action_type": "purchase"}
+                    for i in range(1, 6)]
+        samples += [{"user_id": u, "item_id": i, "label": int(i % 2 == 1)} for u in (7, 8) for i in range(1, 6)]
+    response = requests.post(service.url + "/online/data/add", json={"samples": samples}, timeout=30)
+    assert response.status_code == 200 and response.json()["accepted"] == len(samples)
+    accepted.update(response.json()["event_ids"])
+
+    stored, objects = _wait_for(lambda: (lambda r: r if accepted <= r[0] else None)(_stored_event_ids(service)),
+                                30, "the consumer to store every accepted action")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert all(o["Key"].startswith("actions/dt={}/".format(today)) for o in objects)
+
+
+def test_training_start_status_and_a_new_current_version(service):
+    body, code = _json_and_status(service.curl(STATUS))
+    assert code == 200 and body["status"] == "idle" and body["current_model"] is None
+    body, code = _json_and_status(service.curl(START))
+    assert code == 202 and body["status"] == "started", body
+    again = requests.post(service.url + "/online/training/start", timeout=10)
+    assert again.status_code == 409 and again.json()["error"] == "training_in_progress"
+
+    def finished():
+        status = requests.get(service.url + "/online/training/status", timeout=10).json()
+        return status if status["status"] in ("succeeded", "failed") else None
+
+    status = _wait_for(finished, 300, "training to finish")
+    assert status["status"] == "succeeded", status
+    assert status["current_model"]["version"] == status["job"]["version"]
+    assert status["current_model"]["num_actions"] >= 83
+
+
+def test_seed_recommend_answers_the_documented_shape(service):
+    body, code = _json_and_status(service.curl(RECOMMEND))
+    assert code == 200, body
+    assert body["user_id"] == 123 and len(body["recommendations"]) == 3
+    assert set(body) == {"user_id", "recommendations", "model_version"}
+    scores = [r["score"] for r in body["recommendations"]]
+    assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
+    assert {r["item_id"] for r in body["recommendations"]} <= {1, 2, 3, 4, 5}
+    # what user 123 bought ranks above what they passed on
+    assert [r["item_id"] for r in body["recommendations"]][:2] in ([2, 4], [4, 2]), body
+
+
+def test_predict_and_model_info(service):
+    one = requests.post(service.url + "/predict", json={"user_id": 123, "item_id": 2}, timeout=10).json()
+    other = requests.post(service.url + "/predict", json={"user_id": 123, "item_id": 1}, timeout=10).json()
+    assert one["score"] > other["score"] and one["model_version"]
+    info = requests.get(service.url + "/model/info", timeout=10).json()
+    assert info["current"]["version"] == one["model_version"]
+    assert "auc" in info["current"]["metrics"] and info["current"]["timings"]["train_export_s"] > 0
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/online/data/add", "{not json", None),
+    ("/online/data/add", json.dumps({"samples": [{"user_id": 1, "item_id": 2}]}), "samples[0].label"),
+    ("/online/data/add", json.dumps({"samples": [{"user_id": [1], "item_id": 2, "label": 1}]}), "samples[0].user_id"),
+    ("/online/data/add", json.dumps({"sample": []}), "samples"),
+    ("/recommend", json.dumps({"user_id": 123, "candidate_items": [1, 2], "top_k": "3"}), "top_k"),
+    ("/recommend", json.dumps({"user_id": 123, "top_k": 3}), "candidate_items"),
+    ("/predict", json.dumps({"user_id": 123, "item_id": 2.5}), "item_id"),
+])
+def test_bad_input_is_a_400_naming_the_field(service, path, body, field):
+    response = requests.post(service.url + path, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 400
+    payload = response.json()
+    assert set(payload) >= {"error", "detail"}
+    if field:
+        assert field in payload["fields"], payload
+
+
+def test_unimplemented_seed_endpoints_answer_501_json(service):
+    response = requests.post(service.url + "/online/training/stop", timeout=10)
+    assert response.status_code == 501 and response.json()["error"] == "not_implemented"
+
+
+def test_each_function_logs_with_its_name(service):
+    log = service.log()
+    assert "[IngestConsumerFunction]" in log and "[TrainerTaskDefinition:" in log and "[runner]" in log
+
+
+def test_restart_keeps_model_and_actions(service):
+    before = requests.post(service.url + "/recommend", json={"user_id": 123, "candidate_items": [1, 2, 3, 4, 5],
+                                                             "top_k": 3}, timeout=10).json()
+    stored_before, _ = _stored_event_ids(service)
+    assert service.stop() == 0
+    assert "[runner] stopped" in service.log()
+    service.start()
+    health = requests.get(service.url + "/health", timeout=10).json()
+    assert health["model_version"] == before["model_version"]
+    after = requests.post(service.url + "/recommend", json={"user_id": 123, "candidate_items": [1, 2, 3, 4, 5],
+                                                            "top_k": 3}, timeout=10).json()
+    assert after == before
+    assert _stored_event_ids(service)[0] == stored_before
+
+
+def test_accepted_actions_survive_a_hard_kill(service):
+    response = requests.post(service.url + "/online/data/add",
+                             json={"samples": [{"user_id": 9, "item_id": n, "label": 1} for n in range(20)]}, timeout=10)
+    assert response.status_code == 200
+    accepted = set(response.json()["event_ids"])
+    os.kill(service.process.pid, signal.SIGKILL)  # no chance to save anything on the way out
+    service.process.wait(timeout=30)
+    service.start()
+    _wait_for(lambda: accepted <= _stored_event_ids(service)[0], 60, "the accepted actions after a kill -9")
