@@ -67,12 +67,13 @@ def test_seed_actions_are_accepted_and_stored_by_date(service):
         body, code = _json_and_status(service.curl(command))
         assert code == 200 and body["status"] == "accepted" and body["accepted"] == 1, body
         accepted.update(body["event_ids"])
-    # A clear preference to learn: user 123 buys 2 and 4, passes on 1, 3 and 5; others like 1, 3, 5.
+    # A clear preference to learn: user 123 buys 2 and 4 and passes on 1, 3 and 5; the other users
+    # treat all five items alike, so nothing but user 123's own actions separates them.
     samples = []
     for _ in range(8):
         samples += [{"user_id": 123, "item_id": i, "label": int(i in (2, 4)), "action_type": "purchase"}
                     for i in range(1, 6)]
-        samples += [{"user_id": u, "item_id": i, "label": int(i % 2 == 1)} for u in (7, 8) for i in range(1, 6)]
+        samples += [{"user_id": u, "item_id": i, "label": int(u == 7)} for u in (7, 8) for i in range(1, 6)]
     response = requests.post(service.url + "/online/data/add", json={"samples": samples}, timeout=30)
     assert response.status_code == 200 and response.json()["accepted"] == len(samples)
     accepted.update(response.json()["event_ids"])

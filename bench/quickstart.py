@@ -1,0 +1,109 @@
+"""Quick-start benchmark: one run, fresh state, the real service through the local runner.
+
+  .venv/bin/python -m bench.quickstart [--actions 2000] [--requests 300]
+
+Measures, in one run: runner start-up; ingest (actions accepted per second, and time until all are
+stored); first training (start -> new current version); /recommend latency with 100 candidates
+through HTTP versus raw TensorFlow Session.run on the same SavedModel (ratio); and /health as the
+gateway's floor. Prints a table and writes bench/results/quickstart.json.
+"""
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tests.e2e.conftest import RunningService  # noqa: E402
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def timed(call, repeats):
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        response = call()
+        samples.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.text
+    return percentile(samples, 0.5), percentile(samples, 0.99)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--actions", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench-quickstart-")
+    service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"),
+                             ["TRAIN_STEPS=200", "CURRENT_CHECK_INTERVAL_MS=1000"])
+    results = {"date": time.strftime("%Y-%m-%d"), "machine": "{} cores, {}".format(os.cpu_count(), platform.platform())}
+    started = time.monotonic()
+    service.start()
+    results["runner_start_s"] = time.monotonic() - started
+    try:
+        rng = random.Random(1)
+        samples = [{"user_id": rng.randrange(200), "item_id": rng.randrange(100), "label": rng.randrange(2)}
+                   for _ in range(args.actions)]
+        started = time.monotonic()
+        for i in range(0, len(samples), 100):
+            r = requests.post(service.url + "/online/data/add", json={"samples": samples[i:i + 100]}, timeout=30)
+            assert r.status_code == 200, r.text
+        accept_s = time.monotonic() - started
+        results["ingest_accepted_per_s"] = args.actions / accept_s
+
+        started = time.monotonic()
+        r = requests.post(service.url + "/online/training/start", timeout=30)
+        assert r.status_code == 202, r.text
+        while True:
+            status = requests.get(service.url + "/online/training/status", timeout=10).json()
+            if status["status"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.5)
+        assert status["status"] == "succeeded", status
+        results["first_training_s"] = time.monotonic() - started
+        results["trained_actions"] = status["current_model"]["num_actions"]
+        results["holdout_auc"] = status["current_model"]["metrics"].get("auc")
+
+        body = {"user_id": 123, "candidate_items": list(range(1, 101)), "top_k": 10}
+        first = time.perf_counter()
+        r = requests.post(service.url + "/recommend", json=body, timeout=60)
+        results["first_recommend_ms"] = (time.perf_counter() - first) * 1000
+        assert r.status_code == 200, r.text
+        version = r.json()["model_version"]
+        session = requests.Session()
+        results["health_p50_ms"], results["health_p99_ms"] = timed(
+            lambda: session.get(service.url + "/health", timeout=10), args.requests)
+        results["recommend100_p50_ms"], results["recommend100_p99_ms"] = timed(
+            lambda: session.post(service.url + "/recommend", json=body, timeout=10), args.requests)
+        model_dir = os.path.join(service.state_dir, "model-cache", version)
+        raw = json.loads(subprocess.run(
+            [os.path.join(ROOT, ".venv-model", "bin", "python"), os.path.join(ROOT, "bench", "raw_scoring.py"),
+             model_dir, "100", str(args.requests)], capture_output=True, text=True, check=True,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).stdout.strip().splitlines()[-1])
+        results["raw_tf100_p50_ms"], results["raw_tf100_p99_ms"] = raw["p50_ms"], raw["p99_ms"]
+        results["recommend_over_raw_p50"] = results["recommend100_p50_ms"] / raw["p50_ms"]
+    finally:
+        service.stop()
+
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "quickstart.json"), "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        print("{:<{}}  {}".format(key, width, "{:.2f}".format(value) if isinstance(value, float) else value))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Raw TensorFlow scoring of a SavedModel (model runtime): the baseline the service is compared to.
+
+Usage: .venv-model/bin/python bench/raw_scoring.py <saved_model_dir> <candidates> <repeats>
+Prints one JSON line: {"p50_ms", "p99_ms", "n"} of SavedModelScorer.score (one Session.run).
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "shared"))
+
+from easyrec_online.features import serving_columns  # noqa: E402
+from easyrec_online.serving.scorer import SavedModelScorer  # noqa: E402
+
+
+def main():
+    path, candidates, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    scorer = SavedModelScorer(path)
+    columns = serving_columns(123, list(range(1, candidates + 1)))
+    for _ in range(20):
+        scorer.score(columns)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        scorer.score(columns)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    print(json.dumps({"p50_ms": times[len(times) // 2], "p99_ms": times[int(len(times) * 0.99) - 1], "n": repeats}))
+
+
+if __name__ == "__main__":
+    main()
