@@ -101,6 +101,13 @@ def make_handler(routes: List[Route], invoke: Callable[[str, Dict[str, Any]], An
             url = urllib.parse.urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY_BYTES:
+                # Read what was sent (up to a bound) so the client gets to read the answer.
+                remaining = min(length, 8 * MAX_BODY_BYTES)
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
                 self.close_connection = True
                 return self._error(413, "payload_too_large", "request body over {} bytes".format(MAX_BODY_BYTES))
             body = self.rfile.read(length) if length else b""

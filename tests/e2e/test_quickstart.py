@@ -141,6 +141,15 @@ def test_bad_input_is_a_400_naming_the_field(service, path, body, field):
         assert field in payload["fields"], payload
 
 
+def test_gateway_errors_are_json(service):
+    assert requests.get(service.url + "/nowhere", timeout=10).json()["error"] == "not_found"
+    wrong = requests.delete(service.url + "/health", timeout=10)
+    assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+    huge = requests.post(service.url + "/online/data/add", data=b"x" * (10 * 1024 * 1024 + 1),
+                         headers={"Content-Type": "application/json"}, timeout=30)
+    assert huge.status_code == 413 and huge.json()["error"] == "payload_too_large"
+
+
 def test_unimplemented_seed_endpoints_answer_501_json(service):
     response = requests.post(service.url + "/online/training/stop", timeout=10)
     assert response.status_code == 501 and response.json()["error"] == "not_implemented"
