@@ -5,7 +5,7 @@ survive a restart (or a crash) of the local runner, every successful mutating re
 before its response is returned, by a write of the affected state to a local folder:
 
   <state>/s3/<bucket>/<quoted key>      object bytes (the latest version)
-  <state>/sqs/<queue name>.json         the messages still in the queue (visible or in flight)
+  <state>/sqs/<queue name>/<id>.json    each message still in the queue (visible or in flight)
   <state>/dynamodb/<table>.json         every item of the table
 
 `restore` loads that folder back after the resources are created. A request that was acknowledged
@@ -55,6 +55,7 @@ class StateMirror:
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
         self._last_written: Dict[str, bytes] = {}
+        self._sqs_on_disk: Dict[str, set] = {}
 
     # --- S3 ---
     def _s3_backend(self) -> Any:
@@ -91,15 +92,30 @@ class StateMirror:
 
     # --- SQS ---
     def sqs_queues(self) -> None:
+        """One file per message still in a queue: a send adds files, a delete removes them.
+
+        Cost per request is a set difference plus the files that changed, not the queue's size.
+        """
         from moto.sqs.models import sqs_backends
 
         for name, queue in sqs_backends[DEFAULT_ACCOUNT_ID][REGION].queues.items():
-            messages = [
-                {"body": m.body, "message_attributes": m.message_attributes, "group_id": m.group_id,
-                 "deduplication_id": m.deduplication_id}
-                for m in list(queue._messages)
-            ]
-            self._write_if_changed(os.path.join(self.state_dir, "sqs", name + ".json"), messages)
+            folder = os.path.join(self.state_dir, "sqs", name)
+            known = self._sqs_on_disk.get(name)
+            if known is None:
+                known = {f[: -len(".json")] for f in os.listdir(folder)} if os.path.isdir(folder) else set()
+            current = {m.id: m for m in list(queue._messages)}
+            for message_id in current.keys() - known:  # new files first: a crash duplicates, never loses
+                m = current[message_id]
+                _atomic_write(os.path.join(folder, message_id + ".json"), json.dumps({
+                    "body": m.body, "message_attributes": m.message_attributes, "group_id": m.group_id,
+                    "deduplication_id": m.deduplication_id, "sent_timestamp": m.sent_timestamp,
+                }).encode())
+            for message_id in known - current.keys():
+                try:
+                    os.remove(os.path.join(folder, message_id + ".json"))
+                except FileNotFoundError:
+                    pass
+            self._sqs_on_disk[name] = set(current)
 
     # --- DynamoDB ---
     def dynamodb_tables(self) -> None:
@@ -178,6 +194,12 @@ class PersistingMiddleware:
             log.exception("could not persist local cloud state after a %s request", service)
 
 
+class _FastMotoHandler(MotoRequestHandler):
+    # werkzeug writes headers and body separately; without TCP_NODELAY every keep-alive request
+    # from botocore waits out a delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
+
+
 class LocalCloud:
     """moto server on 127.0.0.1:<port> with durable state in <state_dir>."""
 
@@ -205,7 +227,7 @@ class LocalCloud:
 
         state_manager.set_transition("ecs::task", {"progression": "time", "seconds": 10 ** 9})
         self._app = PersistingMiddleware(DomainDispatcherApplication(create_backend_app), self.mirror)
-        self._server = make_server(self.host, self.port, self._app, threaded=True, request_handler=MotoRequestHandler)
+        self._server = make_server(self.host, self.port, self._app, threaded=True, request_handler=_FastMotoHandler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
         self._thread.start()
@@ -257,18 +279,21 @@ class LocalCloud:
         if os.path.isdir(sqs_root):
             sqs = self.client("sqs")
             for name in sorted(os.listdir(sqs_root)):
-                if not name.endswith(".json"):
-                    continue
-                with open(os.path.join(sqs_root, name)) as f:
-                    messages = json.load(f)
+                folder = os.path.join(sqs_root, name)
+                messages = []
+                for entry in os.listdir(folder):
+                    if entry.endswith(".json"):
+                        with open(os.path.join(folder, entry)) as f:
+                            messages.append(json.load(f))
                 if not messages:
                     continue
                 try:
-                    url = sqs.get_queue_url(QueueName=name[: -len(".json")])["QueueUrl"]
+                    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
                 except sqs.exceptions.QueueDoesNotExist:
                     log.warning("state has %d messages for queue %s, which the template no longer declares",
                                 len(messages), name)
                     continue
+                messages.sort(key=lambda m: m.get("sent_timestamp") or 0)
                 for m in messages:
                     kwargs: Dict[str, Any] = {"QueueUrl": url, "MessageBody": m["body"]}
                     if m.get("message_attributes"):

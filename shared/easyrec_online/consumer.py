@@ -17,7 +17,7 @@ from .actions import StoredAction
 from .ingest import ActionStore, decode_message_body
 
 
-def _decode(record: SQSRecord) -> StoredAction:
+def _decode(record: SQSRecord) -> List[StoredAction]:
     return decode_message_body(record.body)
 
 
@@ -29,6 +29,10 @@ def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, store: Act
     """Returns the partial-batch response ({"batchItemFailures": [...]}) for the event source."""
     with processor(records=event.get("Records", []), handler=_decode) as batch:
         processed = batch.process()
-    stored: List[StoredAction] = [result for status, result, _ in processed if status == "success"]
-    store.put_batch(stored)
+    unique: Dict[str, StoredAction] = {}
+    for status, result, _ in processed:
+        if status == "success":
+            for action in result:
+                unique.setdefault(action.event_id, action)  # a producer may send an event twice
+    store.put_batch(list(unique.values()))
     return processor.response()

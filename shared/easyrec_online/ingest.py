@@ -6,13 +6,52 @@ tests/ runs both against the same expectations.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .actions import StoredAction, isoformat_utc, utc_now
 
-SQS_BATCH_LIMIT = 10
-SQS_PUBLISH_ATTEMPTS = 3
+# Actions travel in envelopes of up to this many bytes of JSON: one SQS message carries a whole
+# /online/data/add request (typically), not one action. That is one SendMessage per request instead
+# of one per ten actions, and far fewer (billed, 64 KB-chunked) requests. SQS allows 256 KiB.
+ENVELOPE_MAX_BYTES = 240 * 1024
+ENVELOPE_VERSION = 1
+
+
+def encode_envelopes(actions: Sequence[StoredAction]) -> List[Tuple[str, List[StoredAction]]]:
+    """Pack actions, in order, into message bodies {"v": 1, "actions": [...]} under the size cap."""
+    envelopes: List[Tuple[str, List[StoredAction]]] = []
+    lines: List[str] = []
+    members: List[StoredAction] = []
+    size = 0
+    for action in actions:
+        line = action.to_json()
+        if members and size + len(line) + 1 > ENVELOPE_MAX_BYTES:
+            envelopes.append((_envelope(lines), members))
+            lines, members, size = [], [], 0
+        lines.append(line)
+        members.append(action)
+        size += len(line) + 1
+    if members:
+        envelopes.append((_envelope(lines), members))
+    return envelopes
+
+
+def _envelope(lines: List[str]) -> str:
+    return '{"v":%d,"actions":[%s]}' % (ENVELOPE_VERSION, ",".join(lines))
+
+
+def decode_message_body(body: str) -> List[StoredAction]:
+    """A stream message -> the actions it carries: an envelope, or one action written directly by
+    an event producer. Raises ValueError for a message that is neither (a poison message)."""
+    try:
+        doc = json.loads(body)
+        if isinstance(doc, dict) and "actions" in doc:
+            return [StoredAction.model_validate(item) for item in doc["actions"]]
+        return [StoredAction.model_validate(doc)]
+    except Exception as exc:  # pydantic raises its own ValidationError type
+        raise ValueError("not an action message: {}".format(str(exc)[:300]))
 
 
 class PublishError(Exception):
@@ -48,24 +87,14 @@ class SqsActionPublisher(ActionPublisher):
     def publish(self, actions: Sequence[StoredAction]) -> None:
         failed: List[str] = []
         reason = ""
-        for start in range(0, len(actions), SQS_BATCH_LIMIT):
-            chunk = {a.event_id: a for a in actions[start:start + SQS_BATCH_LIMIT]}
-            # Entry ids must be unique per call and match [A-Za-z0-9_-]{1,80}: use positions.
-            pending = list(chunk.values())
-            for _ in range(SQS_PUBLISH_ATTEMPTS):
-                entries = [{"Id": str(i), "MessageBody": a.to_json()} for i, a in enumerate(pending)]
-                response = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
-                failures = response.get("Failed", [])
-                if not failures:
-                    pending = []
-                    break
-                reason = "; ".join(f.get("Message", f.get("Code", "?")) for f in failures)
-                pending = [pending[int(f["Id"])] for f in failures]
-                if any(f.get("SenderFault") for f in failures):
-                    break  # the same request would fail again
-            failed.extend(a.event_id for a in pending)
+        for body, members in encode_envelopes(actions):
+            try:  # botocore already retries throttling and transient errors (standard mode)
+                self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=body)
+            except Exception as exc:  # noqa: BLE001 - report which actions did not make it
+                reason = str(exc)
+                failed.extend(a.event_id for a in members)
         if failed:
-            raise PublishError(failed, reason or "stream rejected the messages")
+            raise PublishError(failed, reason)
 
 
 class ActionStore:
@@ -161,10 +190,3 @@ class S3ActionStore(ActionStore):
 
         return _dedupe(a for blob in blobs() for a in self.decode(blob))
 
-
-def decode_message_body(body: str) -> StoredAction:
-    """A queue message body -> the action it carries (raises ValueError on a poison message)."""
-    try:
-        return StoredAction.from_json(body)
-    except Exception as exc:  # pydantic raises its own ValidationError type
-        raise ValueError("not a stored action: {}".format(str(exc)[:300]))

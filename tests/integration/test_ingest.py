@@ -3,7 +3,7 @@ import pytest
 
 from easyrec_online import aws, wiring
 from easyrec_online.actions import ActionIn, StoredAction
-from easyrec_online.ingest import InMemoryActionStore
+from easyrec_online.ingest import InMemoryActionStore, decode_message_body
 
 
 def _actions(n, start=0):
@@ -42,7 +42,7 @@ class TestActionStoreContract:
         assert store.count() == 2
 
 
-def test_sqs_publisher_sends_every_action_in_batches_of_ten(cloud):
+def test_sqs_publisher_sends_every_action(cloud):
     actions = _actions(23)
     wiring.action_publisher(cloud).publish(actions)
     sqs = aws.client("sqs", cloud)
@@ -51,5 +51,15 @@ def test_sqs_publisher_sends_every_action_in_batches_of_ten(cloud):
         got = sqs.receive_message(QueueUrl=cloud.actions_queue_url, MaxNumberOfMessages=10).get("Messages", [])
         if not got:
             break
-        bodies.extend(StoredAction.from_json(m["Body"]) for m in got)
-    assert sorted(a.event_id for a in bodies) == sorted(a.event_id for a in actions)
+        bodies.extend(a for m in got for a in decode_message_body(m["Body"]))
+    assert [a.event_id for a in bodies] == [a.event_id for a in actions]  # one envelope, in order
+
+
+def test_sqs_publisher_names_the_actions_it_could_not_send(cloud):
+    from easyrec_online.ingest import PublishError, SqsActionPublisher
+
+    publisher = SqsActionPublisher(aws.client("sqs", cloud), cloud.actions_queue_url + "-missing")
+    actions = _actions(3)
+    with pytest.raises(PublishError) as caught:
+        publisher.publish(actions)
+    assert caught.value.event_ids == [a.event_id for a in actions]

@@ -2,7 +2,7 @@ import json
 
 from easyrec_online.actions import ActionIn, StoredAction
 from easyrec_online.consumer import new_processor, store_sqs_batch
-from easyrec_online.ingest import InMemoryActionStore
+from easyrec_online.ingest import ENVELOPE_MAX_BYTES, InMemoryActionStore, decode_message_body, encode_envelopes
 
 
 def _record(message_id, body):
@@ -37,3 +37,21 @@ def test_all_poison_batch_reports_all_and_stores_nothing():
     store = InMemoryActionStore()
     response = store_sqs_batch({"Records": [_record("m1", "x")]}, new_processor(), store)
     assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]} and store.objects == {}
+
+
+def test_envelopes_and_direct_messages_are_both_consumed():
+    store = InMemoryActionStore()
+    actions = [_action(n) for n in range(5)]
+    (body, members), = encode_envelopes(actions[:3])
+    assert members == actions[:3] and decode_message_body(body) == actions[:3]
+    event = {"Records": [_record("m1", body), _record("m2", actions[3].to_json()), _record("m3", actions[3].to_json())]}
+    assert store_sqs_batch(event, new_processor(), store) == {"batchItemFailures": []}
+    assert [a.user_id for a in store.iter_actions()] == [0, 1, 2, 3]
+
+
+def test_envelopes_respect_the_message_size_limit_and_keep_order():
+    big = [StoredAction.accept(ActionIn.model_validate({"user_id": n, "item_id": n, "label": 1,
+                                                         "parameters": {"blob": "x" * 15000}})) for n in range(40)]
+    envelopes = encode_envelopes(big)
+    assert len(envelopes) > 1 and all(len(body) <= ENVELOPE_MAX_BYTES + 64 for body, _ in envelopes)
+    assert [a for _, members in envelopes for a in members] == big

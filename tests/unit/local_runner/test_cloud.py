@@ -48,13 +48,13 @@ def test_state_survives_a_restart(tmp_path):
 
 
 def test_creating_empty_resources_does_not_clobber_saved_state(tmp_path):
-    (tmp_path / "sqs").mkdir()
-    (tmp_path / "sqs" / "actions.json").write_text(json.dumps([{"body": "kept"}]))
+    (tmp_path / "sqs" / "actions").mkdir(parents=True)
+    (tmp_path / "sqs" / "actions" / "m1.json").write_text(json.dumps({"body": "kept"}))
     cloud = LocalCloud(str(tmp_path), port=0)
     cloud.start()
     try:
         url = _provision(cloud)  # an empty queue exists now; the saved message must still be there
-        assert json.loads((tmp_path / "sqs" / "actions.json").read_text()) == [{"body": "kept"}]
+        assert json.loads((tmp_path / "sqs" / "actions" / "m1.json").read_text()) == {"body": "kept"}
         cloud.restore()
         assert cloud.client("sqs").receive_message(QueueUrl=url)["Messages"][0]["Body"] == "kept"
     finally:
