@@ -24,13 +24,12 @@ def moto_endpoint():
     server.stop()
 
 
-@pytest.fixture
-def cloud(moto_endpoint):
-    """Settings for a fresh local cloud with the service's bucket, queue and table created."""
-    requests.post(moto_endpoint + "/moto-api/reset", timeout=10)
+def make_cloud(endpoint: str, **env: str) -> Settings:
+    """Reset the moto server and create the service's bucket, queue and table; settings for them."""
+    requests.post(endpoint + "/moto-api/reset", timeout=10)
     aws.reset_clients()
-    settings = Settings.from_env({"AWS_ENDPOINT_URL": moto_endpoint, "DATA_BUCKET": "test-data",
-                                  "STATE_TABLE": "test-state"})
+    settings = Settings.from_env(dict({"AWS_ENDPOINT_URL": endpoint, "DATA_BUCKET": "test-data",
+                                       "STATE_TABLE": "test-state"}, **env))
     aws.client("s3", settings).create_bucket(Bucket=settings.data_bucket)
     queue_url = aws.client("sqs", settings).create_queue(QueueName="test-actions")["QueueUrl"]
     aws.client("dynamodb", settings).create_table(
@@ -39,3 +38,9 @@ def cloud(moto_endpoint):
                               {"AttributeName": "sk", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
     return Settings.from_env(dict(settings.as_env(), ACTIONS_QUEUE_URL=queue_url))
+
+
+@pytest.fixture
+def cloud(moto_endpoint):
+    """Settings for a fresh local cloud with the service's bucket, queue and table created."""
+    return make_cloud(moto_endpoint)

@@ -7,7 +7,6 @@ import random
 import subprocess
 
 import pytest
-import requests
 
 from easyrec_online import aws, wiring
 from easyrec_online.actions import ActionIn, StoredAction
@@ -17,23 +16,9 @@ from infra.local_runner.gateway import build_event
 from infra.local_runner.template import Route
 from infra.local_runner.workers import Worker
 from tests.conftest import MODEL_PYTHON, ROOT
+from tests.integration.conftest import make_cloud
 
 pytestmark = pytest.mark.model_runtime
-
-
-def _make_cloud(endpoint):
-    requests.post(endpoint + "/moto-api/reset", timeout=10)
-    aws.reset_clients()
-    base = Settings.from_env({"AWS_ENDPOINT_URL": endpoint, "DATA_BUCKET": "model-data", "STATE_TABLE": "model-state"})
-    aws.client("s3", base).create_bucket(Bucket=base.data_bucket)
-    queue_url = aws.client("sqs", base).create_queue(QueueName="model-actions")["QueueUrl"]
-    aws.client("dynamodb", base).create_table(
-        TableName=base.state_table, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
-    return Settings.from_env(dict(base.as_env(), ACTIONS_QUEUE_URL=queue_url, TRAIN_STEPS="300",
-                                  MODEL_CACHE_DIR=""))
 
 
 def _process_env(settings, tmp, **extra):
@@ -41,7 +26,7 @@ def _process_env(settings, tmp, **extra):
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "TF_CPP_MIN_LOG_LEVEL": "2",
            "POWERTOOLS_TRACE_DISABLED": "1", "MODEL_CACHE_DIR": str(tmp / "model-cache")}
     env.update(settings.as_env())
-    env["MODEL_CACHE_DIR"] = str(tmp / "model-cache")
+    env["MODEL_CACHE_DIR"] = str(tmp / "model-cache")  # the settings' default is a shared /tmp path
     env.update(extra)
     return env
 
@@ -68,7 +53,7 @@ def preference_actions():
 @pytest.fixture(scope="module")
 def trained(moto_endpoint, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("model-runtime")
-    settings = _make_cloud(moto_endpoint)
+    settings = make_cloud(moto_endpoint, TRAIN_STEPS="300")
     store = wiring.action_store(settings)
     actions = preference_actions()
     for start in range(0, len(actions), 100):
