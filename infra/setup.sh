@@ -38,7 +38,9 @@ make_env() {
   rm -rf "$dir"
   "$python" -m venv "$dir"
   "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip<24.1" >/dev/null 2>&1 || true
-  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check $nodeps -r "$req"
+  # (this machine's pip config names find-links folders that may not exist: drop those warnings)
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check $nodeps -r "$req" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   echo "$want" > "$stamp"
 }
 
