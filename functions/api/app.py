@@ -5,7 +5,9 @@ from chalice import Chalice
 from easyrec_online import wiring
 from easyrec_online.actions import AddDataRequest
 from easyrec_online.config import Settings
-from easyrec_online.control import IngestService, TrainingService, health, model_info
+from easyrec_online.control import (
+    IngestService, RollbackRequest, TrainingService, TrainingStartRequest, health, model_info, rollback,
+)
 from easyrec_online.http import (
     JSON_CONTENT_TYPES, json_response, json_route, not_implemented, parse_json_body, validate,
 )
@@ -44,7 +46,14 @@ def add_data():
 @app.route("/online/training/start", methods=["POST"], content_types=JSON_CONTENT_TYPES)
 @json_route
 def start_training():
-    return json_response(training.start(), status=202)
+    body = _json_body() if app.current_request.raw_body else {}
+    return json_response(training.start(validate(TrainingStartRequest, body).mode), status=202)
+
+
+@app.route("/model/rollback", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def rollback_model():
+    return rollback(state, validate(RollbackRequest, _json_body()))
 
 
 @app.route("/online/training/status", methods=["GET"])

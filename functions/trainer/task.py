@@ -7,16 +7,16 @@ import sys
 
 from easyrec_online import aws, wiring
 from easyrec_online.config import Settings
-from easyrec_online.modeling.job import pending_job_id, run_training_job
+from easyrec_online.modeling.job import job_from_environment, run_training_job
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
-    job_id = pending_job_id()
+    job_id, mode = job_from_environment()
     try:
         run_training_job(settings, wiring.state_store(settings), wiring.action_store(settings),
-                         aws.client("s3", settings), aws.client("sqs", settings), job_id)
+                         aws.client("s3", settings), aws.client("sqs", settings), job_id, mode)
     except Exception:
         return 1  # the job record carries the error; the log has the traceback
     return 0

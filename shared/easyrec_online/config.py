@@ -57,7 +57,15 @@ SETTINGS: Dict[str, Setting] = {
     "negatives_per_positive": Setting(
         "NEGATIVES_PER_POSITIVE", 2,
         "Sampled negatives per positive action when the data holds too few explicit negatives.", int),
-    "random_seed": Setting("RANDOM_SEED", 20261129, "Seed for negative sampling and TensorFlow.", int),
+    "random_seed": Setting("RANDOM_SEED", 20261129, "Seed for negative sampling and holdout splits.", int),
+    "incremental_epochs": Setting(
+        "INCREMENTAL_EPOCHS", 3, "Passes over the new actions in an incremental update.", int),
+    "incremental_min_steps": Setting(
+        "INCREMENTAL_MIN_STEPS", 20, "Fewest training steps of an incremental update.", int),
+    "promotion_auc_tolerance": Setting(
+        "PROMOTION_AUC_TOLERANCE", 0.02,
+        "A new version becomes current unless its holdout AUC is worse than the current version's "
+        "on the same holdout by more than this.", float),
     # --- serving ------------------------------------------------------------------------
     "model_cache_dir": Setting(
         "MODEL_CACHE_DIR", "/tmp/easyrec-online/models", "Local disk copy of downloaded model versions."),
@@ -93,6 +101,9 @@ class Settings:
     train_min_actions: int
     negatives_per_positive: int
     random_seed: int
+    incremental_epochs: int
+    incremental_min_steps: int
+    promotion_auc_tolerance: float
     model_cache_dir: str
     current_check_interval_ms: int
     max_candidates: int

@@ -8,13 +8,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Dict, Optional
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from . import __version__
 from .actions import AddDataRequest, StoredAction, isoformat_utc, utc_now
 from .config import Settings
 from .http import ApiError
 from .ingest import ActionPublisher, PublishError
 from .launcher import TrainingLauncher
-from .registry import ModelVersion, StateStore, TrainingJob, new_id
+from .registry import TRAINING_MODES, ModelVersion, StateStore, TrainingJob, new_id
 
 
 class IngestService:
@@ -61,7 +63,9 @@ def version_summary(version: Optional[ModelVersion]) -> Optional[Dict[str, Any]]
         return None
     return {
         "version": version.version, "lineage": version.lineage, "model_name": version.model_name,
-        "created_at": version.created_at, "num_actions": version.num_actions, "metrics": version.metrics,
+        "created_at": version.created_at, "status": version.status, "mode": version.mode,
+        "parent_version": version.parent_version, "num_actions": version.num_actions,
+        "num_new_actions": version.num_new_actions, "metrics": version.metrics, "gate": version.gate,
     }
 
 
@@ -84,7 +88,9 @@ class TrainingService:
         return self._state.update_job(job.job_id, status="failed", finished_at=isoformat_utc(utc_now()),
                                       error="training task stopped without finishing: {}".format(reason))
 
-    def start(self, mode: str = "full") -> Dict[str, Any]:
+    def start(self, mode: str = "auto") -> Dict[str, Any]:
+        if mode not in TRAINING_MODES:
+            raise ApiError(400, "invalid_request", "mode: one of {}".format(", ".join(TRAINING_MODES)), ["mode"])
         latest = self._reconciled(self._state.latest_job())
         if latest is not None and latest.active:
             raise ApiError(409, "training_in_progress",
@@ -108,6 +114,31 @@ class TrainingService:
             "job": asdict(job) if job else None,
             "current_model": version_summary(self._state.get_current()),
         }
+
+
+class TrainingStartRequest(BaseModel):
+    """Optional body of POST /online/training/start (the seed's call sends none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: str = Field("auto", description="auto (incremental when possible), full (new lineage) or incremental")
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(..., min_length=1)
+
+
+def rollback(state: StateStore, request: RollbackRequest) -> Dict[str, Any]:
+    """Make an earlier (servable) version current; inference follows the pointer within seconds."""
+    try:
+        state.set_current(request.version)
+    except KeyError:
+        raise ApiError(404, "unknown_version", "no model version {}".format(request.version), ["version"])
+    except ValueError as exc:
+        raise ApiError(409, "version_not_servable", str(exc), ["version"])
+    return {"status": "rolled_back", "current": version_summary(state.get_current())}
 
 
 def health(settings: Settings, state: StateStore) -> Dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Sequence, Set, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from .actions import StoredAction, id_key
 
@@ -52,40 +52,29 @@ def feature_row(user_id: Union[int, str], item_id: Union[int, str]) -> Dict[str,
 
 
 def training_rows(
-    actions: Sequence[StoredAction], negatives_per_positive: int, seed: int
+    actions: Sequence[StoredAction], negatives_per_positive: int, seed: int, catalog: Optional[Sequence[str]] = None
 ) -> List[TrainingRow]:
     """One row per action, plus sampled negatives when the data is (almost) all positive.
 
     Implicit feedback (clicks, likes, purchases) rarely carries negatives; a model trained on
     positives alone learns nothing. We then pair each positive with `negatives_per_positive`
-    random catalog items the user has not acted on, labelled 0 (the standard approach).
+    random catalog items (default: the items of `actions`) the user has not acted on here,
+    labelled 0 (the standard approach).
     """
     rows = [TrainingRow(a.label, feature_row(a.user_id, a.item_id)) for a in actions]
     positives = [a for a in actions if a.label >= 0.5]
     if not positives or negatives_per_positive <= 0 or len(positives) < 0.8 * len(actions):
         return rows
-    catalog = sorted({id_key(a.item_id) for a in actions})
+    items = sorted(set(catalog) if catalog is not None else {id_key(a.item_id) for a in actions})
     seen: Dict[str, Set[str]] = {}
     for a in actions:
         seen.setdefault(id_key(a.user_id), set()).add(id_key(a.item_id))
     rng = random.Random(seed)
     for a in positives:
-        unseen = [item for item in catalog if item not in seen[id_key(a.user_id)]]
+        unseen = [item for item in items if item not in seen[id_key(a.user_id)]]
         for item in rng.sample(unseen, min(negatives_per_positive, len(unseen))):
             rows.append(TrainingRow(0.0, feature_row(a.user_id, item)))
     return rows
-
-
-def split_holdout(rows: Sequence[TrainingRow], fraction: float, seed: int) -> Tuple[List[TrainingRow], List[TrainingRow]]:
-    """(train, holdout). Tiny data sets evaluate on the training rows: a holdout of 2 rows says nothing."""
-    rows = list(rows)
-    if len(rows) < 50:
-        return rows, rows
-    rng = random.Random(seed)
-    shuffled = rows[:]
-    rng.shuffle(shuffled)
-    cut = max(1, int(len(shuffled) * fraction))
-    return shuffled[cut:], shuffled[:cut]
 
 
 def csv_lines(rows: Iterable[TrainingRow]) -> Iterable[str]:

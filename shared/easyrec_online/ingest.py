@@ -108,9 +108,18 @@ class ActionStore:
         """
         raise NotImplementedError
 
-    def iter_actions(self) -> Iterator[StoredAction]:
-        """Every stored action, in storage-key order, each event id once."""
+    def keys(self) -> List[str]:
+        """Keys of every stored batch object, sorted."""
         raise NotImplementedError
+
+    def read(self, key: str) -> List[StoredAction]:
+        """The actions of one batch object."""
+        raise NotImplementedError
+
+    def iter_actions(self, keys: Optional[Sequence[str]] = None) -> Iterator[StoredAction]:
+        """The actions of `keys` (default: every object), in key order, each event id once."""
+        chosen = self.keys() if keys is None else sorted(keys)
+        return dedupe_actions(a for key in chosen for a in self.read(key))
 
     def count(self) -> int:
         return sum(1 for _ in self.iter_actions())
@@ -132,7 +141,7 @@ class ActionStore:
         return [StoredAction.from_json(line) for line in blob.decode().splitlines() if line.strip()]
 
 
-def _dedupe(actions: Iterable[StoredAction]) -> Iterator[StoredAction]:
+def dedupe_actions(actions: Iterable[StoredAction]) -> Iterator[StoredAction]:
     seen = set()
     for action in actions:
         if action.event_id not in seen:
@@ -154,10 +163,14 @@ class InMemoryActionStore(ActionStore):
             self.objects[key] = self.encode(actions)
         return key
 
-    def iter_actions(self) -> Iterator[StoredAction]:
+    def keys(self) -> List[str]:
         with self._lock:
-            blobs = [self.objects[k] for k in sorted(self.objects)]
-        return _dedupe(a for blob in blobs for a in self.decode(blob))
+            return sorted(self.objects)
+
+    def read(self, key: str) -> List[StoredAction]:
+        with self._lock:
+            blob = self.objects[key]
+        return self.decode(blob)
 
 
 class S3ActionStore(ActionStore):
@@ -183,10 +196,5 @@ class S3ActionStore(ActionStore):
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return sorted(keys)
 
-    def iter_actions(self) -> Iterator[StoredAction]:
-        def blobs() -> Iterator[bytes]:
-            for key in self.keys():
-                yield self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-
-        return _dedupe(a for blob in blobs() for a in self.decode(blob))
-
+    def read(self, key: str) -> List[StoredAction]:
+        return self.decode(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())

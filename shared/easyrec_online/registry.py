@@ -20,6 +20,7 @@ from .actions import isoformat_utc, utc_now
 
 JOB_STATES = ("pending", "running", "succeeded", "failed")
 VERSION_STATES = ("ready", "rejected")
+TRAINING_MODES = ("auto", "full", "incremental")
 
 
 def new_id(prefix: str = "", moment: Optional[dt.datetime] = None) -> str:
@@ -41,12 +42,16 @@ class ModelVersion:
     model_name: str
     s3_prefix: str  # models/<lineage>/<version>/ ; the SavedModel is under saved_model/
     created_at: str
-    status: str = "ready"
+    status: str = "ready"  # ready (servable) or rejected (failed the promotion gate)
     job_id: Optional[str] = None
     parent_version: Optional[str] = None
-    num_actions: int = 0
+    mode: str = "full"  # full: trained from scratch, new lineage; incremental: continued from parent
+    num_actions: int = 0  # actions this version's lineage has trained on, in total
+    num_new_actions: int = 0  # of which new in this version
     num_train_rows: int = 0
+    global_step: int = 0
     metrics: Dict[str, float] = field(default_factory=dict)
+    gate: Dict[str, Any] = field(default_factory=dict)  # the promotion decision and its figures
     timings: Dict[str, float] = field(default_factory=dict)
     feature_columns: List[str] = field(default_factory=list)
 
@@ -54,18 +59,28 @@ class ModelVersion:
     def saved_model_prefix(self) -> str:
         return self.s3_prefix + "saved_model/"
 
+    @property
+    def checkpoint_prefix(self) -> str:
+        return self.s3_prefix + "checkpoint/"
+
+    @property
+    def manifest_key(self) -> str:
+        """JSON: the action objects this lineage has trained on up to this version, and its catalog."""
+        return self.s3_prefix + "manifest.json"
+
 
 @dataclass
 class TrainingJob:
     job_id: str
     status: str
     requested_at: str
-    mode: str = "full"
+    mode: str = "auto"
     task_ref: Optional[str] = None
     started_at: Optional[str] = None
     finished_at: Optional[str] = None
     version: Optional[str] = None
     num_actions: Optional[int] = None
+    outcome: Optional[str] = None  # promoted / rejected / nothing_new, once succeeded
     error: Optional[str] = None
 
     @property
@@ -101,8 +116,11 @@ class StateStore:
         return self.get_version(pointer["version"]) if pointer else None
 
     def set_current(self, version: str) -> None:
-        if self.get_version(version) is None:
+        record = self.get_version(version)
+        if record is None:
             raise KeyError("no model version {}".format(version))
+        if record.status != "ready":
+            raise ValueError("version {} is {} and cannot serve".format(version, record.status))
         self._put("model", "current", {"version": version, "updated_at": isoformat_utc(utc_now())})
 
     def put_job(self, job: TrainingJob) -> None:

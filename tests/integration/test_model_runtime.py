@@ -31,12 +31,26 @@ def _process_env(settings, tmp, **extra):
     return env
 
 
-def _run_trainer(settings, tmp):
+def _run_trainer(settings, tmp, **env):
     job_id = new_id("job-")
     wiring.state_store(settings).put_job(TrainingJob(job_id, "pending", "t"))
     result = subprocess.run([MODEL_PYTHON, "task.py"], cwd=os.path.join(ROOT, "functions", "trainer"),
-                            env=_process_env(settings, tmp, JOB_ID=job_id), capture_output=True, text=True, timeout=600)
+                            env=_process_env(settings, tmp, JOB_ID=job_id, **env), capture_output=True, text=True,
+                            timeout=600)
     return job_id, result
+
+
+def _manifest(settings, version):
+    return json.loads(aws.client("s3", settings).get_object(Bucket=settings.data_bucket,
+                                                            Key=version.manifest_key)["Body"].read())
+
+
+def _trained_event_ids(settings, version):
+    """Every action the lineage has trained on up to `version`: consumed objects minus held-out ones."""
+    manifest = _manifest(settings, version)
+    store = wiring.action_store(settings)
+    held = {e for ids in manifest["held_out"].values() for e in ids}
+    return [a.event_id for key in manifest["keys"] for a in store.read(key) if a.event_id not in held]
 
 
 def preference_actions():
@@ -67,52 +81,124 @@ def test_training_task_publishes_a_registered_version_with_holdout_metrics(train
     settings, _, job_id = trained
     state = wiring.state_store(settings)
     job = state.get_job(job_id)
-    assert job.status == "succeeded" and job.num_actions == 600
     current = state.get_current()
-    assert current.version == job.version and current.job_id == job_id
-    assert current.metrics["num_eval_rows"] == 60 and current.metrics["auc"] > 0.75, current.metrics
+    assert job.status == "succeeded" and job.outcome == "promoted" and current.version == job.version
+    assert current.mode == "full" and current.lineage == "deepfm-" + current.version and current.global_step == 300
+    held = current.metrics["num_eval_rows"]
+    assert 30 <= held <= 100 and job.num_actions == current.num_new_actions == 600 - held
+    assert current.metrics["auc"] > 0.75, current.metrics
     keys = {o["Key"][len(current.s3_prefix):] for o in
             aws.client("s3", settings).list_objects_v2(Bucket=settings.data_bucket, Prefix=current.s3_prefix)["Contents"]}
-    assert {"saved_model/saved_model.pb", "pipeline.config", "metrics.json"} <= keys
+    assert {"saved_model/saved_model.pb", "pipeline.config", "metrics.json", "manifest.json",
+            "checkpoint/checkpoint", "checkpoint/model.ckpt-300.index"} <= keys
+    manifest = _manifest(settings, current)
+    assert len(manifest["keys"]) == 6 and sum(len(v) for v in manifest["held_out"].values()) == held
 
 
-def test_inference_function_scores_with_the_current_version(trained):
+@pytest.fixture(scope="module")
+def inference(trained):
     settings, tmp, _ = trained
-    env = _process_env(settings, tmp, AWS_LAMBDA_FUNCTION_NAME="InferenceFunction", AWS_LAMBDA_FUNCTION_TIMEOUT="30")
+    env = _process_env(settings, tmp, AWS_LAMBDA_FUNCTION_NAME="InferenceFunction", AWS_LAMBDA_FUNCTION_TIMEOUT="30",
+                       CURRENT_CHECK_INTERVAL_MS="0")
     worker = Worker("InferenceFunction", MODEL_PYTHON, os.path.join(ROOT, "functions", "inference"), "app.app", env)
     worker.start()
-    try:
-        def call(path, body):
-            event = build_event(Route("POST", path, "InferenceFunction"), "POST", path, "",
-                                {"content-type": ["application/json"]}, json.dumps(body).encode(), {}, "dev", "127.0.0.1")
-            response = worker.invoke(event, 60)
-            return response["statusCode"], json.loads(response["body"])
 
-        # user 4 prefers even items: they must rank first
-        status, body = call("/recommend", {"user_id": 4, "candidate_items": ["item-{}".format(i) for i in range(10)],
-                                           "top_k": 5})
-        assert status == 200, body
-        version = wiring.state_store(settings).get_current().version
-        assert body["model_version"] == version and len(body["recommendations"]) == 5
-        ranked = [r["item_id"] for r in body["recommendations"]]
-        assert sum(int(item.split("-")[1]) % 2 == 0 for item in ranked) >= 4, body
-        assert all(0.0 < r["score"] < 1.0 for r in body["recommendations"])
+    def call(path, body):
+        event = build_event(Route("POST", path, "InferenceFunction"), "POST", path, "",
+                            {"content-type": ["application/json"]}, json.dumps(body).encode(), {}, "dev", "127.0.0.1")
+        response = worker.invoke(event, 60)
+        return response["statusCode"], json.loads(response["body"])
 
-        status, body = call("/predict", {"pairs": [{"user_id": 4, "item_id": "item-2"}, {"user_id": 4, "item_id": "item-3"}]})
-        assert status == 200 and body["predictions"][0]["score"] > body["predictions"][1]["score"], body
+    yield call
+    worker.stop()
 
-        status, body = call("/recommend", {"user_id": 4, "candidate_items": "item-1"})
-        assert status == 400 and body["fields"] == ["candidate_items"]
-    finally:
-        worker.stop()
+
+def test_inference_function_scores_with_the_current_version(trained, inference):
+    settings, tmp, _ = trained
+    # user 4 prefers even items: they must rank first
+    status, body = inference("/recommend", {"user_id": 4, "candidate_items": ["item-{}".format(i) for i in range(10)],
+                                            "top_k": 5})
+    assert status == 200, body
+    version = wiring.state_store(settings).get_current().version
+    assert body["model_version"] == version and len(body["recommendations"]) == 5
+    ranked = [r["item_id"] for r in body["recommendations"]]
+    assert sum(int(item.split("-")[1]) % 2 == 0 for item in ranked) >= 4, body
+    assert all(0.0 < r["score"] < 1.0 for r in body["recommendations"])
+
+    status, body = inference("/predict", {"pairs": [{"user_id": 4, "item_id": "item-2"},
+                                                    {"user_id": 4, "item_id": "item-3"}]})
+    assert status == 200 and body["predictions"][0]["score"] > body["predictions"][1]["score"], body
+
+    status, body = inference("/recommend", {"user_id": 4, "candidate_items": "item-1"})
+    assert status == 400 and body["fields"] == ["candidate_items"]
     assert os.path.isdir(str(tmp / "model-cache" / version))
 
 
-def test_training_without_actions_fails_with_a_clear_message_and_keeps_the_current_model(trained, tmp_path):
+def test_incremental_update_learns_a_new_preference_training_each_action_once(trained, inference):
+    settings, tmp, _ = trained
+    state = wiring.state_store(settings)
+    parent = state.get_current()
+    _, before = inference("/predict", {"user_id": 4, "item_id": "item-7"})  # odd item: user 4 dislikes it
+    purchases = [StoredAction.accept(ActionIn.model_validate(
+        {"user_id": 4, "item_id": "item-7", "label": 1, "action_type": "purchase"})) for _ in range(40)]
+    new_key = wiring.action_store(settings).put_batch(purchases)
+
+    # The gate is tested on its own below; here every candidate is promoted.
+    job_id, result = _run_trainer(settings, tmp, PROMOTION_AUC_TOLERANCE="1.0")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    child = state.get_current()
+    assert child.version == state.get_job(job_id).version and child.mode == "incremental"
+    assert child.parent_version == parent.version and child.lineage == parent.lineage
+    assert child.global_step > parent.global_step
+
+    _, after = inference("/predict", {"user_id": 4, "item_id": "item-7"})
+    assert after["model_version"] == child.version
+    assert after["score"] > before["score"] + 0.05, (before, after)
+
+    # exactly once per lineage: what the child trained on is new to the lineage, and together with
+    # what is still held out for evaluation it is every stored action, with no repeats
+    trained_before, trained_now = _trained_event_ids(settings, parent), _trained_event_ids(settings, child)
+    assert len(trained_now) == len(set(trained_now)) and set(trained_before) <= set(trained_now)
+    assert len(trained_now) - len(trained_before) == child.num_new_actions
+    held = {e for ids in _manifest(settings, child)["held_out"].values() for e in ids}
+    every = {a.event_id for a in wiring.action_store(settings).iter_actions()}
+    assert set(trained_now) | held == every and not set(trained_now) & held
+    assert new_key in _manifest(settings, child)["keys"]
+
+
+def test_a_candidate_worse_than_the_current_version_is_rejected(trained):
+    settings, tmp, _ = trained
+    state = wiring.state_store(settings)
+    current = state.get_current()
+    wiring.action_store(settings).put_batch(preference_actions()[:100])  # a mixed-label batch to evaluate on
+    # A tolerance of -1 demands an AUC one point above the current one: impossible, so rejected.
+    job_id, result = _run_trainer(settings, tmp, PROMOTION_AUC_TOLERANCE="-1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    job = state.get_job(job_id)
+    rejected = state.get_version(job.version)
+    assert job.outcome == "rejected" and rejected.status == "rejected" and rejected.gate["promote"] is False
+    assert "worse than current version" in rejected.gate["reason"]
+    assert state.get_current().version == current.version
+    with pytest.raises(ValueError):
+        state.set_current(rejected.version)
+
+
+def test_bad_training_configuration_fails_clearly_and_keeps_serving(trained, tmp_path):
+    settings, _, _ = trained
+    state = wiring.state_store(settings)
+    before = state.get_current().version
+    job_id, result = _run_trainer(settings, tmp_path, MODEL_NAME="transformer")
+    assert result.returncode == 1 and "unknown model 'transformer'" in result.stderr + result.stdout
+    job = state.get_job(job_id)
+    assert job.status == "failed" and "unknown model 'transformer'" in job.error
+    assert state.get_current().version == before
+
+
+def test_full_training_without_actions_fails_with_a_clear_message(trained, tmp_path):
     settings, _, _ = trained
     empty = Settings.from_env(dict(settings.as_env(), ACTIONS_PREFIX="nothing-here/"))
     before = wiring.state_store(settings).get_current().version
-    job_id, result = _run_trainer(empty, tmp_path)
+    job_id, result = _run_trainer(empty, tmp_path, TRAINING_MODE="full")
     assert result.returncode == 1
     job = wiring.state_store(settings).get_job(job_id)
     assert job.status == "failed" and "not enough stored actions to train: 0" in job.error

@@ -2,7 +2,7 @@ import pytest
 
 from easyrec_online.actions import AddDataRequest
 from easyrec_online.config import Settings
-from easyrec_online.control import IngestService, TrainingService, health, model_info
+from easyrec_online.control import IngestService, RollbackRequest, TrainingService, health, model_info, rollback
 from easyrec_online.http import ApiError
 from easyrec_online.ingest import ActionPublisher, InMemoryActionPublisher, PublishError
 from easyrec_online.launcher import InMemoryTrainingLauncher, TaskState
@@ -84,3 +84,29 @@ def test_health_and_model_info_report_current_version():
     report = health(Settings.from_env({}), state)
     assert report["model_version"] == "v1" and report["api_version"] == "1.1.0" and report["version"]
     assert model_info(state)["current"]["version"] == "v1"
+
+
+def test_training_mode_is_validated_and_passed_to_the_task():
+    launcher = InMemoryTrainingLauncher()
+    training = TrainingService(InMemoryStateStore(), launcher)
+    with pytest.raises(ApiError) as caught:
+        training.start("sideways")
+    assert caught.value.status == 400 and caught.value.fields == ["mode"]
+    training.start("full")
+    assert launcher.launched[0]["mode"] == "full"
+
+
+def test_rollback_to_a_servable_version_only():
+    state = InMemoryStateStore()
+    for name, status in (("v1", "ready"), ("v2", "ready"), ("v3", "rejected")):
+        state.put_version(ModelVersion(name, "deepfm-v1", "deepfm", "models/deepfm-v1/{}/".format(name), "t",
+                                       status=status))
+    state.set_current("v2")
+    assert rollback(state, RollbackRequest(version="v1"))["current"]["version"] == "v1"
+    assert state.get_current().version == "v1"
+    with pytest.raises(ApiError) as caught:
+        rollback(state, RollbackRequest(version="v3"))
+    assert caught.value.status == 409 and state.get_current().version == "v1"
+    with pytest.raises(ApiError) as caught:
+        rollback(state, RollbackRequest(version="v9"))
+    assert caught.value.status == 404

@@ -1,7 +1,6 @@
 from easyrec_online.actions import ActionIn, StoredAction
 from easyrec_online.features import (
-    CSV_SEPARATOR, FEATURE_NAMES, columns_for_pairs, csv_lines, feature_row, serving_columns, split_holdout,
-    training_rows,
+    CSV_SEPARATOR, FEATURE_NAMES, columns_for_pairs, csv_lines, feature_row, serving_columns, training_rows,
 )
 
 
@@ -36,12 +35,9 @@ def test_explicit_negatives_are_not_padded():
     assert len(training_rows(actions, negatives_per_positive=3, seed=1)) == 3
 
 
-def test_holdout_split():
-    rows = training_rows([_action(u, u % 7) for u in range(100)], 0, 1)
-    train, holdout = split_holdout(rows, 0.1, 1)
-    assert len(holdout) == 10 and len(train) == 90
-    tiny = rows[:5]
-    assert split_holdout(tiny, 0.1, 1) == (tiny, tiny)
+def test_negatives_come_from_the_lineage_catalog():
+    rows = training_rows([_action(1, "a")], negatives_per_positive=2, seed=1, catalog=["a", "b", "c"])
+    assert sorted(r.features["item_id"] for r in rows if r.label == 0.0) == ["b", "c"]
 
 
 def test_csv_lines_match_feature_order():

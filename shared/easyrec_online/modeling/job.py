@@ -1,33 +1,60 @@
 """One training run, end to end (the training task's whole job; model runtime).
 
-stored actions (S3) -> feature rows -> EasyRec train + export -> holdout metrics -> upload to
-models/<lineage>/<version>/ -> registry record -> current pointer -> job succeeded.
+  plan (full or incremental, which stored objects are new) -> feature rows -> EasyRec train + export
+  -> holdout metrics for the candidate and the current version -> promotion gate
+  -> upload models/<lineage>/<version>/{saved_model/, checkpoint/, pipeline.config, metrics.json,
+     manifest.json} -> registry record -> current pointer (if promoted) -> job succeeded.
 
-The current pointer moves only after everything of the new version is in S3 and registered, so a
-run that dies at any point leaves the serving model untouched.
+Exactly-once training per lineage: a version's manifest lists every stored action object its
+lineage has consumed, and which of their actions were held out for evaluation. An incremental
+update continues from the parent's checkpoint on the objects not in the parent's manifest plus the
+parent's held-out actions. About 10 % of a run's actions (by a stable hash of the event id) are
+held out to evaluate the candidate and the current version on the same rows (the promotion gate);
+they are trained by the next update. The current pointer
+moves last, so a run that dies at any point leaves the serving model and the registry's current
+version untouched, and the next run trains on the same actions again.
 """
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import tempfile
 import time
-from typing import Any, Dict, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..actions import isoformat_utc, utc_now
+from ..actions import StoredAction, id_key, isoformat_utc, utc_now
 from ..config import Settings
-from ..features import FEATURE_NAMES, csv_lines, split_holdout, training_rows
-from ..ingest import ActionStore
-from ..registry import ModelVersion, StateStore, new_id
+from ..features import FEATURE_NAMES, TrainingRow, csv_lines, training_rows
+from ..ingest import ActionStore, dedupe_actions
+from ..registry import TRAINING_MODES, ModelVersion, StateStore, new_id
+from ..serving.cache import download_saved_model
 from .pipeline import build_pipeline_config
 
 logger = logging.getLogger(__name__)
 
+MIN_ROWS_FOR_HOLDOUT = 50
+
 
 class TrainingFailed(Exception):
     pass
+
+
+@dataclass
+class TrainingPlan:
+    mode: str  # full | incremental
+    lineage: str
+    parent: Optional[ModelVersion]
+    trained_keys: List[str]  # objects the lineage consumed before this run
+    new_keys: List[str]  # objects this run reads whole
+    held_out: Dict[str, List[str]] = field(default_factory=dict)  # key -> event ids held out so far
+    catalog: List[str] = field(default_factory=list)  # items the lineage has seen
 
 
 def wait_for_ingest_drain(sqs: Any, queue_url: str, timeout_s: float = 30.0) -> bool:
@@ -51,7 +78,52 @@ def wait_for_ingest_drain(sqs: Any, queue_url: str, timeout_s: float = 30.0) -> 
         time.sleep(0.5)
 
 
-def run_easyrec(pipeline_text: str, workdir: str) -> str:
+def read_manifest(s3: Any, bucket: str, version: ModelVersion) -> Dict[str, List[str]]:
+    try:
+        body = s3.get_object(Bucket=bucket, Key=version.manifest_key)["Body"].read()
+    except Exception as exc:  # noqa: BLE001 - a missing manifest means no incremental from here
+        raise TrainingFailed("version {} has no readable manifest: {}".format(version.version, exc))
+    return json.loads(body)
+
+
+def plan_training(settings: Settings, requested: str, current: Optional[ModelVersion], all_keys: List[str],
+                  manifest: Optional[Dict[str, List[str]]], version: str) -> TrainingPlan:
+    if requested not in TRAINING_MODES:
+        raise TrainingFailed("unknown training mode {!r}; use one of {}".format(requested, ", ".join(TRAINING_MODES)))
+    compatible = (
+        current is not None and manifest is not None and current.model_name == settings.model_name
+        and current.feature_columns == list(FEATURE_NAMES) and current.global_step > 0
+    )
+    if requested == "incremental" and not compatible:
+        raise TrainingFailed(
+            "no current version to continue from with model {} and features {} (train with mode=full first)".format(
+                settings.model_name, list(FEATURE_NAMES)))
+    if requested == "full" or not compatible:
+        return TrainingPlan("full", "{}-{}".format(settings.model_name, version), None, [], list(all_keys))
+    assert current is not None and manifest is not None
+    trained = set(manifest.get("keys", []))
+    return TrainingPlan("incremental", current.lineage, current, sorted(trained),
+                        [k for k in all_keys if k not in trained], dict(manifest.get("held_out", {})),
+                        list(manifest.get("items", [])))
+
+
+def is_holdout(event_id: str) -> bool:
+    """About 10 % of actions, chosen by a stable hash of the event id (the same choice on every run)."""
+    return int(hashlib.sha1(event_id.encode()).hexdigest()[:8], 16) % 10 == 0
+
+
+def split_holdout(actions: List[StoredAction]) -> Tuple[List[StoredAction], List[StoredAction]]:
+    """(train, holdout). Runs under MIN_ROWS_FOR_HOLDOUT actions hold nothing out and are evaluated
+    on their training rows: a holdout of a handful of actions says nothing."""
+    if len(actions) < MIN_ROWS_FOR_HOLDOUT:
+        return actions, []
+    held = [a for a in actions if is_holdout(a.event_id)]
+    if not held or len(held) == len(actions):
+        return actions, []
+    return [a for a in actions if not is_holdout(a.event_id)], held
+
+
+def run_easyrec(pipeline_text: str, workdir: str, continue_train: bool) -> str:
     """Train and export with EasyRec in this process; returns the SavedModel directory."""
     from easy_rec.python import main as easyrec_main
     from easy_rec.python.utils import config_util
@@ -60,12 +132,25 @@ def run_easyrec(pipeline_text: str, workdir: str) -> str:
     with open(config_path, "w") as f:
         f.write(pipeline_text)
     pipeline_config = config_util.get_configs_from_pipeline_file(config_path)
-    easyrec_main._train_and_evaluate_impl(pipeline_config)
+    easyrec_main._train_and_evaluate_impl(pipeline_config, continue_train=continue_train)
     final = os.path.join(pipeline_config.model_dir, "export", "final")
     exports = sorted(d for d in os.listdir(final) if d.isdigit()) if os.path.isdir(final) else []
     if not exports:
         raise TrainingFailed("EasyRec finished without exporting a SavedModel under {}".format(final))
     return os.path.join(final, exports[-1])
+
+
+def latest_checkpoint(model_dir: str) -> Tuple[str, int]:
+    """(checkpoint prefix path, global step) of the newest checkpoint in model_dir."""
+    steps = []
+    for index in glob.glob(os.path.join(model_dir, "model.ckpt-*.index")):
+        found = re.search(r"model\.ckpt-(\d+)\.index$", index)
+        if found:
+            steps.append(int(found.group(1)))
+    if not steps:
+        raise TrainingFailed("no checkpoint in {}".format(model_dir))
+    step = max(steps)
+    return os.path.join(model_dir, "model.ckpt-{}".format(step)), step
 
 
 def upload_dir(s3: Any, local_dir: str, bucket: str, prefix: str) -> int:
@@ -80,74 +165,166 @@ def upload_dir(s3: Any, local_dir: str, bucket: str, prefix: str) -> int:
     return count
 
 
-def run_training_job(
-    settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str
-) -> ModelVersion:
+def upload_checkpoint(s3: Any, bucket: str, checkpoint: str, prefix: str) -> None:
+    for path in glob.glob(checkpoint + ".*"):
+        with open(path, "rb") as f:
+            s3.put_object(Bucket=bucket, Key=prefix + os.path.basename(path), Body=f.read())
+    name = os.path.basename(checkpoint)
+    s3.put_object(Bucket=bucket, Key=prefix + "checkpoint", Body='model_checkpoint_path: "{}"\n'.format(name).encode())
+
+
+def download_checkpoint(s3: Any, bucket: str, version: ModelVersion, model_dir: str) -> None:
+    """Seed a fresh model_dir with the parent's checkpoint, so EasyRec continues from it."""
+    os.makedirs(model_dir, exist_ok=True)
+    paginator = s3.get_paginator("list_objects_v2")
+    found = 0
+    for page in paginator.paginate(Bucket=bucket, Prefix=version.checkpoint_prefix):
+        for obj in page.get("Contents", []):
+            s3.download_file(bucket, obj["Key"], os.path.join(model_dir, obj["Key"][len(version.checkpoint_prefix):]))
+            found += 1
+    if not found:
+        raise TrainingFailed("version {} has no checkpoint to continue from".format(version.version))
+
+
+def evaluate(export_dir: str, rows: Sequence[TrainingRow]) -> Dict[str, float]:
+    from ..serving.scorer import SavedModelScorer, auc_and_logloss
+
+    scorer = SavedModelScorer(export_dir)
+    try:
+        probs = scorer.score({n: [r.features[n] for r in rows] for n in FEATURE_NAMES})
+    finally:
+        scorer.close()
+    return auc_and_logloss([r.label for r in rows], probs)
+
+
+def promotion_decision(candidate: Dict[str, float], baseline: Optional[Dict[str, float]], tolerance: float,
+                       baseline_version: Optional[str]) -> Dict[str, Any]:
+    decision: Dict[str, Any] = {"tolerance": tolerance, "candidate_auc": candidate.get("auc"),
+                                "baseline_version": baseline_version,
+                                "baseline_auc": baseline.get("auc") if baseline else None}
+    if baseline is None or baseline.get("auc") is None or candidate.get("auc") is None:
+        decision.update(promote=True, reason="no comparable baseline AUC on this holdout")
+    elif candidate["auc"] >= baseline["auc"] - tolerance:
+        decision.update(promote=True, reason="holdout AUC {:.4f} vs current {:.4f} (tolerance {})".format(
+            candidate["auc"], baseline["auc"], tolerance))
+    else:
+        decision.update(promote=False, reason="holdout AUC {:.4f} is worse than current version {} ({:.4f}) by "
+                        "more than {}".format(candidate["auc"], baseline_version, baseline["auc"], tolerance))
+    return decision
+
+
+def run_training_job(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
+                     requested_mode: str = "auto") -> Optional[ModelVersion]:
+    """Returns the new version (promoted or rejected), or None when there was nothing new to train."""
     started = time.monotonic()
     timings: Dict[str, float] = {}
     state.update_job(job_id, status="running", started_at=isoformat_utc(utc_now()))
     workdir = tempfile.mkdtemp(prefix="easyrec-train-")
     try:
-        drained = wait_for_ingest_drain(sqs, settings.actions_queue_url)
-        if not drained:
+        if not wait_for_ingest_drain(sqs, settings.actions_queue_url):
             logger.warning("actions queue not drained after 30 s; training on what is stored")
-        actions = list(store.iter_actions())
+        version = new_id("v")
+        current = state.get_current()
+        manifest = read_manifest(s3, settings.data_bucket, current) if current and current.global_step else None
+        plan = plan_training(settings, requested_mode, current, store.keys(), manifest, version)
+        logger.info("job %s: %s training of lineage %s on %d new objects", job_id, plan.mode, plan.lineage,
+                    len(plan.new_keys))
+
+        key_of: Dict[str, str] = {}
+        new_actions: List[StoredAction] = []
+        for key in plan.new_keys:
+            for action in store.read(key):
+                key_of.setdefault(action.event_id, key)
+                new_actions.append(action)
+        for key, event_ids in sorted(plan.held_out.items()):
+            wanted = set(event_ids)
+            for action in store.read(key):
+                if action.event_id in wanted:
+                    key_of.setdefault(action.event_id, key)
+                    new_actions.append(action)
+        new_actions = list(dedupe_actions(new_actions))
         timings["load_actions_s"] = round(time.monotonic() - started, 3)
-        if len(actions) < max(1, settings.train_min_actions):
+        if plan.mode == "incremental" and not new_actions:
+            state.update_job(job_id, status="succeeded", finished_at=isoformat_utc(utc_now()), outcome="nothing_new",
+                             num_actions=0)
+            logger.info("job %s: no actions since version %s; nothing to train", job_id, current.version)
+            return None
+        if len(new_actions) < max(1, settings.train_min_actions):
             raise TrainingFailed(
                 "not enough stored actions to train: {} (need at least {}); add some with "
-                "POST /online/data/add".format(len(actions), max(1, settings.train_min_actions)))
-        rows = training_rows(actions, settings.negatives_per_positive, settings.random_seed)
-        train_rows, eval_rows = split_holdout(rows, 0.1, settings.random_seed)
-        train_path = os.path.join(workdir, "train.csv")
-        eval_path = os.path.join(workdir, "eval.csv")
-        for path, part in ((train_path, train_rows), (eval_path, eval_rows)):
+                "POST /online/data/add".format(len(new_actions), max(1, settings.train_min_actions)))
+
+        train_actions, holdout_actions = split_holdout(new_actions)
+        catalog = sorted(set(plan.catalog) | {id_key(a.item_id) for a in new_actions})
+        train_rows = training_rows(train_actions, settings.negatives_per_positive, settings.random_seed,
+                                   catalog=catalog)
+        holdout_rows = (training_rows(holdout_actions, settings.negatives_per_positive, settings.random_seed + 1,
+                                      catalog=catalog) if holdout_actions else train_rows)
+        held_out_next: Dict[str, List[str]] = {}
+        for action in holdout_actions:
+            held_out_next.setdefault(key_of[action.event_id], []).append(action.event_id)
+
+        model_dir = os.path.join(workdir, "model_dir")
+        batch_size = min(settings.train_batch_size, max(1, len(train_rows)))
+        if plan.mode == "incremental":
+            assert plan.parent is not None
+            download_checkpoint(s3, settings.data_bucket, plan.parent, model_dir)
+            steps = max(settings.incremental_min_steps,
+                        int(math.ceil(settings.incremental_epochs * len(train_rows) / float(batch_size))))
+            total_steps = plan.parent.global_step + steps
+        else:
+            total_steps = settings.train_steps
+        train_path, eval_path = os.path.join(workdir, "train.csv"), os.path.join(workdir, "eval.csv")
+        for path, part in ((train_path, train_rows), (eval_path, holdout_rows)):
             with open(path, "w") as f:
                 f.writelines(csv_lines(part))
-
-        version = new_id("v")
-        lineage = settings.model_name
-        pipeline_text = build_pipeline_config(
-            settings.model_name, train_path, eval_path, os.path.join(workdir, "model_dir"),
-            num_steps=settings.train_steps, batch_size=min(settings.train_batch_size, max(1, len(train_rows))),
-        )
+        pipeline_text = build_pipeline_config(settings.model_name, train_path, eval_path, model_dir,
+                                              num_steps=total_steps, batch_size=batch_size)
         t0 = time.monotonic()
-        export_dir = run_easyrec(pipeline_text, workdir)
+        export_dir = run_easyrec(pipeline_text, workdir, continue_train=plan.mode == "incremental")
+        checkpoint, global_step = latest_checkpoint(model_dir)
         timings["train_export_s"] = round(time.monotonic() - t0, 3)
 
         t0 = time.monotonic()
-        from ..serving.scorer import SavedModelScorer, auc_and_logloss
-
-        scorer = SavedModelScorer(export_dir)
-        try:
-            probs = scorer.score({n: [r.features[n] for r in eval_rows] for n in FEATURE_NAMES})
-        finally:
-            scorer.close()
-        metrics = auc_and_logloss([r.label for r in eval_rows], probs)
+        metrics = evaluate(export_dir, holdout_rows)
+        baseline = None
+        if current is not None and current.feature_columns == list(FEATURE_NAMES):
+            current_dir = download_saved_model(s3, settings.data_bucket, current, os.path.join(workdir, "current"))
+            baseline = evaluate(current_dir, holdout_rows)
+        gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance,
+                                  current.version if current else None)
         timings["evaluate_s"] = round(time.monotonic() - t0, 3)
 
         t0 = time.monotonic()
-        prefix = "{}{}/{}/".format(settings.models_prefix, lineage, version)
-        upload_dir(s3, export_dir, settings.data_bucket, prefix + "saved_model/")
-        s3.put_object(Bucket=settings.data_bucket, Key=prefix + "pipeline.config", Body=pipeline_text.encode())
-        s3.put_object(Bucket=settings.data_bucket, Key=prefix + "metrics.json",
-                      Body=json.dumps(metrics, sort_keys=True).encode())
-        timings["upload_s"] = round(time.monotonic() - t0, 3)
-        timings["total_s"] = round(time.monotonic() - started, 3)
-
-        current = state.get_current()
+        prefix = "{}{}/{}/".format(settings.models_prefix, plan.lineage, version)
         record = ModelVersion(
-            version=version, lineage=lineage, model_name=settings.model_name, s3_prefix=prefix,
-            created_at=isoformat_utc(utc_now()), status="ready", job_id=job_id,
-            parent_version=current.version if current else None, num_actions=len(actions),
-            num_train_rows=len(train_rows), metrics=metrics, timings=timings,
+            version=version, lineage=plan.lineage, model_name=settings.model_name, s3_prefix=prefix,
+            created_at=isoformat_utc(utc_now()), status="ready" if gate["promote"] else "rejected", job_id=job_id,
+            parent_version=plan.parent.version if plan.parent else (current.version if current else None),
+            mode=plan.mode, num_new_actions=len(train_actions),
+            num_actions=(plan.parent.num_actions if plan.parent else 0) + len(train_actions),
+            num_train_rows=len(train_rows), global_step=global_step, metrics=metrics, gate=gate,
             feature_columns=list(FEATURE_NAMES),
         )
+        upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)
+        upload_checkpoint(s3, settings.data_bucket, checkpoint, record.checkpoint_prefix)
+        s3.put_object(Bucket=settings.data_bucket, Key=prefix + "pipeline.config", Body=pipeline_text.encode())
+        s3.put_object(Bucket=settings.data_bucket, Key=prefix + "metrics.json",
+                      Body=json.dumps({"holdout": metrics, "gate": gate}, sort_keys=True).encode())
+        s3.put_object(Bucket=settings.data_bucket, Key=record.manifest_key, Body=json.dumps({
+            "keys": sorted(set(plan.trained_keys) | set(plan.new_keys)), "held_out": held_out_next,
+            "items": catalog}).encode())
+        timings["upload_s"] = round(time.monotonic() - t0, 3)
+        timings["total_s"] = round(time.monotonic() - started, 3)
+        record.timings = timings
+
         state.put_version(record)
-        state.set_current(version)
+        if gate["promote"]:
+            state.set_current(version)
         state.update_job(job_id, status="succeeded", finished_at=isoformat_utc(utc_now()), version=version,
-                         num_actions=len(actions))
-        logger.info("training job %s published version %s: %s", job_id, version, json.dumps(metrics))
+                         num_actions=len(train_actions), outcome="promoted" if gate["promote"] else "rejected")
+        logger.info("job %s: version %s %s (%s): %s", job_id, version,
+                    "promoted" if gate["promote"] else "rejected", gate["reason"], json.dumps(metrics))
         return record
     except Exception as exc:
         logger.exception("training job %s failed", job_id)
@@ -158,10 +335,11 @@ def run_training_job(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def pending_job_id(environ: Optional[Dict[str, str]] = None) -> str:
+def job_from_environment(environ: Optional[Dict[str, str]] = None) -> Tuple[str, str]:
+    """(job id, requested mode) that RunTask put in the task's environment."""
     env = os.environ if environ is None else environ
     job_id = env.get("JOB_ID", "")
     if not job_id:
         raise SystemExit("JOB_ID is not set: the training task is started by POST /online/training/start")
-    return job_id
+    return job_id, env.get("TRAINING_MODE", "auto") or "auto"
 

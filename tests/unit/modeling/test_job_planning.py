@@ -1,0 +1,64 @@
+import pytest
+
+from easyrec_online.config import Settings
+from easyrec_online.features import FEATURE_NAMES
+from easyrec_online.actions import ActionIn, StoredAction
+from easyrec_online.modeling.job import TrainingFailed, plan_training, promotion_decision, split_holdout
+from easyrec_online.registry import ModelVersion
+
+SETTINGS = Settings.from_env({})
+
+
+def _current(**extra):
+    fields = dict(version="v1", lineage="deepfm-v1", model_name="deepfm", s3_prefix="models/deepfm-v1/v1/",
+                  created_at="t", global_step=200, feature_columns=list(FEATURE_NAMES))
+    fields.update(extra)
+    return ModelVersion(**fields)
+
+
+def test_first_run_is_full_and_starts_a_lineage():
+    plan = plan_training(SETTINGS, "auto", None, ["a", "b"], None, "v9")
+    assert plan.mode == "full" and plan.lineage == "deepfm-v9" and plan.new_keys == ["a", "b"]
+
+
+def test_auto_continues_the_current_lineage_on_untrained_objects_only():
+    plan = plan_training(SETTINGS, "auto", _current(), ["a", "b", "c"], {"keys": ["a", "b"], "items": ["x"]}, "v2")
+    assert (plan.mode, plan.lineage, plan.trained_keys, plan.new_keys, plan.catalog) == (
+        "incremental", "deepfm-v1", ["a", "b"], ["c"], ["x"])
+
+
+def test_full_on_request_or_when_the_feature_set_changed():
+    assert plan_training(SETTINGS, "full", _current(), ["a"], {"keys": ["a"]}, "v2").mode == "full"
+    changed = _current(feature_columns=["user_id"])
+    assert plan_training(SETTINGS, "auto", changed, ["a"], {"keys": []}, "v2").mode == "full"
+    with pytest.raises(TrainingFailed, match="train with mode=full first"):
+        plan_training(SETTINGS, "incremental", changed, ["a"], {"keys": []}, "v2")
+    with pytest.raises(TrainingFailed, match="unknown training mode"):
+        plan_training(SETTINGS, "sideways", None, [], None, "v2")
+
+
+def _actions(n):
+    return [StoredAction.accept(ActionIn.model_validate({"user_id": i, "item_id": i, "label": 1, "event_id": "e%d" % i}))
+            for i in range(n)]
+
+
+def test_holdout_is_a_stable_tenth_and_small_runs_hold_nothing_out():
+    actions = _actions(1000)
+    train, held = split_holdout(actions)
+    assert 70 <= len(held) <= 130 and len(train) + len(held) == 1000
+    assert split_holdout(list(reversed(actions)))[1] == list(reversed(held))  # by event id, not position
+    assert split_holdout(actions[:49]) == (actions[:49], [])
+
+
+def test_held_out_actions_are_pending_for_the_next_update():
+    manifest = {"keys": ["a"], "held_out": {"a": ["e1"]}, "items": []}
+    plan = plan_training(SETTINGS, "auto", _current(), ["a", "b"], manifest, "v2")
+    assert plan.new_keys == ["b"] and plan.held_out == {"a": ["e1"]}
+
+
+def test_promotion_gate():
+    assert promotion_decision({"auc": 0.7}, None, 0.02, None)["promote"]
+    assert promotion_decision({"auc": 0.79}, {"auc": 0.80}, 0.02, "v1")["promote"]
+    rejected = promotion_decision({"auc": 0.70}, {"auc": 0.80}, 0.02, "v1")
+    assert not rejected["promote"] and "worse than current version v1" in rejected["reason"]
+    assert promotion_decision({"logloss": 0.3}, {"auc": 0.8}, 0.02, "v1")["promote"]  # one-class holdout
