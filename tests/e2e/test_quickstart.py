@@ -184,3 +184,32 @@ def test_accepted_actions_survive_a_hard_kill(service):
     service.process.wait(timeout=30)
     service.start()
     _wait_for(lambda: accepted <= _stored_event_ids(service)[0], 60, "the accepted actions after a kill -9")
+
+
+def _train_to_completion(service):
+    assert requests.post(service.url + "/online/training/start", timeout=10).status_code == 202
+
+    def finished():
+        status = requests.get(service.url + "/online/training/status", timeout=10).json()
+        return status if status["status"] in ("succeeded", "failed") else None
+
+    return _wait_for(finished, 300, "training to finish")
+
+
+def test_incremental_update_then_rollback_and_serving_follows(service):
+    first = requests.get(service.url + "/health", timeout=10).json()["model_version"]
+    status = _train_to_completion(service)  # the actions posted before the kill are new: incremental
+    assert status["status"] == "succeeded" and status["job"]["outcome"] == "promoted", status
+    second = status["current_model"]
+    assert second["mode"] == "incremental" and second["parent_version"] == first and second["num_new_actions"] >= 20
+
+    body = {"user_id": 123, "candidate_items": [1, 2, 3, 4, 5], "top_k": 3}
+    _wait_for(lambda: requests.post(service.url + "/recommend", json=body, timeout=10).json()["model_version"]
+              == second["version"], 10, "serving to follow the new version")
+    response = requests.post(service.url + "/model/rollback", json={"version": first}, timeout=10)
+    assert response.status_code == 200 and response.json()["current"]["version"] == first
+    _wait_for(lambda: requests.post(service.url + "/recommend", json=body, timeout=10).json()["model_version"]
+              == first, 10, "serving to follow the rollback")
+    assert requests.post(service.url + "/model/rollback", json={"version": "v-none"}, timeout=10).status_code == 404
+    missing = requests.post(service.url + "/model/rollback", json={}, timeout=10)
+    assert missing.status_code == 400 and missing.json()["fields"] == ["version"]

@@ -203,3 +203,36 @@ def test_full_training_without_actions_fails_with_a_clear_message(trained, tmp_p
     job = wiring.state_store(settings).get_job(job_id)
     assert job.status == "failed" and "not enough stored actions to train: 0" in job.error
     assert wiring.state_store(settings).get_current().version == before
+
+
+def test_killing_the_training_task_changes_nothing_and_the_next_run_trains_the_same_actions(trained, tmp_path):
+    settings, tmp, _ = trained
+    state = wiring.state_store(settings)
+    current = state.get_current()
+    wiring.action_store(settings).put_batch(preference_actions()[100:200])
+    pending_before = {a.event_id for a in wiring.action_store(settings).iter_actions()} - set(
+        _trained_event_ids(settings, current))
+
+    job_id = new_id("job-")
+    state.put_job(TrainingJob(job_id, "pending", "t"))
+    process = subprocess.Popen([MODEL_PYTHON, "task.py"], cwd=os.path.join(ROOT, "functions", "trainer"),
+                               env=_process_env(settings, tmp_path, JOB_ID=job_id),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen = b""
+    for line in iter(process.stdout.readline, b""):  # kill it in the middle of EasyRec's training loop
+        seen += line
+        if b"global step" in line or b"Saving checkpoints for" in line:
+            break
+    process.kill()
+    process.wait(timeout=30)
+    assert b"Saving checkpoints for" in seen or b"global step" in seen, seen[-2000:]
+    assert state.get_current().version == current.version
+    assert state.get_job(job_id).version is None
+    assert [v.job_id for v in state.list_versions()].count(job_id) == 0
+
+    job_id, result = _run_trainer(settings, tmp_path, PROMOTION_AUC_TOLERANCE="1.0")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    child = state.get_version(state.get_job(job_id).version)
+    trained_now = set(_trained_event_ids(settings, child))
+    held = {e for ids in _manifest(settings, child)["held_out"].values() for e in ids}
+    assert trained_now - set(_trained_event_ids(settings, current)) | held == pending_before
