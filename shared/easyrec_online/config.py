@@ -62,6 +62,10 @@ SETTINGS: Dict[str, Setting] = {
         "INCREMENTAL_EPOCHS", 3, "Passes over the new actions in an incremental update.", int),
     "incremental_min_steps": Setting(
         "INCREMENTAL_MIN_STEPS", 20, "Fewest training steps of an incremental update.", int),
+    "auto_retrain_auc_threshold": Setting(
+        "AUTO_RETRAIN_AUC_THRESHOLD", 0.55,
+        "An automatic update becomes a full retrain (new lineage) when the current version's AUC on "
+        "the fresh actions' holdout is below this.", float),
     "promotion_auc_tolerance": Setting(
         "PROMOTION_AUC_TOLERANCE", 0.02,
         "A new version becomes current unless its holdout AUC is worse than the current version's "
@@ -103,6 +107,7 @@ class Settings:
     random_seed: int
     incremental_epochs: int
     incremental_min_steps: int
+    auto_retrain_auc_threshold: float
     promotion_auc_tolerance: float
     model_cache_dir: str
     current_check_interval_ms: int

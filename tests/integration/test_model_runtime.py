@@ -160,6 +160,8 @@ def test_incremental_update_learns_a_new_preference_training_each_action_once(tr
     trained_before, trained_now = _trained_event_ids(settings, parent), _trained_event_ids(settings, child)
     assert len(trained_now) == len(set(trained_now)) and set(trained_before) <= set(trained_now)
     assert len(trained_now) - len(trained_before) == child.num_new_actions
+    held_by_parent = {e for ids in _manifest(settings, parent)["held_out"].values() for e in ids}
+    assert held_by_parent and held_by_parent <= set(trained_now)  # evaluated on last time, trained now
     held = {e for ids in _manifest(settings, child)["held_out"].values() for e in ids}
     every = {a.event_id for a in wiring.action_store(settings).iter_actions()}
     assert set(trained_now) | held == every and not set(trained_now) & held
@@ -236,3 +238,21 @@ def test_killing_the_training_task_changes_nothing_and_the_next_run_trains_the_s
     trained_now = set(_trained_event_ids(settings, child))
     held = {e for ids in _manifest(settings, child)["held_out"].values() for e in ids}
     assert trained_now - set(_trained_event_ids(settings, current)) | held == pending_before
+
+
+def test_an_automatic_update_on_drifted_actions_becomes_a_full_retrain(trained, tmp_path):
+    settings, _, _ = trained
+    state = wiring.state_store(settings)
+    current = state.get_current()
+    # Tastes flip: users now prefer items of the other parity, so the current model's AUC on the
+    # fresh actions collapses and the update retrains from scratch instead of continuing.
+    flipped = [StoredAction.accept(ActionIn.model_validate(dict(
+        a.model_dump(include={"user_id", "item_id"}), label=1 - int(a.label)))) for a in preference_actions()[:300]]
+    wiring.action_store(settings).put_batch(flipped)
+    job_id, result = _run_trainer(settings, tmp_path, PROMOTION_AUC_TOLERANCE="1.0", AUTO_RETRAIN_AUC_THRESHOLD="0.5")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    retrained = state.get_version(state.get_job(job_id).version)
+    assert retrained.mode == "full", "\n".join(l[-250:] for l in result.stderr.splitlines() if "job-" in l or "AUC" in l)
+    assert retrained.lineage != current.lineage and retrained.lineage.endswith(retrained.version)
+    assert retrained.gate["retrain"]["current_auc_on_fresh_actions"] < 0.5
+    assert state.get_current().version == retrained.version

@@ -213,6 +213,47 @@ def promotion_decision(candidate: Dict[str, float], baseline: Optional[Dict[str,
     return decision
 
 
+@dataclass
+class TrainingData:
+    new_actions: List[StoredAction]
+    train_actions: List[StoredAction]
+    train_rows: List[TrainingRow]
+    holdout_rows: List[TrainingRow]  # the training rows themselves when nothing was held out
+    has_holdout: bool
+    held_out_next: Dict[str, List[str]]  # key -> event ids held out by this run
+    catalog: List[str]
+
+
+def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPlan) -> TrainingData:
+    """The plan's untrained actions, split into training rows and a holdout."""
+    key_of: Dict[str, str] = {}
+    fresh: List[StoredAction] = []
+    for key in plan.new_keys:
+        for action in store.read(key):
+            key_of.setdefault(action.event_id, key)
+            fresh.append(action)
+    # What the parent held out for its evaluation is trained now, never held out again.
+    pending: List[StoredAction] = []
+    for key, event_ids in sorted(plan.held_out.items()):
+        wanted = set(event_ids)
+        pending.extend(a for a in store.read(key) if a.event_id in wanted)
+    fresh = list(dedupe_actions(fresh))
+    fresh_train, holdout_actions = split_holdout(fresh)
+    seen = {a.event_id for a in fresh}
+    pending = [a for a in dedupe_actions(pending) if a.event_id not in seen]
+    new_actions = pending + fresh
+    train_actions = pending + fresh_train
+    catalog = sorted(set(plan.catalog) | {id_key(a.item_id) for a in new_actions})
+    train_rows = training_rows(train_actions, settings.negatives_per_positive, settings.random_seed, catalog=catalog)
+    holdout_rows = (training_rows(holdout_actions, settings.negatives_per_positive, settings.random_seed + 1,
+                                  catalog=catalog) if holdout_actions else train_rows)
+    held_out_next: Dict[str, List[str]] = {}
+    for action in holdout_actions:
+        held_out_next.setdefault(key_of[action.event_id], []).append(action.event_id)
+    return TrainingData(new_actions, train_actions, train_rows, holdout_rows, bool(holdout_actions), held_out_next,
+                        catalog)
+
+
 def run_training_job(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
                      requested_mode: str = "auto") -> Optional[ModelVersion]:
     """Returns the new version (promoted or rejected), or None when there was nothing new to train."""
@@ -226,56 +267,49 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         version = new_id("v")
         current = state.get_current()
         manifest = read_manifest(s3, settings.data_bucket, current) if current and current.global_step else None
-        plan = plan_training(settings, requested_mode, current, store.keys(), manifest, version)
-        logger.info("job %s: %s training of lineage %s on %d new objects", job_id, plan.mode, plan.lineage,
-                    len(plan.new_keys))
-
-        key_of: Dict[str, str] = {}
-        new_actions: List[StoredAction] = []
-        for key in plan.new_keys:
-            for action in store.read(key):
-                key_of.setdefault(action.event_id, key)
-                new_actions.append(action)
-        for key, event_ids in sorted(plan.held_out.items()):
-            wanted = set(event_ids)
-            for action in store.read(key):
-                if action.event_id in wanted:
-                    key_of.setdefault(action.event_id, key)
-                    new_actions.append(action)
-        new_actions = list(dedupe_actions(new_actions))
+        all_keys = store.keys()
+        plan = plan_training(settings, requested_mode, current, all_keys, manifest, version)
+        data = load_training_data(settings, store, plan)
         timings["load_actions_s"] = round(time.monotonic() - started, 3)
-        if plan.mode == "incremental" and not new_actions:
+        if plan.mode == "incremental" and not data.new_actions:
             state.update_job(job_id, status="succeeded", finished_at=isoformat_utc(utc_now()), outcome="nothing_new",
                              num_actions=0)
             logger.info("job %s: no actions since version %s; nothing to train", job_id, current.version)
             return None
-        if len(new_actions) < max(1, settings.train_min_actions):
+
+        # The current version, scored on the same holdout as the candidate: the gate's baseline, and
+        # the drift check (its AUC on fresh actions) that turns an automatic update into a full retrain.
+        current_dir = None
+        if current is not None and current.feature_columns == list(FEATURE_NAMES):
+            current_dir = download_saved_model(s3, settings.data_bucket, current, os.path.join(workdir, "current"))
+        drift: Dict[str, Any] = {}
+        if plan.mode == "incremental" and requested_mode == "auto" and data.has_holdout and current_dir:
+            fresh = evaluate(current_dir, data.holdout_rows)
+            if fresh.get("auc") is not None and fresh["auc"] < settings.auto_retrain_auc_threshold:
+                drift = {"current_auc_on_fresh_actions": fresh["auc"], "threshold": settings.auto_retrain_auc_threshold}
+                logger.warning("job %s: version %s has AUC %.4f on fresh actions (< %s): full retrain", job_id,
+                               current.version, fresh["auc"], settings.auto_retrain_auc_threshold)
+                plan = plan_training(settings, "full", current, all_keys, manifest, version)
+                data = load_training_data(settings, store, plan)
+        logger.info("job %s: %s training of lineage %s on %d actions (%d held out)", job_id, plan.mode,
+                    plan.lineage, len(data.train_actions), len(data.new_actions) - len(data.train_actions))
+        if len(data.new_actions) < max(1, settings.train_min_actions):
             raise TrainingFailed(
                 "not enough stored actions to train: {} (need at least {}); add some with "
-                "POST /online/data/add".format(len(new_actions), max(1, settings.train_min_actions)))
-
-        train_actions, holdout_actions = split_holdout(new_actions)
-        catalog = sorted(set(plan.catalog) | {id_key(a.item_id) for a in new_actions})
-        train_rows = training_rows(train_actions, settings.negatives_per_positive, settings.random_seed,
-                                   catalog=catalog)
-        holdout_rows = (training_rows(holdout_actions, settings.negatives_per_positive, settings.random_seed + 1,
-                                      catalog=catalog) if holdout_actions else train_rows)
-        held_out_next: Dict[str, List[str]] = {}
-        for action in holdout_actions:
-            held_out_next.setdefault(key_of[action.event_id], []).append(action.event_id)
+                "POST /online/data/add".format(len(data.new_actions), max(1, settings.train_min_actions)))
 
         model_dir = os.path.join(workdir, "model_dir")
-        batch_size = min(settings.train_batch_size, max(1, len(train_rows)))
+        batch_size = min(settings.train_batch_size, max(1, len(data.train_rows)))
         if plan.mode == "incremental":
             assert plan.parent is not None
             download_checkpoint(s3, settings.data_bucket, plan.parent, model_dir)
             steps = max(settings.incremental_min_steps,
-                        int(math.ceil(settings.incremental_epochs * len(train_rows) / float(batch_size))))
+                        int(math.ceil(settings.incremental_epochs * len(data.train_rows) / float(batch_size))))
             total_steps = plan.parent.global_step + steps
         else:
             total_steps = settings.train_steps
         train_path, eval_path = os.path.join(workdir, "train.csv"), os.path.join(workdir, "eval.csv")
-        for path, part in ((train_path, train_rows), (eval_path, holdout_rows)):
+        for path, part in ((train_path, data.train_rows), (eval_path, data.holdout_rows)):
             with open(path, "w") as f:
                 f.writelines(csv_lines(part))
         pipeline_text = build_pipeline_config(settings.model_name, train_path, eval_path, model_dir,
@@ -286,13 +320,12 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         timings["train_export_s"] = round(time.monotonic() - t0, 3)
 
         t0 = time.monotonic()
-        metrics = evaluate(export_dir, holdout_rows)
-        baseline = None
-        if current is not None and current.feature_columns == list(FEATURE_NAMES):
-            current_dir = download_saved_model(s3, settings.data_bucket, current, os.path.join(workdir, "current"))
-            baseline = evaluate(current_dir, holdout_rows)
+        metrics = evaluate(export_dir, data.holdout_rows)
+        baseline = evaluate(current_dir, data.holdout_rows) if current_dir else None
         gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance,
                                   current.version if current else None)
+        if drift:
+            gate["retrain"] = drift
         timings["evaluate_s"] = round(time.monotonic() - t0, 3)
 
         t0 = time.monotonic()
@@ -301,9 +334,9 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             version=version, lineage=plan.lineage, model_name=settings.model_name, s3_prefix=prefix,
             created_at=isoformat_utc(utc_now()), status="ready" if gate["promote"] else "rejected", job_id=job_id,
             parent_version=plan.parent.version if plan.parent else (current.version if current else None),
-            mode=plan.mode, num_new_actions=len(train_actions),
-            num_actions=(plan.parent.num_actions if plan.parent else 0) + len(train_actions),
-            num_train_rows=len(train_rows), global_step=global_step, metrics=metrics, gate=gate,
+            mode=plan.mode, num_new_actions=len(data.train_actions),
+            num_actions=(plan.parent.num_actions if plan.parent else 0) + len(data.train_actions),
+            num_train_rows=len(data.train_rows), global_step=global_step, metrics=metrics, gate=gate,
             feature_columns=list(FEATURE_NAMES),
         )
         upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)
@@ -312,8 +345,8 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         s3.put_object(Bucket=settings.data_bucket, Key=prefix + "metrics.json",
                       Body=json.dumps({"holdout": metrics, "gate": gate}, sort_keys=True).encode())
         s3.put_object(Bucket=settings.data_bucket, Key=record.manifest_key, Body=json.dumps({
-            "keys": sorted(set(plan.trained_keys) | set(plan.new_keys)), "held_out": held_out_next,
-            "items": catalog}).encode())
+            "keys": sorted(set(plan.trained_keys) | set(plan.new_keys)), "held_out": data.held_out_next,
+            "items": data.catalog}).encode())
         timings["upload_s"] = round(time.monotonic() - t0, 3)
         timings["total_s"] = round(time.monotonic() - started, 3)
         record.timings = timings
@@ -322,7 +355,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         if gate["promote"]:
             state.set_current(version)
         state.update_job(job_id, status="succeeded", finished_at=isoformat_utc(utc_now()), version=version,
-                         num_actions=len(train_actions), outcome="promoted" if gate["promote"] else "rejected")
+                         num_actions=len(data.train_actions), outcome="promoted" if gate["promote"] else "rejected")
         logger.info("job %s: version %s %s (%s): %s", job_id, version,
                     "promoted" if gate["promote"] else "rejected", gate["reason"], json.dumps(metrics))
         return record

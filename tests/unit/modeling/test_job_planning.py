@@ -62,3 +62,24 @@ def test_promotion_gate():
     rejected = promotion_decision({"auc": 0.70}, {"auc": 0.80}, 0.02, "v1")
     assert not rejected["promote"] and "worse than current version v1" in rejected["reason"]
     assert promotion_decision({"logloss": 0.3}, {"auc": 0.8}, 0.02, "v1")["promote"]  # one-class holdout
+
+
+def test_actions_held_out_last_time_are_trained_now_and_fresh_ones_split():
+    from easyrec_online.ingest import InMemoryActionStore
+    from easyrec_online.modeling.job import is_holdout, load_training_data
+
+    store = InMemoryActionStore()
+    old = _actions(100)
+    old_key = store.put_batch(old)
+    held_before = [a.event_id for a in old if is_holdout(a.event_id)]
+    fresh = [StoredAction.accept(ActionIn.model_validate({"user_id": i, "item_id": i, "label": i % 2,
+                                                          "event_id": "f%d" % i})) for i in range(200)]
+    fresh_key = store.put_batch(fresh)
+    manifest = {"keys": [old_key], "held_out": {old_key: held_before}, "items": []}
+    plan = plan_training(SETTINGS, "auto", _current(), [old_key, fresh_key], manifest, "v2")
+    data = load_training_data(SETTINGS, store, plan)
+    trained = {a.event_id for a in data.train_actions}
+    assert set(held_before) <= trained
+    held_now = {e for ids in data.held_out_next.values() for e in ids}
+    assert held_now == {a.event_id for a in fresh if is_holdout(a.event_id)} and list(data.held_out_next) == [fresh_key]
+    assert trained | held_now == set(held_before) | {a.event_id for a in fresh}
