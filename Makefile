@@ -1,6 +1,6 @@
 # EasyRec Online. `make run` serves the whole service on http://127.0.0.1:5000; `make test` runs
 # every test. Both set up what they need first (infra/setup.sh; fast when nothing changed).
-.PHONY: setup run test test-unit test-integration test-e2e lint clean-state
+.PHONY: setup run test test-unit test-integration test-e2e lint readme clean-state
 
 setup:
 	@infra/setup.sh
@@ -22,6 +22,9 @@ test-e2e: setup
 
 lint: setup
 	.venv-tools/bin/sam validate --lint
+
+readme: setup
+	.venv/bin/python infra/readme_settings.py
 
 clean-state:
 	rm -rf .local/state

@@ -50,7 +50,8 @@ SETTINGS: Dict[str, Setting] = {
         "TRAINING_SUBNETS", "", "Comma-separated subnet ids for the Fargate trainer task."),
     "training_security_groups": Setting(
         "TRAINING_SECURITY_GROUPS", "", "Comma-separated security group ids for the trainer task."),
-    "model_name": Setting("MODEL_NAME", "deepfm", "EasyRec model trained by default (model lineage name)."),
+    "model_name": Setting(
+        "MODEL_NAME", "deepfm", "EasyRec ranking model to train: deepfm, wide_and_deep, dcn or autoint."),
     "train_steps": Setting("TRAIN_STEPS", 200, "Training steps of a full training run.", int),
     "train_batch_size": Setting("TRAIN_BATCH_SIZE", 64, "Training batch size.", int),
     "train_min_actions": Setting("TRAIN_MIN_ACTIONS", 1, "Fewest stored actions a training run accepts.", int),

@@ -27,5 +27,5 @@ def test_as_env_round_trips():
 def test_readme_documents_every_setting():
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
-    assert settings_table_markdown() in readme, "regenerate the README table from easyrec_online.config"
+    assert settings_table_markdown() in readme, "run `make readme` to regenerate the table"
     assert all(s.env in readme for s in SETTINGS.values())

@@ -16,3 +16,10 @@ def test_deepfm_config_matches_feature_set():
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model 'transformer'"):
         build_pipeline_config("transformer", "a", "b", "c", 1, 1)
+
+
+@pytest.mark.parametrize("model, model_class", [("deepfm", "DeepFM"), ("wide_and_deep", "WideAndDeep"),
+                                                ("dcn", "DCN"), ("autoint", "AutoInt")])
+def test_every_supported_model_has_a_config(model, model_class):
+    text = build_pipeline_config(model, "a", "b", "c", 10, 4)
+    assert 'model_class: "{}"'.format(model_class) in text

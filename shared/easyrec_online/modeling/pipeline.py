@@ -10,27 +10,56 @@ from typing import Dict
 
 from ..features import CSV_SEPARATOR, FEATURES, LABEL
 
-SUPPORTED_MODELS = ("deepfm",)
+# Ranking models over the same features, by EasyRec pipeline config only. Each entry: the feature
+# groups it needs and its model section (protobuf text).
+_WIDE_DEEP_GROUPS = ("deep", "DEEP"), ("wide", "WIDE")
+_ALL_GROUP = (("all", "DEEP"),)
+_MODELS = {
+    "deepfm": ("DeepFM", _WIDE_DEEP_GROUPS,
+               "deepfm {\n"
+               "    dnn { hidden_units: [64, 32] }\n"
+               "    final_dnn { hidden_units: [32] }\n"
+               "    wide_output_dim: 16\n"
+               "    l2_regularization: 1e-5\n"
+               "  }\n"),
+    "wide_and_deep": ("WideAndDeep", _WIDE_DEEP_GROUPS,
+                      "wide_and_deep {\n"
+                      "    dnn { hidden_units: [64, 32] }\n"
+                      "    l2_regularization: 1e-5\n"
+                      "  }\n"),
+    "dcn": ("DCN", _ALL_GROUP,
+            "dcn {\n"
+            '    deep_tower { input: "all" dnn { hidden_units: [64, 32] } }\n'
+            '    cross_tower { input: "all" cross_num: 3 }\n'
+            "    final_dnn { hidden_units: [32] }\n"
+            "    l2_regularization: 1e-5\n"
+            "  }\n"),
+    "autoint": ("AutoInt", _ALL_GROUP,
+                "autoint {\n"
+                "    multi_head_num: 2\n"
+                "    multi_head_size: 8\n"
+                "    interacting_layer_num: 2\n"
+                "    l2_regularization: 1e-5\n"
+                "  }\n"),
+}
+SUPPORTED_MODELS = tuple(_MODELS)
 
 
 def _model_section(model_name: str) -> str:
+    if model_name not in _MODELS:
+        raise ValueError("unknown model {!r}; supported: {}".format(model_name, ", ".join(SUPPORTED_MODELS)))
+    model_class, groups, body = _MODELS[model_name]
     names = "".join(' feature_names: "{}"'.format(f.name) for f in FEATURES)
-    if model_name == "deepfm":
-        return (
-            "model_config {\n"
-            '  model_class: "DeepFM"\n'
-            '  feature_groups { group_name: "deep"%s wide_deep: DEEP }\n'
-            '  feature_groups { group_name: "wide"%s wide_deep: WIDE }\n'
-            "  deepfm {\n"
-            "    dnn { hidden_units: [64, 32] }\n"
-            "    final_dnn { hidden_units: [32] }\n"
-            "    wide_output_dim: 16\n"
-            "    l2_regularization: 1e-5\n"
-            "  }\n"
-            "  embedding_regularization: 1e-7\n"
-            "}\n" % (names, names)
-        )
-    raise ValueError("unknown model {!r}; supported: {}".format(model_name, ", ".join(SUPPORTED_MODELS)))
+    group_text = "".join('  feature_groups { group_name: "%s"%s wide_deep: %s }\n' % (name, names, kind)
+                         for name, kind in groups)
+    return (
+        "model_config {\n"
+        '  model_class: "%s"\n'
+        "%s"
+        "  %s"
+        "  embedding_regularization: 1e-7\n"
+        "}\n" % (model_class, group_text, body)
+    )
 
 
 def build_pipeline_config(

@@ -1,0 +1,34 @@
+"""Every ranking model the service offers trains and exports from the same stored actions, through
+the real training task (EasyRec on TF 1.15), chosen by configuration alone (MODEL_NAME)."""
+import pytest
+
+from easyrec_online import aws, wiring
+from tests.integration.conftest import make_cloud
+from tests.integration.test_model_runtime import _run_trainer, preference_actions
+
+pytestmark = pytest.mark.model_runtime
+
+
+@pytest.fixture(scope="module")
+def stored(moto_endpoint):
+    settings = make_cloud(moto_endpoint, TRAIN_STEPS="150")
+    store = wiring.action_store(settings)
+    actions = preference_actions()
+    for start in range(0, len(actions), 100):
+        store.put_batch(actions[start:start + 100])
+    return settings
+
+
+@pytest.mark.parametrize("model", ["wide_and_deep", "dcn", "autoint"])
+def test_model_trains_and_exports(stored, model, tmp_path):
+    job_id, result = _run_trainer(stored, tmp_path, MODEL_NAME=model, TRAINING_MODE="full",
+                                  PROMOTION_AUC_TOLERANCE="1.0")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    state = wiring.state_store(stored)
+    version = state.get_version(state.get_job(job_id).version)
+    assert version.model_name == model and version.lineage.startswith(model + "-") and version.global_step == 150
+    assert version.metrics["auc"] > 0.5, version.metrics
+    keys = [o["Key"] for o in aws.client("s3", stored).list_objects_v2(
+        Bucket=stored.data_bucket, Prefix=version.saved_model_prefix)["Contents"]]
+    assert version.saved_model_prefix + "saved_model.pb" in keys
+    assert state.get_current().version == version.version
