@@ -44,10 +44,23 @@ make_env() {
   echo "$want" > "$stamp"
 }
 
+# add_to_env DIR REQUIREMENTS: install a no-deps extra into an existing env (own stamp)
+add_to_env() {
+  local dir="$1" req="$2" stamp want
+  stamp="$dir/.$(basename "$req").sha256"
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  echo "setup: adding $req to $dir"
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$req" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+  echo "$want" > "$stamp"
+}
+
 PY312=$(need_python 3.12 "control plane: API, ingest, local runner, tests")
 PY37=$(need_python 3.7 "model runtime: TensorFlow 1.15 runs only on Python 3.7")
 
 make_env .venv "$PY312" requirements.txt
+add_to_env .venv infra/datasets-requirements.txt
 make_env .venv-model "$PY37" infra/model-runtime/requirements.txt --no-deps
 make_env .venv-tools "$PY312" infra/tools/requirements.txt
 echo "setup: done"

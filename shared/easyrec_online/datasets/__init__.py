@@ -1,0 +1,1 @@
+"""Loaders that turn public data sets into the service's actions and profiles."""
