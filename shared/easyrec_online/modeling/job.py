@@ -132,7 +132,12 @@ def run_easyrec(pipeline_text: str, workdir: str, continue_train: bool) -> str:
     with open(config_path, "w") as f:
         f.write(pipeline_text)
     pipeline_config = config_util.get_configs_from_pipeline_file(config_path)
-    easyrec_main._train_and_evaluate_impl(pipeline_config, continue_train=continue_train)
+    # TF 1.15 AutoGraph-converts EasyRec's tf.data parsing functions on every input_fn call (about
+    # 5 s each for train and eval, measured); they are plain graph code, so build them unconverted.
+    from tensorflow.python.autograph.core import ag_ctx
+
+    with ag_ctx.ControlStatusCtx(status=ag_ctx.Status.DISABLED):
+        easyrec_main._train_and_evaluate_impl(pipeline_config, continue_train=continue_train)
     final = os.path.join(pipeline_config.model_dir, "export", "final")
     exports = sorted(d for d in os.listdir(final) if d.isdigit()) if os.path.isdir(final) else []
     if not exports:
