@@ -288,14 +288,16 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         if current is not None and current.feature_columns == list(FEATURE_NAMES):
             current_dir = download_saved_model(s3, settings.data_bucket, current, os.path.join(workdir, "current"))
         drift: Dict[str, Any] = {}
+        baseline: Optional[Dict[str, float]] = None  # the current version's metrics on data.holdout_rows
         if plan.mode == "incremental" and requested_mode == "auto" and data.has_holdout and current_dir:
-            fresh = evaluate(current_dir, data.holdout_rows)
+            fresh = baseline = evaluate(current_dir, data.holdout_rows)
             if fresh.get("auc") is not None and fresh["auc"] < settings.auto_retrain_auc_threshold:
                 drift = {"current_auc_on_fresh_actions": fresh["auc"], "threshold": settings.auto_retrain_auc_threshold}
                 logger.warning("job %s: version %s has AUC %.4f on fresh actions (< %s): full retrain", job_id,
                                current.version, fresh["auc"], settings.auto_retrain_auc_threshold)
                 plan = plan_training(settings, "full", current, all_keys, manifest, version)
                 data = load_training_data(settings, store, plan)
+                baseline = None  # a new holdout
         logger.info("job %s: %s training of lineage %s on %d actions (%d held out)", job_id, plan.mode,
                     plan.lineage, len(data.train_actions), len(data.new_actions) - len(data.train_actions))
         if len(data.new_actions) < max(1, settings.train_min_actions):
@@ -326,7 +328,8 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
 
         t0 = time.monotonic()
         metrics = evaluate(export_dir, data.holdout_rows)
-        baseline = evaluate(current_dir, data.holdout_rows) if current_dir else None
+        if baseline is None and current_dir:
+            baseline = evaluate(current_dir, data.holdout_rows)
         gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance,
                                   current.version if current else None)
         if drift:
