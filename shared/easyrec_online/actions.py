@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 from typing_extensions import Annotated
 
+from .labels import DEFAULT_LABEL_RULES, derive_label
+
 MAX_ID_LENGTH = 256
 
 
@@ -71,7 +73,8 @@ class ActionIn(BaseModel):
 
     user_id: EntityId
     item_id: EntityId
-    label: Union[StrictInt, StrictFloat] = Field(..., ge=0, le=1)
+    # Optional: without it, the label rule of action_type decides (labels.py).
+    label: Optional[Union[StrictInt, StrictFloat]] = Field(None, ge=0, le=1)
     action_type: Optional[StrictStr] = Field(None, min_length=1, max_length=64)
     parameters: Optional[Dict[str, Any]] = None
     event_id: Optional[StrictStr] = Field(None, min_length=1, max_length=128)
@@ -113,14 +116,20 @@ class StoredAction(BaseModel):
     accepted_at: str
 
     @classmethod
-    def accept(cls, sample: ActionIn, now: Optional[dt.datetime] = None) -> "StoredAction":
+    def accept(cls, sample: ActionIn, now: Optional[dt.datetime] = None,
+               label_rules: Optional[Dict[str, Any]] = None) -> "StoredAction":
+        """The stored form of a validated sample. Raises LabelRuleError when it has no label and
+        no rule gives it one."""
         now = now or utc_now()
         moment = _parse_timestamp(sample.timestamp) if sample.timestamp is not None else now
+        label = (float(sample.label) if sample.label is not None else
+                 derive_label(sample.action_type, sample.parameters,
+                              DEFAULT_LABEL_RULES if label_rules is None else label_rules))
         return cls(
             event_id=sample.event_id or uuid.uuid4().hex,
             user_id=sample.user_id,
             item_id=sample.item_id,
-            label=float(sample.label),
+            label=label,
             action_type=sample.action_type,
             parameters=sample.parameters or {},
             timestamp=isoformat_utc(moment),

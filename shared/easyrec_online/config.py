@@ -9,9 +9,12 @@ sticks to syntax and typing that 3.7 understands.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, List, Optional
+
+from .labels import parse_rules
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,10 @@ SETTINGS: Dict[str, Setting] = {
     "negatives_per_positive": Setting(
         "NEGATIVES_PER_POSITIVE", 2,
         "Sampled negatives per positive action when the data holds too few explicit negatives.", int),
+    "label_rules": Setting(
+        "LABEL_RULES", None,
+        "JSON action_type -> label rule, for samples sent without a label (default: labels.DEFAULT_LABEL_RULES, "
+        "e.g. purchase -> 1, rating -> stars >= 4, view -> 0 if bounced).", parse_rules),
     "random_seed": Setting("RANDOM_SEED", 20261129, "Seed for negative sampling and holdout splits.", int),
     "incremental_epochs": Setting(
         "INCREMENTAL_EPOCHS", 3, "Passes over the new actions in an incremental update.", int),
@@ -105,6 +112,7 @@ class Settings:
     train_batch_size: int
     train_min_actions: int
     negatives_per_positive: int
+    label_rules: Optional[Dict[str, Any]]
     random_seed: int
     incremental_epochs: int
     incremental_min_steps: int
@@ -141,7 +149,7 @@ class Settings:
         for name, setting in SETTINGS.items():
             value = getattr(self, name)
             if value is not None:
-                out[setting.env] = str(value)
+                out[setting.env] = json.dumps(value) if isinstance(value, dict) else str(value)
         return out
 
     @property

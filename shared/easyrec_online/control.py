@@ -15,6 +15,7 @@ from .actions import AddDataRequest, StoredAction, isoformat_utc, utc_now
 from .config import Settings
 from .http import ApiError
 from .ingest import ActionPublisher, PublishError
+from .labels import LabelRuleError
 from .launcher import TrainingLauncher
 from .registry import TRAINING_MODES, ModelVersion, StateStore, TrainingJob, new_id
 
@@ -31,7 +32,13 @@ class IngestService:
                            "samples: at most {} per request (got {}); split the batch".format(
                                limit, len(request.samples)), ["samples"])
         now = utc_now()
-        actions = [StoredAction.accept(sample, now) for sample in request.samples]
+        actions = []
+        for index, sample in enumerate(request.samples):
+            try:
+                actions.append(StoredAction.accept(sample, now, self._settings.label_rules))
+            except LabelRuleError as exc:
+                field = "samples[{}].label".format(index)
+                raise ApiError(400, "invalid_request", "{}: {}".format(field, exc), [field])
         seen: Dict[str, int] = {}
         for index, action in enumerate(actions):
             if action.event_id in seen:

@@ -36,7 +36,6 @@ def test_epoch_timestamp():
     {"user_id": "x" * 300, "item_id": 2, "label": 1},
     {"user_id": 1, "item_id": 2, "label": 2},
     {"user_id": 1, "item_id": 2, "label": "1"},
-    {"user_id": 1, "item_id": 2},
     {"user_id": 1, "item_id": 2, "label": 1, "timestamp": "yesterday"},
     {"user_id": 1, "item_id": 2, "label": 1, "unknown": 1},
     {"user_id": 1, "item_id": 2, "label": 1, "parameters": ["not", "an", "object"]},
@@ -49,3 +48,10 @@ def test_bad_samples_are_rejected(sample):
 def test_empty_samples_rejected():
     with pytest.raises(ValidationError):
         AddDataRequest.model_validate({"samples": []})
+
+
+def test_no_label_and_no_rule_is_refused_at_accept():
+    from easyrec_online.labels import LabelRuleError
+
+    with pytest.raises(LabelRuleError):
+        StoredAction.accept(ActionIn.model_validate({"user_id": 1, "item_id": 2}))
