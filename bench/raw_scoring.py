@@ -10,14 +10,15 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "shared"))
 
-from easyrec_online.features import serving_columns  # noqa: E402
+from easyrec_online.actions import utc_now  # noqa: E402
+from easyrec_online.features import Context, columns_for_pairs  # noqa: E402
 from easyrec_online.serving.scorer import SavedModelScorer  # noqa: E402
 
 
 def main():
     path, candidates, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     scorer = SavedModelScorer(path)
-    columns = serving_columns(123, list(range(1, candidates + 1)))
+    columns = columns_for_pairs([(123, item) for item in range(1, candidates + 1)], Context("", utc_now()))
     for _ in range(20):
         scorer.score(columns)
     times = []

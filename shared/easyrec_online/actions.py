@@ -47,7 +47,7 @@ def isoformat_utc(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _parse_timestamp(value: Union[int, float, str]) -> dt.datetime:
+def parse_timestamp(value: Union[int, float, str]) -> dt.datetime:
     if isinstance(value, bool):
         raise ValueError("timestamp must be an ISO-8601 string or epoch seconds")
     if isinstance(value, (int, float)):
@@ -91,7 +91,7 @@ class ActionIn(BaseModel):
     @classmethod
     def _timestamp_parses(cls, value: Optional[Union[int, float, str]]) -> Optional[Union[int, float, str]]:
         if value is not None:
-            _parse_timestamp(value)
+            parse_timestamp(value)
         return value
 
 
@@ -121,7 +121,7 @@ class StoredAction(BaseModel):
         """The stored form of a validated sample. Raises LabelRuleError when it has no label and
         no rule gives it one."""
         now = now or utc_now()
-        moment = _parse_timestamp(sample.timestamp) if sample.timestamp is not None else now
+        moment = parse_timestamp(sample.timestamp) if sample.timestamp is not None else now
         label = (float(sample.label) if sample.label is not None else
                  derive_label(sample.action_type, sample.parameters,
                               DEFAULT_LABEL_RULES if label_rules is None else label_rules))

@@ -54,6 +54,7 @@ class ModelVersion:
     gate: Dict[str, Any] = field(default_factory=dict)  # the promotion decision and its figures
     timings: Dict[str, float] = field(default_factory=dict)
     feature_columns: List[str] = field(default_factory=list)
+    serving_defaults: Dict[str, str] = field(default_factory=dict)  # e.g. the action_type it predicts
 
     @property
     def saved_model_prefix(self) -> str:

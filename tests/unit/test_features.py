@@ -1,23 +1,41 @@
+import datetime as dt
+
 from easyrec_online.actions import ActionIn, StoredAction
 from easyrec_online.features import (
-    CSV_SEPARATOR, FEATURE_NAMES, columns_for_pairs, csv_lines, feature_row, serving_columns, training_rows,
+    CSV_SEPARATOR, FEATURE_NAMES, Context, columns_for_pairs, csv_lines, feature_row, serving_action_type,
+    training_rows,
 )
 
 
-def _action(user, item, label=1):
-    return StoredAction.accept(ActionIn.model_validate({"user_id": user, "item_id": item, "label": label}))
+def _action(user, item, label=1, action_type=None):
+    return StoredAction.accept(ActionIn.model_validate({"user_id": user, "item_id": item, "label": label,
+                                                        "action_type": action_type}))
 
 
-def test_training_and_serving_encode_ids_identically():
-    action = _action(123, "a\tb,c")
+def test_training_and_serving_build_identical_rows():
+    action = StoredAction.accept(ActionIn.model_validate({
+        "user_id": 123, "item_id": "a\tb,c", "label": 1, "action_type": "rating",
+        "timestamp": "2026-11-27T20:15:00Z"}))  # a Friday evening
     row = training_rows([action], negatives_per_positive=0, seed=1)[0]
-    columns = serving_columns(123, ["a\tb,c"])
-    assert {name: [row.features[name]] for name in FEATURE_NAMES} == columns
+    serving = columns_for_pairs([(123, "a\tb,c")], Context("rating", dt.datetime(2026, 11, 27, 20, 15, tzinfo=dt.timezone.utc)))
+    assert {name: [row.features[name]] for name in FEATURE_NAMES} == serving
+    assert row.features["hour"] == "20" and row.features["dow"] == "4" and row.features["action_type"] == "rating"
     assert CSV_SEPARATOR not in row.features["item_id"]
 
 
 def test_int_and_string_ids_are_one_id():
-    assert feature_row(6, 7) == feature_row("6", "7")
+    context = Context("", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    assert feature_row(6, 7, context) == feature_row("6", "7", context)
+
+
+def test_negatives_share_their_positive_context_and_serving_predicts_the_main_positive_type():
+    actions = [_action(1, "a"), _action(1, "b", 1, "purchase"), _action(2, "a", 1, "purchase"), _action(2, "c", 0)]
+    assert serving_action_type(actions) == "purchase"
+    assert serving_action_type([]) == ""
+    positive = _action(3, "a", 1, "like")
+    rows = training_rows([positive], negatives_per_positive=2, seed=1, catalog=["a", "b", "c"])
+    assert len(rows) == 3 and all(r.features["action_type"] == "like" for r in rows)
+    assert len({(r.features["hour"], r.features["dow"]) for r in rows}) == 1
 
 
 def test_all_positive_data_gets_sampled_negatives_from_unseen_items():
@@ -41,6 +59,9 @@ def test_negatives_come_from_the_lineage_catalog():
 
 
 def test_csv_lines_match_feature_order():
-    line = next(iter(csv_lines(training_rows([_action("u", "i")], 0, 1))))
-    assert line == CSV_SEPARATOR.join(["1.0", "u", "i"]) + "\n"
-    assert columns_for_pairs([(1, 2), (3, 4)]) == {"user_id": ["1", "3"], "item_id": ["2", "4"]}
+    row = training_rows([_action("u", "i")], 0, 1)[0]
+    line = next(iter(csv_lines([row])))
+    assert line == CSV_SEPARATOR.join(["1.0"] + [row.features[n] for n in FEATURE_NAMES]) + "\n"
+    assert line.startswith(CSV_SEPARATOR.join(["1.0", "u", "i", ""]))
+    columns = columns_for_pairs([(1, 2), (3, 4)], Context("view", dt.datetime(2026, 1, 5, 9, tzinfo=dt.timezone.utc)))
+    assert columns["item_id"] == ["2", "4"] and columns["action_type"] == ["view", "view"] and columns["dow"] == ["0", "0"]

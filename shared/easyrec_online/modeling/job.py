@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..actions import StoredAction, id_key, isoformat_utc, utc_now
 from ..config import Settings
-from ..features import FEATURE_NAMES, TrainingRow, csv_lines, training_rows
+from ..features import FEATURE_NAMES, TrainingRow, csv_lines, serving_action_type, training_rows
 from ..ingest import ActionStore, dedupe_actions
 from ..registry import TRAINING_MODES, ModelVersion, StateStore, new_id
 from ..serving.cache import download_saved_model
@@ -346,6 +346,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             num_actions=(plan.parent.num_actions if plan.parent else 0) + len(data.train_actions),
             num_train_rows=len(data.train_rows), global_step=global_step, metrics=metrics, gate=gate,
             feature_columns=list(FEATURE_NAMES),
+            serving_defaults={"action_type": serving_action_type(data.train_actions)},
         )
         upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)
         upload_checkpoint(s3, settings.data_bucket, checkpoint, record.checkpoint_prefix)

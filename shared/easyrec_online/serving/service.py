@@ -9,10 +9,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from ..actions import EntityId, id_key
+from ..actions import EntityId, id_key, utc_now
 from ..config import Settings
-from ..features import columns_for_pairs
+from ..features import Context, columns_for_pairs
 from ..http import ApiError
+from ..registry import ModelVersion
 
 NO_MODEL_DETAIL = (
     "no model has been trained yet: add actions with POST /online/data/add, then start training "
@@ -75,9 +76,12 @@ class ScoringService:
             raise ApiError(503, "no_model", NO_MODEL_DETAIL, headers={"Retry-After": "30"})
         return loaded
 
-    def _score(self, scorer: Any, pairs: Sequence[Tuple[Union[int, str], Union[int, str]]]) -> List[float]:
+    def _score(self, version: ModelVersion, scorer: Any,
+               pairs: Sequence[Tuple[Union[int, str], Union[int, str]]]) -> List[float]:
+        # What a recommendation predicts: the version's serving action type, now.
+        context = Context(version.serving_defaults.get("action_type", ""), utc_now())
         try:
-            return [float(p) for p in scorer.score(columns_for_pairs(pairs))]
+            return [float(p) for p in scorer.score(columns_for_pairs(pairs, context))]
         except Exception as exc:
             # Never a 200 with made-up scores.
             raise ApiError(500, "scoring_failed", "the model could not score this request: {}".format(exc))
@@ -98,7 +102,7 @@ class ScoringService:
                                "candidate_items: duplicate item {!r}".format(item), ["candidate_items"])
             seen.add(id_key(item))
         version, scorer = self._model()
-        scores = self._score(scorer, [(request.user_id, item) for item in request.candidate_items])
+        scores = self._score(version, scorer, [(request.user_id, item) for item in request.candidate_items])
         ranked = sorted(zip(request.candidate_items, scores), key=lambda pair: -pair[1])[: request.top_k]
         return {
             "user_id": request.user_id,
@@ -113,7 +117,7 @@ class ScoringService:
                            "at most {} pairs per request (got {})".format(self._settings.max_candidates, len(pairs)),
                            ["pairs"])
         version, scorer = self._model()
-        scores = self._score(scorer, pairs)
+        scores = self._score(version, scorer, pairs)
         predictions = [{"user_id": u, "item_id": i, "score": s} for (u, i), s in zip(pairs, scores)]
         if single:
             result = dict(predictions[0])
