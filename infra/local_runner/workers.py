@@ -8,7 +8,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from typing import IO, Any, Callable, Dict, List, Optional
 
@@ -190,11 +189,3 @@ class FunctionPool:
         for worker in workers:
             worker.stop()
 
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()

@@ -18,8 +18,6 @@ from typing import Any, Dict, List, Optional
 
 from .actions import isoformat_utc, utc_now
 
-JOB_STATES = ("pending", "running", "succeeded", "failed")
-VERSION_STATES = ("ready", "rejected")
 TRAINING_MODES = ("auto", "full", "incremental")
 
 
@@ -73,7 +71,7 @@ class ModelVersion:
 @dataclass
 class TrainingJob:
     job_id: str
-    status: str
+    status: str  # pending, running, succeeded, failed
     requested_at: str
     mode: str = "auto"
     task_ref: Optional[str] = None

@@ -6,7 +6,7 @@ one string tensor per feature (EasyRec hashes ids inside the graph), returning `
 from __future__ import annotations
 
 import threading
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 
@@ -66,6 +66,3 @@ def auc_and_logloss(labels: Sequence[float], probs: Sequence[float]) -> Dict[str
         metrics["auc"] = float(roc_auc_score(y, p))
     return metrics
 
-
-def scores_as_list(probs: np.ndarray) -> List[float]:
-    return [float(p) for p in probs]
