@@ -19,7 +19,7 @@ def stored(moto_endpoint):
     return settings
 
 
-@pytest.mark.parametrize("model", ["wide_and_deep", "dcn", "autoint"])
+@pytest.mark.parametrize("model", ["wide_and_deep", "dcn", "autoint", "dssm"])
 def test_model_trains_and_exports(stored, model, tmp_path):
     job_id, result = _run_trainer(stored, tmp_path, MODEL_NAME=model, TRAINING_MODE="full",
                                   PROMOTION_AUC_TOLERANCE="1.0")
@@ -32,3 +32,7 @@ def test_model_trains_and_exports(stored, model, tmp_path):
         Bucket=stored.data_bucket, Prefix=version.saved_model_prefix)["Contents"]]
     assert version.saved_model_prefix + "saved_model.pb" in keys
     assert state.get_current().version == version.version
+    if model == "dssm":  # a matching model: its SavedModel also serves both towers' embeddings
+        graph = aws.client("s3", stored).get_object(Bucket=stored.data_bucket,
+                                                    Key=version.saved_model_prefix + "saved_model.pb")["Body"].read()
+        assert b"user_emb" in graph and b"item_emb" in graph

@@ -19,7 +19,13 @@ def test_unknown_model_is_a_clear_error():
 
 
 @pytest.mark.parametrize("model, model_class", [("deepfm", "DeepFM"), ("wide_and_deep", "WideAndDeep"),
-                                                ("dcn", "DCN"), ("autoint", "AutoInt")])
+                                                ("dcn", "DCN"), ("autoint", "AutoInt"), ("dssm", "DSSM")])
 def test_every_supported_model_has_a_config(model, model_class):
     text = build_pipeline_config(model, "a", "b", "c", 10, 4)
     assert 'model_class: "{}"'.format(model_class) in text
+
+
+def test_two_tower_model_puts_the_item_alone_in_its_tower():
+    text = build_pipeline_config("dssm", "a", "b", "c", 10, 4)
+    assert 'group_name: "item" feature_names: "item_id" wide_deep: DEEP' in text
+    assert 'group_name: "user" feature_names: "user_id" feature_names: "action_type"' in text

@@ -10,10 +10,14 @@ from typing import Dict
 
 from ..features import CSV_SEPARATOR, FEATURES, LABEL
 
-# Ranking models over the same features, by EasyRec pipeline config only. Each entry: the feature
-# groups it needs and its model section (protobuf text).
-_WIDE_DEEP_GROUPS = ("deep", "DEEP"), ("wide", "WIDE")
-_ALL_GROUP = (("all", "DEEP"),)
+# Models over the same features, by EasyRec pipeline config only. Each entry: the model class, the
+# feature groups it needs as (name, kind, feature names; None = every feature), and its section.
+_ALL = None
+_WIDE_DEEP_GROUPS = ("deep", "DEEP", _ALL), ("wide", "WIDE", _ALL)
+_ALL_GROUP = (("all", "DEEP", _ALL),)
+# Two towers (matching): the user and the context on one side, the item on the other.
+_TWO_TOWER_GROUPS = (("user", "DEEP", tuple(f.name for f in FEATURES if f.name != "item_id")),
+                     ("item", "DEEP", ("item_id",)))
 _MODELS = {
     "deepfm": ("DeepFM", _WIDE_DEEP_GROUPS,
                "deepfm {\n"
@@ -41,6 +45,15 @@ _MODELS = {
                 "    interacting_layer_num: 2\n"
                 "    l2_regularization: 1e-5\n"
                 "  }\n"),
+    # DSSM's SavedModel also outputs user_emb and item_emb (the towers' embeddings) for retrieval.
+    "dssm": ("DSSM", _TWO_TOWER_GROUPS,
+             "dssm {\n"
+             '    user_tower { id: "user_id" dnn { hidden_units: [64, 32] } }\n'
+             '    item_tower { id: "item_id" dnn { hidden_units: [64, 32] } }\n'
+             "    simi_func: COSINE\n"
+             "    scale_simi: true\n"
+             "    l2_regularization: 1e-6\n"
+             "  }\n"),
 }
 SUPPORTED_MODELS = tuple(_MODELS)
 
@@ -49,9 +62,10 @@ def _model_section(model_name: str) -> str:
     if model_name not in _MODELS:
         raise ValueError("unknown model {!r}; supported: {}".format(model_name, ", ".join(SUPPORTED_MODELS)))
     model_class, groups, body = _MODELS[model_name]
-    names = "".join(' feature_names: "{}"'.format(f.name) for f in FEATURES)
-    group_text = "".join('  feature_groups { group_name: "%s"%s wide_deep: %s }\n' % (name, names, kind)
-                         for name, kind in groups)
+    group_text = ""
+    for name, kind, members in groups:
+        names = "".join(' feature_names: "{}"'.format(f) for f in (members or [f.name for f in FEATURES]))
+        group_text += '  feature_groups { group_name: "%s"%s wide_deep: %s }\n' % (name, names, kind)
     return (
         "model_config {\n"
         '  model_class: "%s"\n'
