@@ -39,6 +39,10 @@ FEATURES: Tuple[IdFeature, ...] = (
 )
 FEATURE_NAMES: Tuple[str, ...] = tuple(f.name for f in FEATURES)
 LABEL = "label"
+# Second label, for multi-task models: the action was a positive conversion (a purchase, a booking),
+# not just engagement. Single-task models ignore the column.
+CONVERSION_LABEL = "conversion"
+CONVERSION_ACTION_TYPES = frozenset(["purchase", "book_tickets"])
 
 
 def feature_value(value: Union[int, str]) -> str:
@@ -52,6 +56,7 @@ def feature_value(value: Union[int, str]) -> str:
 class TrainingRow:
     label: float
     features: Dict[str, str]
+    conversion: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,8 @@ def training_rows(
     random catalog items (default: the items of `actions`) the user has not acted on here,
     labelled 0 (the standard approach).
     """
-    rows = [TrainingRow(a.label, feature_row(a.user_id, a.item_id, Context.of(a))) for a in actions]
+    rows = [TrainingRow(a.label, feature_row(a.user_id, a.item_id, Context.of(a)),
+                        float(a.label >= 0.5 and a.action_type in CONVERSION_ACTION_TYPES)) for a in actions]
     positives = [a for a in actions if a.label >= 0.5]
     if not positives or negatives_per_positive <= 0 or len(positives) < 0.8 * len(actions):
         return rows
@@ -101,7 +107,8 @@ def training_rows(
 
 def csv_lines(rows: Iterable[TrainingRow]) -> Iterable[str]:
     for row in rows:
-        yield CSV_SEPARATOR.join([repr(float(row.label))] + [row.features[n] for n in FEATURE_NAMES]) + "\n"
+        yield CSV_SEPARATOR.join([repr(float(row.label)), repr(float(row.conversion))]
+                                 + [row.features[n] for n in FEATURE_NAMES]) + "\n"
 
 
 def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], context: Context) -> Dict[str, List[str]]:

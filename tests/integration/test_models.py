@@ -19,7 +19,7 @@ def stored(moto_endpoint):
     return settings
 
 
-@pytest.mark.parametrize("model", ["wide_and_deep", "dcn", "autoint", "dssm"])
+@pytest.mark.parametrize("model", ["wide_and_deep", "dcn", "autoint", "dssm", "mmoe"])
 def test_model_trains_and_exports(stored, model, tmp_path):
     job_id, result = _run_trainer(stored, tmp_path, MODEL_NAME=model, TRAINING_MODE="full",
                                   PROMOTION_AUC_TOLERANCE="1.0")
@@ -36,3 +36,7 @@ def test_model_trains_and_exports(stored, model, tmp_path):
         graph = aws.client("s3", stored).get_object(Bucket=stored.data_bucket,
                                                     Key=version.saved_model_prefix + "saved_model.pb")["Body"].read()
         assert b"user_emb" in graph and b"item_emb" in graph
+    if model == "mmoe":  # multi-task: engagement (served) and conversion heads
+        graph = aws.client("s3", stored).get_object(Bucket=stored.data_bucket,
+                                                    Key=version.saved_model_prefix + "saved_model.pb")["Body"].read()
+        assert b"probs_main" in graph and b"probs_convert" in graph

@@ -61,7 +61,13 @@ def test_negatives_come_from_the_lineage_catalog():
 def test_csv_lines_match_feature_order():
     row = training_rows([_action("u", "i")], 0, 1)[0]
     line = next(iter(csv_lines([row])))
-    assert line == CSV_SEPARATOR.join(["1.0"] + [row.features[n] for n in FEATURE_NAMES]) + "\n"
-    assert line.startswith(CSV_SEPARATOR.join(["1.0", "u", "i", ""]))
+    assert line == CSV_SEPARATOR.join(["1.0", "0.0"] + [row.features[n] for n in FEATURE_NAMES]) + "\n"
+    assert line.startswith(CSV_SEPARATOR.join(["1.0", "0.0", "u", "i", ""]))
     columns = columns_for_pairs([(1, 2), (3, 4)], Context("view", dt.datetime(2026, 1, 5, 9, tzinfo=dt.timezone.utc)))
     assert columns["item_id"] == ["2", "4"] and columns["action_type"] == ["view", "view"] and columns["dow"] == ["0", "0"]
+
+
+def test_conversion_label_marks_positive_purchases_only():
+    rows = training_rows([_action(1, "a", 1, "purchase"), _action(1, "b", 0, "purchase"), _action(2, "a", 1, "like")],
+                         negatives_per_positive=0, seed=1)
+    assert [r.conversion for r in rows] == [1.0, 0.0, 0.0]

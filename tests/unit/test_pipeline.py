@@ -19,7 +19,8 @@ def test_unknown_model_is_a_clear_error():
 
 
 @pytest.mark.parametrize("model, model_class", [("deepfm", "DeepFM"), ("wide_and_deep", "WideAndDeep"),
-                                                ("dcn", "DCN"), ("autoint", "AutoInt"), ("dssm", "DSSM")])
+                                                ("dcn", "DCN"), ("autoint", "AutoInt"), ("dssm", "DSSM"),
+                                                ("mmoe", "MMoE")])
 def test_every_supported_model_has_a_config(model, model_class):
     text = build_pipeline_config(model, "a", "b", "c", 10, 4)
     assert 'model_class: "{}"'.format(model_class) in text
@@ -29,3 +30,8 @@ def test_two_tower_model_puts_the_item_alone_in_its_tower():
     text = build_pipeline_config("dssm", "a", "b", "c", 10, 4)
     assert 'group_name: "item" feature_names: "item_id" wide_deep: DEEP' in text
     assert 'group_name: "user" feature_names: "user_id" feature_names: "action_type"' in text
+
+
+def test_only_multi_task_models_read_the_conversion_label():
+    assert 'label_fields: "conversion"' in build_pipeline_config("mmoe", "a", "b", "c", 10, 4)
+    assert 'label_fields: "conversion"' not in build_pipeline_config("deepfm", "a", "b", "c", 10, 4)

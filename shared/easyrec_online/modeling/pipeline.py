@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict
 
-from ..features import CSV_SEPARATOR, FEATURES, LABEL
+from ..features import CONVERSION_LABEL, CSV_SEPARATOR, FEATURES, LABEL
 
 # Models over the same features, by EasyRec pipeline config only. Each entry: the model class, the
 # feature groups it needs as (name, kind, feature names; None = every feature), and its section.
@@ -45,6 +45,18 @@ _MODELS = {
                 "    interacting_layer_num: 2\n"
                 "    l2_regularization: 1e-5\n"
                 "  }\n"),
+    # Multi-task: a mixture of experts shared by two task towers, engagement ("main", the label)
+    # and conversion (purchase/booking positives).
+    "mmoe": ("MMoE", _ALL_GROUP,
+             "mmoe {\n"
+             "    expert_dnn { hidden_units: [64, 32] }\n"
+             "    num_expert: 3\n"
+             '    task_towers { tower_name: "main" label_name: "%s" dnn { hidden_units: [32] } num_class: 1\n'
+             "                  loss_type: CLASSIFICATION metrics_set { auc {} } }\n"
+             '    task_towers { tower_name: "convert" label_name: "%s" dnn { hidden_units: [32] } num_class: 1\n'
+             "                  loss_type: CLASSIFICATION metrics_set { auc {} } }\n"
+             "    l2_regularization: 1e-6\n"
+             "  }\n" % (LABEL, CONVERSION_LABEL)),
     # DSSM's SavedModel also outputs user_emb and item_emb (the towers' embeddings) for retrieval.
     "dssm": ("DSSM", _TWO_TOWER_GROUPS,
              "dssm {\n"
@@ -56,6 +68,13 @@ _MODELS = {
              "  }\n"),
 }
 SUPPORTED_MODELS = tuple(_MODELS)
+# Multi-task models name their primary (engagement) task "main": the SavedModel's probs_main is the
+# score serving ranks by; the other tasks' outputs come along.
+MULTI_TASK_MODELS = {"mmoe"}
+
+
+def _label_fields(model_name: str) -> tuple:
+    return (LABEL, CONVERSION_LABEL) if model_name in MULTI_TASK_MODELS else (LABEL,)
 
 
 def _model_section(model_name: str) -> str:
@@ -86,7 +105,8 @@ def build_pipeline_config(
     learning_rate: float = 0.01,
 ) -> str:
     model = _model_section(model_name)
-    input_fields = ['  input_fields { input_name: "%s" input_type: FLOAT default_val: "0" }\n' % LABEL]
+    input_fields = ['  input_fields { input_name: "%s" input_type: FLOAT default_val: "0" }\n' % name
+                    for name in (LABEL, CONVERSION_LABEL)]
     input_fields += ['  input_fields { input_name: "%s" input_type: STRING default_val: "" }\n' % f.name
                      for f in FEATURES]
     features = "".join(
@@ -97,7 +117,8 @@ def build_pipeline_config(
     values: Dict[str, object] = dict(
         train_path=train_path, eval_path=eval_path, model_dir=model_dir, num_steps=num_steps,
         batch_size=batch_size, learning_rate=learning_rate, separator=CSV_SEPARATOR.encode("unicode_escape").decode(),
-        input_fields="".join(input_fields), features=features, model=model, label=LABEL,
+        input_fields="".join(input_fields), features=features, model=model,
+        labels="".join('  label_fields: "%s"\n' % name for name in _label_fields(model_name)),
         save_steps=max(num_steps, 1),
     )
     return (
@@ -117,7 +138,7 @@ def build_pipeline_config(
         "eval_config { metrics_set { auc {} } }\n"
         "data_config {\n"
         "%(input_fields)s"
-        '  label_fields: "%(label)s"\n'
+        "%(labels)s"
         '  separator: "%(separator)s"\n'
         "  batch_size: %(batch_size)d\n"
         "  num_epochs: 100000\n"

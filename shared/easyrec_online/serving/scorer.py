@@ -28,9 +28,11 @@ class SavedModelScorer:
         signature = meta.signature_def["serving_default"]
         self.input_names = sorted(signature.inputs)
         self._inputs = {name: self._graph.get_tensor_by_name(info.name) for name, info in signature.inputs.items()}
-        if "probs" not in signature.outputs:
-            raise ScoringError("SavedModel at {} has no `probs` output".format(export_dir))
-        self._probs = self._graph.get_tensor_by_name(signature.outputs["probs"].name)
+        # Single-task models output `probs`; our multi-task ones name the primary task "main".
+        output = next((name for name in ("probs", "probs_main") if name in signature.outputs), None)
+        if output is None:
+            raise ScoringError("SavedModel at {} has no `probs` or `probs_main` output".format(export_dir))
+        self._probs = self._graph.get_tensor_by_name(signature.outputs[output].name)
         self._closed = False
         self._lock = threading.Lock()
 
