@@ -28,7 +28,7 @@ from easyrec_online.datasets.movielens import load_movielens_100k, split_by_time
 from tests.integration.conftest import free_port, make_cloud  # noqa: E402
 from tests.integration.test_model_runtime import _run_trainer  # noqa: E402
 
-MODELS = ["deepfm", "wide_and_deep", "dcn", "autoint"]
+MODELS = ["deepfm", "wide_and_deep", "dcn", "autoint", "dssm", "mmoe"]
 
 
 def main():
