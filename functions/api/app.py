@@ -6,7 +6,8 @@ from easyrec_online import wiring
 from easyrec_online.actions import AddDataRequest
 from easyrec_online.config import Settings
 from easyrec_online.control import (
-    IngestService, RollbackRequest, TrainingService, TrainingStartRequest, health, model_info, rollback,
+    IngestService, RollbackRequest, TrainingService, TrainingStartRequest, get_profile, health, model_info,
+    put_profile, rollback,
 )
 from easyrec_online.http import (
     JSON_CONTENT_TYPES, json_response, json_route, not_implemented, parse_json_body, validate,
@@ -19,6 +20,7 @@ settings = Settings.from_env()
 state = wiring.state_store(settings)
 ingest = IngestService(settings, wiring.action_publisher(settings))
 training = TrainingService(state, wiring.training_launcher(settings))
+profiles = wiring.profile_store(settings)
 
 
 def _json_body():
@@ -60,6 +62,30 @@ def rollback_model():
 @json_route
 def training_status():
     return training.status()
+
+
+@app.route("/users/{user_id}", methods=["PUT"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def put_user(user_id):
+    return put_profile(profiles, "user", user_id, _json_body())
+
+
+@app.route("/users/{user_id}", methods=["GET"])
+@json_route
+def get_user(user_id):
+    return get_profile(profiles, "user", user_id)
+
+
+@app.route("/items/{item_id}", methods=["PUT"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def put_item(item_id):
+    return put_profile(profiles, "item", item_id, _json_body())
+
+
+@app.route("/items/{item_id}", methods=["GET"])
+@json_route
+def get_item(item_id):
+    return get_profile(profiles, "item", item_id)
 
 
 # Declared by the API contract, built in later issues: answer 501 with a JSON error until then.

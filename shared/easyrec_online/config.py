@@ -44,6 +44,7 @@ SETTINGS: Dict[str, Setting] = {
     "models_prefix": Setting("MODELS_PREFIX", "models/", "S3 prefix of model versions (<lineage>/<version>/)."),
     "actions_queue_url": Setting("ACTIONS_QUEUE_URL", "", "SQS queue URL that /online/data/add writes to."),
     "state_table": Setting("STATE_TABLE", "easyrec-online-state", "DynamoDB table: model registry and training jobs."),
+    "profiles_table": Setting("PROFILES_TABLE", "easyrec-online-profiles", "DynamoDB table: user and item profiles."),
     # --- training task ------------------------------------------------------------------
     "training_cluster": Setting("TRAINING_CLUSTER", "easyrec-online", "ECS cluster that runs training tasks."),
     "training_task_definition": Setting(
@@ -103,6 +104,7 @@ class Settings:
     models_prefix: str
     actions_queue_url: str
     state_table: str
+    profiles_table: str
     training_cluster: str
     training_task_definition: str
     training_container: str

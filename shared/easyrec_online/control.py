@@ -5,18 +5,20 @@ The Chalice app only routes; these classes hold the logic and take their collabo
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Any, Dict, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
-from .actions import AddDataRequest, StoredAction, isoformat_utc, utc_now
+from .actions import MAX_ID_LENGTH, AddDataRequest, StoredAction, isoformat_utc, utc_now
 from .config import Settings
 from .http import ApiError
 from .ingest import ActionPublisher, PublishError
 from .labels import LabelRuleError
 from .launcher import TrainingLauncher
+from .profiles import MAX_PROFILE_JSON_BYTES, ProfileStore
 from .registry import TRAINING_MODES, ModelVersion, StateStore, TrainingJob, new_id
 
 
@@ -146,6 +148,26 @@ def rollback(state: StateStore, request: RollbackRequest) -> Dict[str, Any]:
     except ValueError as exc:
         raise ApiError(409, "version_not_servable", str(exc), ["version"])
     return {"status": "rolled_back", "current": version_summary(state.get_current())}
+
+
+def put_profile(profiles: ProfileStore, kind: str, entity_id: str, body: Any) -> Dict[str, Any]:
+    if not isinstance(body, dict) or not body:
+        raise ApiError(400, "invalid_request", "body must be a non-empty JSON object of {} attributes".format(kind),
+                       ["body"])
+    if len(json.dumps(body)) > MAX_PROFILE_JSON_BYTES:
+        raise ApiError(413, "profile_too_large", "a profile is at most {} bytes of JSON".format(
+            MAX_PROFILE_JSON_BYTES), ["body"])
+    if not entity_id.strip() or len(entity_id) > MAX_ID_LENGTH:
+        raise ApiError(400, "invalid_request", "{}_id: 1 to {} characters".format(kind, MAX_ID_LENGTH),
+                       ["{}_id".format(kind)])
+    return profiles.put(kind, entity_id, body)
+
+
+def get_profile(profiles: ProfileStore, kind: str, entity_id: str) -> Dict[str, Any]:
+    found = profiles.get(kind, entity_id)
+    if found is None:
+        raise ApiError(404, "not_found", "no profile for {} {}".format(kind, entity_id), ["{}_id".format(kind)])
+    return found
 
 
 def health(settings: Settings, state: StateStore) -> Dict[str, Any]:

@@ -5,6 +5,7 @@ from . import aws
 from .config import Settings
 from .ingest import S3ActionStore, SqsActionPublisher
 from .launcher import EcsTrainingLauncher
+from .profiles import DynamoProfileStore
 from .registry import DynamoStateStore
 
 
@@ -22,3 +23,7 @@ def action_publisher(settings: Settings) -> SqsActionPublisher:
 
 def training_launcher(settings: Settings) -> EcsTrainingLauncher:
     return EcsTrainingLauncher(aws.client("ecs", settings), settings)
+
+
+def profile_store(settings: Settings) -> DynamoProfileStore:
+    return DynamoProfileStore(aws.client("dynamodb", settings), settings.profiles_table)

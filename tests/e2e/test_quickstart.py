@@ -150,6 +150,19 @@ def test_gateway_errors_are_json(service):
     assert huge.status_code == 413 and huge.json()["error"] == "payload_too_large"
 
 
+def test_user_and_item_profiles(service):
+    put = requests.put(service.url + "/users/123", json={"age": 25, "location": "NYC"}, timeout=10)
+    assert put.status_code == 200 and put.json()["user_id"] == "123"
+    assert requests.get(service.url + "/users/123", timeout=10).json()["profile"] == {"age": 25, "location": "NYC"}
+    item = requests.put(service.url + "/items/corn_field_3", json={"crop": "corn", "acres": 12.5}, timeout=10)
+    assert item.status_code == 200
+    assert requests.get(service.url + "/items/corn_field_3", timeout=10).json()["profile"]["crop"] == "corn"
+    missing = requests.get(service.url + "/items/nothing", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    bad = requests.put(service.url + "/users/123", data="[1]", headers={"Content-Type": "application/json"}, timeout=10)
+    assert bad.status_code == 400 and bad.json()["fields"] == ["body"]
+
+
 def test_unimplemented_seed_endpoints_answer_501_json(service):
     response = requests.post(service.url + "/online/training/stop", timeout=10)
     assert response.status_code == 501 and response.json()["error"] == "not_implemented"

@@ -45,3 +45,29 @@ class TestStateStoreContract:
         assert store.get_job(second) == updated and updated.status == "running"
         with pytest.raises(KeyError):
             store.update_job("job-missing", status="failed")
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def profiles(request, moto_endpoint):
+    from easyrec_online.profiles import InMemoryProfileStore
+
+    if request.param == "memory":
+        return InMemoryProfileStore()
+    settings = request.getfixturevalue("cloud")
+    from easyrec_online import aws
+
+    aws.client("dynamodb", settings).create_table(
+        TableName=settings.profiles_table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    return wiring.profile_store(settings)
+
+
+class TestProfileStoreContract:
+    def test_round_trip_replace_and_kinds_are_separate(self, profiles):
+        assert profiles.get("user", "7") is None
+        profiles.put("user", 7, {"age": 30, "tags": ["a", "b"], "nested": {"x": 1.5}})
+        assert profiles.get("user", "7")["profile"] == {"age": 30, "tags": ["a", "b"], "nested": {"x": 1.5}}
+        profiles.put("user", "7", {"age": 31})
+        assert profiles.get("user", 7)["profile"] == {"age": 31}
+        assert profiles.get("item", "7") is None

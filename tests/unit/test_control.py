@@ -2,7 +2,10 @@ import pytest
 
 from easyrec_online.actions import AddDataRequest
 from easyrec_online.config import Settings
-from easyrec_online.control import IngestService, RollbackRequest, TrainingService, health, model_info, rollback
+from easyrec_online.control import (
+    IngestService, RollbackRequest, TrainingService, get_profile, health, model_info, put_profile, rollback,
+)
+from easyrec_online.profiles import InMemoryProfileStore
 from easyrec_online.http import ApiError
 from easyrec_online.ingest import ActionPublisher, InMemoryActionPublisher, PublishError
 from easyrec_online.launcher import InMemoryTrainingLauncher, TaskState
@@ -110,3 +113,18 @@ def test_rollback_to_a_servable_version_only():
     with pytest.raises(ApiError) as caught:
         rollback(state, RollbackRequest(version="v9"))
     assert caught.value.status == 404
+
+
+def test_profiles_put_replace_get_and_bad_input():
+    profiles = InMemoryProfileStore()
+    stored = put_profile(profiles, "user", "123", {"age": 25, "location": "NYC", "likes": ["sci-fi"]})
+    assert stored["user_id"] == "123" and stored["profile"]["location"] == "NYC"
+    put_profile(profiles, "user", "123", {"age": 26})
+    assert get_profile(profiles, "user", "123")["profile"] == {"age": 26}  # a PUT replaces
+    with pytest.raises(ApiError) as caught:
+        get_profile(profiles, "item", "123")
+    assert caught.value.status == 404
+    for body, status in (([1], 400), ({}, 400), ({"blob": "x" * 20000}, 413)):
+        with pytest.raises(ApiError) as caught:
+            put_profile(profiles, "item", "i1", body)
+        assert caught.value.status == status

@@ -22,7 +22,8 @@ def app():
     return parse_app(load_template(os.path.join(ROOT, "template.yaml")))
 
 
-EXTENSIONS = {("POST", "/model/rollback")}
+EXTENSIONS = {("POST", "/model/rollback"), ("PUT", "/users/{user_id}"), ("GET", "/users/{user_id}"),
+              ("PUT", "/items/{item_id}"), ("GET", "/items/{item_id}")}
 
 
 def test_every_seed_endpoint_is_declared_once(app):
