@@ -3,17 +3,29 @@
 Started by POST /online/training/start through ECS RunTask with JOB_ID in its environment.
 """
 import logging
+import os
 import sys
 
 from easyrec_online import aws, wiring
+from easyrec_online.actions import isoformat_utc, utc_now
 from easyrec_online.config import Settings
 from easyrec_online.modeling.job import job_from_environment, run_training_job
+
+# Enough to reach the job record when the rest of the configuration does not parse.
+_LOCATION_VARIABLES = ("AWS_REGION", "AWS_ENDPOINT_URL", "STATE_TABLE")
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
     job_id, mode = job_from_environment()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        logging.error("training job %s: bad configuration: %s", job_id, exc)
+        located = Settings.from_env({k: os.environ[k] for k in _LOCATION_VARIABLES if k in os.environ})
+        wiring.state_store(located).update_job(job_id, status="failed", finished_at=isoformat_utc(utc_now()),
+                                               error="bad configuration: {}".format(exc))
+        return 2
     try:
         run_training_job(settings, wiring.state_store(settings), wiring.action_store(settings),
                          aws.client("s3", settings), aws.client("sqs", settings), job_id, mode)

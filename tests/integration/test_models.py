@@ -40,3 +40,10 @@ def test_model_trains_and_exports(stored, model, tmp_path):
         graph = aws.client("s3", stored).get_object(Bucket=stored.data_bucket,
                                                     Key=version.saved_model_prefix + "saved_model.pb")["Body"].read()
         assert b"probs_main" in graph and b"probs_convert" in graph
+
+
+def test_unparseable_configuration_fails_the_job_with_a_clear_message(stored, tmp_path):
+    job_id, result = _run_trainer(stored, tmp_path, TRAIN_STEPS="many")
+    assert result.returncode == 2 and "invalid value for TRAIN_STEPS" in result.stderr
+    job = wiring.state_store(stored).get_job(job_id)
+    assert job.status == "failed" and "bad configuration: invalid value for TRAIN_STEPS: 'many'" in job.error
