@@ -8,6 +8,7 @@ from chalice import Chalice
 
 from easyrec_online import aws, wiring
 from easyrec_online.config import Settings
+from easyrec_online.profiles import CachedProfiles
 from easyrec_online.http import JSON_CONTENT_TYPES, json_route, parse_json_body, validate
 from easyrec_online.serving.cache import ModelCache
 from easyrec_online.serving.scorer import SavedModelScorer
@@ -18,7 +19,7 @@ app = Chalice(app_name="easyrec-online-inference")
 
 settings = Settings.from_env()
 models = ModelCache(settings, wiring.state_store(settings), aws.client("s3", settings), load=SavedModelScorer)
-scoring = ScoringService(settings, models)
+scoring = ScoringService(settings, models, CachedProfiles(wiring.profile_store(settings), settings.profile_cache_ttl_s))
 
 
 @app.route("/recommend", methods=["POST"], content_types=JSON_CONTENT_TYPES)

@@ -28,7 +28,8 @@ def main() -> int:
         return 2
     try:
         run_training_job(settings, wiring.state_store(settings), wiring.action_store(settings),
-                         aws.client("s3", settings), aws.client("sqs", settings), job_id, mode)
+                         aws.client("s3", settings), aws.client("sqs", settings), job_id, mode,
+                         profile_store=wiring.profile_store(settings))
     except Exception:
         return 1  # the job record carries the error; the log has the traceback
     return 0

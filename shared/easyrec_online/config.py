@@ -67,6 +67,17 @@ SETTINGS: Dict[str, Setting] = {
         "LABEL_RULES", None,
         "JSON action_type -> label rule, for samples sent without a label (default: labels.DEFAULT_LABEL_RULES, "
         "e.g. purchase -> 1, rating -> stars >= 4, view -> 0 if bounced).", parse_rules),
+    "feature_min_support": Setting(
+        "FEATURE_MIN_SUPPORT", 0.01,
+        "A parameter or profile field becomes a feature of a new lineage when at least this fraction of "
+        "its actions (or of their users/items) carries it.", float),
+    "max_parameter_features": Setting(
+        "MAX_PARAMETER_FEATURES", 20, "Most action-parameter features per lineage (the most frequent keys).", int),
+    "max_profile_features": Setting(
+        "MAX_PROFILE_FEATURES", 20, "Most profile-field features per lineage, for users and for items each.", int),
+    "parameter_features_exclude": Setting(
+        "PARAMETER_FEATURES_EXCLUDE", "",
+        "Comma-separated dotted parameter keys never used as features (those read by label rules never are)."),
     "random_seed": Setting("RANDOM_SEED", 20261129, "Seed for negative sampling and holdout splits.", int),
     "incremental_epochs": Setting(
         "INCREMENTAL_EPOCHS", 3, "Passes over the new actions in an incremental update.", int),
@@ -85,6 +96,9 @@ SETTINGS: Dict[str, Setting] = {
         "MODEL_CACHE_DIR", "/tmp/easyrec-online/models", "Local disk copy of downloaded model versions."),
     "current_check_interval_ms": Setting(
         "CURRENT_CHECK_INTERVAL_MS", 1000, "How often inference re-reads the current-version pointer.", int),
+    "profile_cache_ttl_s": Setting(
+        "PROFILE_CACHE_TTL_S", 60.0,
+        "How long inference caches user/item profiles; a profile PUT reaches scoring within this.", float),
     "max_candidates": Setting("MAX_CANDIDATES", 1000, "Most candidate_items one /recommend may carry.", int),
     "max_top_k": Setting("MAX_TOP_K", 1000, "Largest top_k accepted by /recommend.", int),
     "max_samples_per_request": Setting(
@@ -116,6 +130,10 @@ class Settings:
     train_min_actions: int
     negatives_per_positive: int
     label_rules: Optional[Dict[str, Any]]
+    feature_min_support: float
+    max_parameter_features: int
+    max_profile_features: int
+    parameter_features_exclude: str
     random_seed: int
     incremental_epochs: int
     incremental_min_steps: int
@@ -123,6 +141,7 @@ class Settings:
     promotion_auc_tolerance: float
     model_cache_dir: str
     current_check_interval_ms: int
+    profile_cache_ttl_s: float
     max_candidates: int
     max_top_k: int
     max_samples_per_request: int
@@ -154,6 +173,10 @@ class Settings:
             if value is not None:
                 out[setting.env] = json.dumps(value) if isinstance(value, dict) else str(value)
         return out
+
+    @property
+    def excluded_parameters(self) -> List[str]:
+        return [s.strip() for s in self.parameter_features_exclude.split(",") if s.strip()]
 
     @property
     def subnet_ids(self) -> List[str]:

@@ -1,48 +1,145 @@
 """Actions -> model feature rows: one code path for training and serving (no train/serve skew).
 
-The training task turns stored actions into rows with `training_rows`; the inference function
-turns a request into columns with `columns_for_pairs`. Both build every row with `feature_row`
-from (user, item, Context), so a value is encoded identically on both sides. The Context is the
-action's own (its action_type and timestamp) in training, and at serving the version's serving
-default action type and the request's time. The feature set is declared once in FEATURES and drives
-the EasyRec pipeline config (modeling/pipeline.py) as well as the SavedModel's inputs; a SavedModel
-only reads the inputs of its own lineage, so older lineages keep serving when features are added.
+A lineage's features are a `FeatureSpec`, derived once from the data when a full training starts
+the lineage and then fixed: incremental updates and serving use the spec stored with the version.
+
+  base     user_id, item_id, action_type, hour (of day, UTC), dow (day of week, Monday = 0)
+  param    action `parameters`, flattened: nested objects -> dotted names ("device.os")
+  user     the user's profile fields (PUT /users/{id}), flattened the same way
+  item     the item's profile fields (PUT /items/{id})
+
+Each non-base field becomes one feature by the kind of its values:
+  numbers           RawFeature, normalised with the mean/std of the data that derived the spec
+                    (clipped to +-5 standard deviations; missing -> 0, the mean)
+  strings, booleans IdFeature, hashed into buckets inside the graph (missing -> "")
+  lists             TagFeature, one tag per element (missing -> no tags)
+
+A field becomes a feature when enough of the data carries it (FEATURE_MIN_SUPPORT), up to
+MAX_PARAMETER_FEATURES parameters and MAX_PROFILE_FEATURES per profile kind (the most frequent).
+Parameters a label rule reads (e.g. rating `stars`) never become features: they are the label.
+Keys that appear after a lineage started are stored with the action and ignored by that lineage;
+the next full retrain (a new lineage) takes them in.
+
+Every row is built by `encode` from an `Example` (user, item, Context, label), for training rows
+and for serving requests alike; the CSV layout and the SavedModel inputs follow the spec's order.
 """
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
-from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from .actions import StoredAction, id_key, parse_timestamp
+from .labels import DEFAULT_LABEL_RULES
 
 # CSVInput's field separator. Values are cleaned of it (and of line breaks) by feature_value.
 CSV_SEPARATOR = "\t"
-
-
-@dataclass(frozen=True)
-class IdFeature:
-    """A categorical feature hashed into buckets inside the model graph."""
-
-    name: str
-    hash_bucket_size: int
-    embedding_dim: int
-
-
-FEATURES: Tuple[IdFeature, ...] = (
-    IdFeature("user_id", hash_bucket_size=200000, embedding_dim=16),
-    IdFeature("item_id", hash_bucket_size=200000, embedding_dim=16),
-    IdFeature("action_type", hash_bucket_size=1000, embedding_dim=16),
-    IdFeature("hour", hash_bucket_size=100, embedding_dim=16),  # hour of day, UTC
-    IdFeature("dow", hash_bucket_size=20, embedding_dim=16),  # day of week, Monday = 0
-)
-FEATURE_NAMES: Tuple[str, ...] = tuple(f.name for f in FEATURES)
+TAG_SEPARATOR = "|"
 LABEL = "label"
 # Second label, for multi-task models: the action was a positive conversion (a purchase, a booking),
 # not just engagement. Single-task models ignore the column.
 CONVERSION_LABEL = "conversion"
 CONVERSION_ACTION_TYPES = frozenset(["purchase", "book_tickets"])
+
+KINDS = ("id", "raw", "tags")
+SOURCES = ("base", "param", "user", "item")
+EMBEDDING_DIM = 16  # one dimension for every feature: FM and AutoInt interact embeddings pairwise
+RAW_CLIP = 5.0
+MAX_FLATTEN_DEPTH = 4
+MAX_TAGS = 20
+Value = Union[str, float]
+
+
+@dataclass(frozen=True)
+class FeatureDef:
+    name: str  # model input / CSV column name
+    kind: str  # id | raw | tags
+    source: str  # base | param | user | item
+    key: str  # dotted path inside the source (the base feature's own name for base)
+    hash_bucket_size: int = 0  # id and tags
+    mean: float = 0.0  # raw
+    std: float = 1.0  # raw
+    embedding_dim: int = EMBEDDING_DIM
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+BASE_FEATURES: Tuple[FeatureDef, ...] = (
+    FeatureDef("user_id", "id", "base", "user_id", hash_bucket_size=200000),
+    FeatureDef("item_id", "id", "base", "item_id", hash_bucket_size=200000),
+    FeatureDef("action_type", "id", "base", "action_type", hash_bucket_size=1000),
+    FeatureDef("hour", "id", "base", "hour", hash_bucket_size=100),
+    FeatureDef("dow", "id", "base", "dow", hash_bucket_size=20),
+)
+BASE_NAMES: Tuple[str, ...] = tuple(f.name for f in BASE_FEATURES)
+_PREFIX = {"param": "p", "user": "u", "item": "i"}
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    features: Tuple[FeatureDef, ...] = BASE_FEATURES
+
+    @property
+    def names(self) -> List[str]:
+        return [f.name for f in self.features]
+
+    def uses(self, source: str) -> bool:
+        return any(f.source == source for f in self.features)
+
+    def to_json(self) -> List[Dict[str, Any]]:
+        return [f.to_dict() for f in self.features]
+
+    @classmethod
+    def from_json(cls, data: Optional[Sequence[Mapping[str, Any]]]) -> "FeatureSpec":
+        if not data:
+            return cls()
+        return cls(tuple(FeatureDef(**dict(d)) for d in data))
+
+
+@dataclass(frozen=True)
+class Context:
+    """What surrounds a user-item pair: the kind of action, when (UTC) and its parameters."""
+
+    action_type: str
+    moment: dt.datetime
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, action: StoredAction) -> "Context":
+        return cls(action.action_type or "", parse_timestamp(action.timestamp), action.parameters or {})
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled (user, item, context): an action, or a negative sampled beside one."""
+
+    user_id: Union[int, str]
+    item_id: Union[int, str]
+    context: Context
+    label: float = 0.0
+    conversion: float = 0.0
+
+
+class Profiles:
+    """User and item profile attributes by id (what the spec's user/item features read)."""
+
+    def __init__(self, users: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                 items: Optional[Mapping[str, Mapping[str, Any]]] = None) -> None:
+        self.users = dict(users or {})
+        self.items = dict(items or {})
+
+    def user(self, user_id: Union[int, str]) -> Mapping[str, Any]:
+        return self.users.get(id_key(user_id)) or {}
+
+    def item(self, item_id: Union[int, str]) -> Mapping[str, Any]:
+        return self.items.get(id_key(item_id)) or {}
+
+
+NO_PROFILES = Profiles()
 
 
 def feature_value(value: Union[int, str]) -> str:
@@ -52,47 +149,194 @@ def feature_value(value: Union[int, str]) -> str:
     return text
 
 
+def flatten(data: Optional[Mapping[str, Any]], prefix: str = "", depth: int = 0) -> Dict[str, Any]:
+    """Nested objects -> dotted names: {"device": {"os": "ios"}} -> {"device.os": "ios"}."""
+    flat: Dict[str, Any] = {}
+    for key, value in (data or {}).items():
+        name = prefix + str(key)
+        if isinstance(value, Mapping):
+            if depth + 1 < MAX_FLATTEN_DEPTH:
+                flat.update(flatten(value, name + ".", depth + 1))
+        elif value is not None:
+            flat[name] = value
+    return flat
+
+
+def value_kind(value: Any) -> Optional[str]:
+    if isinstance(value, bool) or isinstance(value, str):
+        return "id"
+    if isinstance(value, (int, float)):
+        return "raw" if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return "tags"
+    return None
+
+
+def _token(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return feature_value(value if isinstance(value, (int, str)) else str(value))
+
+
+def _encode(feature: FeatureDef, value: Any) -> Value:
+    if feature.kind == "raw":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return 0.0
+        z = (float(value) - feature.mean) / (feature.std or 1.0)
+        return max(-RAW_CLIP, min(RAW_CLIP, z))
+    if value is None:
+        return ""
+    if feature.kind == "tags":
+        values = value if isinstance(value, (list, tuple)) else [value]
+        tags = [_token(v).replace(TAG_SEPARATOR, " ") for v in values[:MAX_TAGS] if v is not None]
+        return TAG_SEPARATOR.join(t for t in tags if t)
+    return _token(value)
+
+
+def encode(example: Example, spec: FeatureSpec, profiles: Profiles = NO_PROFILES) -> Dict[str, Value]:
+    """The model inputs of one example: the single definition shared by training and serving."""
+    moment = example.context.moment.astimezone(dt.timezone.utc)
+    base: Dict[str, Value] = {"user_id": feature_value(example.user_id), "item_id": feature_value(example.item_id),
+                              "action_type": feature_value(example.context.action_type),
+                              "hour": str(moment.hour), "dow": str(moment.weekday())}
+    sources: Dict[str, Mapping[str, Any]] = {}
+    if spec.uses("param"):
+        sources["param"] = flatten(example.context.parameters)
+    if spec.uses("user"):
+        sources["user"] = flatten(profiles.user(example.user_id))
+    if spec.uses("item"):
+        sources["item"] = flatten(profiles.item(example.item_id))
+    row: Dict[str, Value] = {}
+    for feature in spec.features:
+        if feature.source == "base":
+            row[feature.name] = base[feature.key]
+        else:
+            row[feature.name] = _encode(feature, sources[feature.source].get(feature.key))
+    return row
+
+
+def feature_row(user_id: Union[int, str], item_id: Union[int, str], context: Context,
+                spec: Optional[FeatureSpec] = None, profiles: Profiles = NO_PROFILES) -> Dict[str, Value]:
+    return encode(Example(user_id, item_id, context), spec or FeatureSpec(), profiles)
+
+
+def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], context: Context,
+                      spec: Optional[FeatureSpec] = None, profiles: Profiles = NO_PROFILES) -> Dict[str, List[Value]]:
+    """Model inputs for scoring pairs in one context (columnar, as the SavedModel wants)."""
+    spec = spec or FeatureSpec()
+    columns: Dict[str, List[Value]] = {name: [] for name in spec.names}
+    for user_id, item_id in pairs:
+        for name, value in encode(Example(user_id, item_id, context), spec, profiles).items():
+            columns[name].append(value)
+    return columns
+
+
+# --- deriving a lineage's spec ---------------------------------------------------------------
+
+def _column_name(source: str, key: str, taken: Set[str]) -> str:
+    base = "{}_{}".format(_PREFIX[source], re.sub(r"[^A-Za-z0-9_]", "_", key))[:60]
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = "{}_{}".format(base, n)
+    taken.add(name)
+    return name
+
+
 @dataclass
-class TrainingRow:
-    label: float
-    features: Dict[str, str]
-    conversion: float = 0.0
+class _FieldStats:
+    count: int = 0
+    kinds: Dict[str, int] = field(default_factory=dict)
+    numbers: List[float] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Context:
-    """What surrounds a user-item pair: the kind of action and when (UTC)."""
-
-    action_type: str
-    moment: dt.datetime
-
-    @classmethod
-    def of(cls, action: StoredAction) -> "Context":
-        return cls(action.action_type or "", parse_timestamp(action.timestamp))
-
-
-def feature_row(user_id: Union[int, str], item_id: Union[int, str], context: Context) -> Dict[str, str]:
-    moment = context.moment.astimezone(dt.timezone.utc)
-    return {"user_id": feature_value(user_id), "item_id": feature_value(item_id),
-            "action_type": feature_value(context.action_type), "hour": str(moment.hour),
-            "dow": str(moment.weekday())}
+def _collect(records: Iterable[Mapping[str, Any]]) -> Tuple[int, Dict[str, _FieldStats]]:
+    total = 0
+    stats: Dict[str, _FieldStats] = {}
+    for record in records:
+        total += 1
+        for key, value in flatten(record).items():
+            kind = value_kind(value)
+            if kind is None:
+                continue
+            s = stats.setdefault(key, _FieldStats())
+            s.count += 1
+            s.kinds[kind] = s.kinds.get(kind, 0) + 1
+            if kind == "raw":
+                s.numbers.append(float(value))
+    return total, stats
 
 
-def training_rows(
+def _fields_to_features(source: str, records: Iterable[Mapping[str, Any]], min_support: float, limit: int,
+                        exclude: Set[str], taken: Set[str], hash_bucket_size: int) -> List[FeatureDef]:
+    total, stats = _collect(records)
+    if total == 0 or limit <= 0:
+        return []
+    needed = max(2, int(math.ceil(min_support * total)))
+    keys = [k for k, s in stats.items() if s.count >= needed and k not in exclude]
+    keys = sorted(keys, key=lambda k: (-stats[k].count, k))[:limit]
+    features = []
+    for key in sorted(keys):
+        s = stats[key]
+        kind = max(sorted(s.kinds), key=lambda k: s.kinds[k])
+        if kind == "raw" and s.kinds.get("raw", 0) == s.count:
+            mean = sum(s.numbers) / len(s.numbers)
+            std = math.sqrt(sum((x - mean) ** 2 for x in s.numbers) / len(s.numbers))
+            if std == 0:
+                continue  # a constant says nothing
+            features.append(FeatureDef(_column_name(source, key, taken), "raw", source, key,
+                                       mean=round(mean, 6), std=round(std, 6)))
+        else:
+            kind = "tags" if kind == "tags" else "id"
+            features.append(FeatureDef(_column_name(source, key, taken), kind, source, key,
+                                       hash_bucket_size=hash_bucket_size))
+    return features
+
+
+def label_parameters(label_rules: Optional[Mapping[str, Any]]) -> Set[str]:
+    """Parameters the label rules read (None: the default rules): features made of them would leak the label."""
+    rules = DEFAULT_LABEL_RULES if label_rules is None else label_rules
+    return {str(rule["param"]) for rule in rules.values() if isinstance(rule, Mapping) and "param" in rule}
+
+
+def derive_spec(actions: Sequence[StoredAction], profiles: Profiles = NO_PROFILES, *, min_support: float = 0.01,
+                max_parameter_features: int = 20, max_profile_features: int = 20,
+                exclude_parameters: Iterable[str] = (), label_rules: Optional[Mapping[str, Any]] = None,
+                hash_bucket_size: int = 10000) -> FeatureSpec:
+    """A new lineage's features, from the actions (and the profiles of their users and items)."""
+    taken = set(BASE_NAMES)
+    excluded = set(exclude_parameters) | label_parameters(label_rules)
+    features = list(BASE_FEATURES)
+    features += _fields_to_features("param", (a.parameters or {} for a in actions), min_support,
+                                    max_parameter_features, excluded, taken, hash_bucket_size)
+    users = sorted({id_key(a.user_id) for a in actions})
+    items = sorted({id_key(a.item_id) for a in actions})
+    features += _fields_to_features("user", (profiles.user(u) for u in users), min_support, max_profile_features,
+                                    set(), taken, hash_bucket_size)
+    features += _fields_to_features("item", (profiles.item(i) for i in items), min_support, max_profile_features,
+                                    set(), taken, hash_bucket_size)
+    return FeatureSpec(tuple(features))
+
+
+# --- training examples -------------------------------------------------------------------------
+
+def training_examples(
     actions: Sequence[StoredAction], negatives_per_positive: int, seed: int, catalog: Optional[Sequence[str]] = None
-) -> List[TrainingRow]:
-    """One row per action, plus sampled negatives when the data is (almost) all positive.
+) -> List[Example]:
+    """One example per action, plus sampled negatives when the data is (almost) all positive.
 
     Implicit feedback (clicks, likes, purchases) rarely carries negatives; a model trained on
     positives alone learns nothing. We then pair each positive with `negatives_per_positive`
     random catalog items (default: the items of `actions`) the user has not acted on here,
-    labelled 0 (the standard approach).
+    labelled 0 (the standard approach), in the positive's context.
     """
-    rows = [TrainingRow(a.label, feature_row(a.user_id, a.item_id, Context.of(a)),
+    examples = [Example(a.user_id, a.item_id, Context.of(a), a.label,
                         float(a.label >= 0.5 and a.action_type in CONVERSION_ACTION_TYPES)) for a in actions]
     positives = [a for a in actions if a.label >= 0.5]
     if not positives or negatives_per_positive <= 0 or len(positives) < 0.8 * len(actions):
-        return rows
+        return examples
     items = sorted(set(catalog) if catalog is not None else {id_key(a.item_id) for a in actions})
     seen: Dict[str, Set[str]] = {}
     for a in actions:
@@ -101,23 +345,21 @@ def training_rows(
     for a in positives:
         unseen = [item for item in items if item not in seen[id_key(a.user_id)]]
         for item in rng.sample(unseen, min(negatives_per_positive, len(unseen))):
-            rows.append(TrainingRow(0.0, feature_row(a.user_id, item, Context.of(a))))
-    return rows
+            examples.append(Example(a.user_id, item, Context.of(a), 0.0))
+    return examples
 
 
-def csv_lines(rows: Iterable[TrainingRow]) -> Iterable[str]:
-    for row in rows:
-        yield CSV_SEPARATOR.join([repr(float(row.label)), repr(float(row.conversion))]
-                                 + [row.features[n] for n in FEATURE_NAMES]) + "\n"
+def _csv_value(value: Value) -> str:
+    return repr(float(value)) if isinstance(value, float) else value
 
 
-def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], context: Context) -> Dict[str, List[str]]:
-    """Model inputs for scoring pairs in one context (columnar, as the SavedModel wants)."""
-    columns: Dict[str, List[str]] = {name: [] for name in FEATURE_NAMES}
-    for user_id, item_id in pairs:
-        for name, value in feature_row(user_id, item_id, context).items():
-            columns[name].append(value)
-    return columns
+def csv_lines(examples: Iterable[Example], spec: FeatureSpec, profiles: Profiles = NO_PROFILES) -> Iterable[str]:
+    """CSV rows in the pipeline config's column order: label, conversion, then the spec's features."""
+    names = spec.names
+    for example in examples:
+        row = encode(example, spec, profiles)
+        yield CSV_SEPARATOR.join([repr(float(example.label)), repr(float(example.conversion))]
+                                 + [_csv_value(row[n]) for n in names]) + "\n"
 
 
 def serving_action_type(actions: Sequence[StoredAction]) -> str:

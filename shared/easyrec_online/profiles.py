@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from .actions import id_key, isoformat_utc, utc_now
 
@@ -24,6 +24,15 @@ class ProfileStore:
 
     def get(self, kind: str, entity_id: str) -> Optional[Dict[str, Any]]:
         raise NotImplementedError
+
+    def attributes_of(self, kind: str, entity_ids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
+        """id -> profile attributes of those that have a profile (one round trip per 100 ids on DynamoDB)."""
+        found: Dict[str, Dict[str, Any]] = {}
+        for entity_id in {id_key(e) for e in entity_ids}:
+            record = self.get(kind, entity_id)
+            if record is not None:
+                found[entity_id] = record["profile"]
+        return found
 
     @staticmethod
     def record(kind: str, entity_id: str, attributes: Dict[str, Any]) -> Dict[str, Any]:
@@ -64,3 +73,57 @@ class DynamoProfileStore(ProfileStore):
         item = self._ddb.get_item(TableName=self.table, Key={"pk": {"S": "{}#{}".format(kind, id_key(entity_id))}},
                                   ConsistentRead=True).get("Item")
         return json.loads(item["doc"]["S"]) if item else None
+
+    def attributes_of(self, kind: str, entity_ids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
+        keys: List[str] = sorted({"{}#{}".format(kind, id_key(e)) for e in entity_ids})
+        found: Dict[str, Dict[str, Any]] = {}
+        for start in range(0, len(keys), 100):  # BatchGetItem's limit
+            request = {self.table: {"Keys": [{"pk": {"S": k}} for k in keys[start:start + 100]], "ConsistentRead": True}}
+            while request:
+                answer = self._ddb.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.table, []):
+                    record = json.loads(item["doc"]["S"])
+                    found[record["{}_id".format(kind)]] = record["profile"]
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+
+class CachedProfiles:
+    """Profile attributes for scoring, cached for `ttl_s` (serving reads them for every candidate).
+
+    A profile PUT reaches the model's inputs within the TTL; entities without a profile are cached
+    as empty too, so unknown candidates cost one lookup per TTL, not one per request.
+    """
+
+    def __init__(self, store: ProfileStore, ttl_s: float, clock: Any = None, max_entries: int = 200000) -> None:
+        import time
+
+        self._store = store
+        self._ttl = ttl_s
+        self._clock = clock or time.monotonic
+        self._max = max_entries
+        self._cache: Dict[str, Any] = {}  # "kind#id" -> (fetched at, attributes)
+        self._lock = threading.Lock()
+
+    def attributes_of(self, kind: str, entity_ids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
+        now = self._clock()
+        wanted = {id_key(e) for e in entity_ids}
+        found: Dict[str, Dict[str, Any]] = {}
+        missing: List[str] = []
+        with self._lock:
+            for entity_id in wanted:
+                hit = self._cache.get("{}#{}".format(kind, entity_id))
+                if hit is not None and now - hit[0] < self._ttl:
+                    if hit[1]:
+                        found[entity_id] = hit[1]
+                else:
+                    missing.append(entity_id)
+        if missing:
+            fetched = self._store.attributes_of(kind, missing)
+            with self._lock:
+                if len(self._cache) + len(missing) > self._max:
+                    self._cache.clear()
+                for entity_id in missing:
+                    self._cache["{}#{}".format(kind, entity_id)] = (now, fetched.get(entity_id) or {})
+            found.update(fetched)
+        return found

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 from .actions import isoformat_utc, utc_now
+from .features import FeatureSpec
 
 TRAINING_MODES = ("auto", "full", "incremental")
 
@@ -52,7 +53,13 @@ class ModelVersion:
     gate: Dict[str, Any] = field(default_factory=dict)  # the promotion decision and its figures
     timings: Dict[str, float] = field(default_factory=dict)
     feature_columns: List[str] = field(default_factory=list)
+    # The lineage's features (features.FeatureSpec.to_json()): fixed for the lineage, read by serving.
+    feature_spec: List[Dict[str, Any]] = field(default_factory=list)
     serving_defaults: Dict[str, str] = field(default_factory=dict)  # e.g. the action_type it predicts
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec.from_json(self.feature_spec)
 
     @property
     def saved_model_prefix(self) -> str:

@@ -29,7 +29,7 @@ def make_cloud(endpoint: str, **env: str) -> Settings:
     requests.post(endpoint + "/moto-api/reset", timeout=10)
     aws.reset_clients()
     settings = Settings.from_env(dict({"AWS_ENDPOINT_URL": endpoint, "DATA_BUCKET": "test-data",
-                                       "STATE_TABLE": "test-state"}, **env))
+                                       "STATE_TABLE": "test-state", "PROFILES_TABLE": "test-profiles"}, **env))
     aws.client("s3", settings).create_bucket(Bucket=settings.data_bucket)
     queue_url = aws.client("sqs", settings).create_queue(QueueName="test-actions")["QueueUrl"]
     aws.client("dynamodb", settings).create_table(
@@ -37,6 +37,10 @@ def make_cloud(endpoint: str, **env: str) -> Settings:
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                               {"AttributeName": "sk", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    aws.client("dynamodb", settings).create_table(
+        TableName=settings.profiles_table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
     return Settings.from_env(dict(settings.as_env(), ACTIONS_QUEUE_URL=queue_url))
 
 

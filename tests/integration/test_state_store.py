@@ -53,14 +53,7 @@ def profiles(request, moto_endpoint):
 
     if request.param == "memory":
         return InMemoryProfileStore()
-    settings = request.getfixturevalue("cloud")
-    from easyrec_online import aws
-
-    aws.client("dynamodb", settings).create_table(
-        TableName=settings.profiles_table, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
-    return wiring.profile_store(settings)
+    return wiring.profile_store(request.getfixturevalue("cloud"))
 
 
 class TestProfileStoreContract:
@@ -71,3 +64,10 @@ class TestProfileStoreContract:
         profiles.put("user", "7", {"age": 31})
         assert profiles.get("user", 7)["profile"] == {"age": 31}
         assert profiles.get("item", "7") is None
+
+    def test_attributes_of_many_reads_only_existing_profiles(self, profiles):
+        for i in range(150):  # more than one DynamoDB batch
+            profiles.put("item", i, {"rank": i})
+        found = profiles.attributes_of("item", [str(i) for i in range(0, 160, 2)])
+        assert found == {str(i): {"rank": i} for i in range(0, 150, 2)}
+        assert profiles.attributes_of("user", ["1"]) == {}

@@ -1,26 +1,46 @@
 import datetime as dt
 
+import pytest
+
 from easyrec_online.actions import ActionIn, StoredAction
 from easyrec_online.features import (
-    CSV_SEPARATOR, FEATURE_NAMES, Context, columns_for_pairs, csv_lines, feature_row, serving_action_type,
-    training_rows,
+    BASE_NAMES, CSV_SEPARATOR, Context, FeatureSpec, Profiles, columns_for_pairs, csv_lines, derive_spec, encode,
+    feature_row, flatten, serving_action_type, training_examples,
 )
+from easyrec_online.labels import DEFAULT_LABEL_RULES
 
 
-def _action(user, item, label=1, action_type=None):
-    return StoredAction.accept(ActionIn.model_validate({"user_id": user, "item_id": item, "label": label,
-                                                        "action_type": action_type}))
+def _action(user, item, label=1, action_type=None, parameters=None, timestamp=None):
+    sample = {"user_id": user, "item_id": item, "label": label, "action_type": action_type, "parameters": parameters}
+    if timestamp:
+        sample["timestamp"] = timestamp
+    return StoredAction.accept(ActionIn.model_validate(sample))
+
+
+FRIDAY_EVENING = dt.datetime(2026, 11, 27, 20, 15, tzinfo=dt.timezone.utc)
+# The seed's three examples: a rating, an agriculture watering, a plain like.
+SEED_ACTIONS = [
+    _action(123, "movie_456", None, "rating", {"stars": 5, "time": "friday_evening", "device": "mobile"}),
+    _action("farmer_7", "plot_3", 1, "watering", {"liters": 12.5, "soil": {"moisture": 0.31, "type": "clay"},
+                                                 "sensors": ["ph", "temp"], "automated": True}),
+    _action(5, 9, 1, "like"),
+]
 
 
 def test_training_and_serving_build_identical_rows():
-    action = StoredAction.accept(ActionIn.model_validate({
-        "user_id": 123, "item_id": "a\tb,c", "label": 1, "action_type": "rating",
-        "timestamp": "2026-11-27T20:15:00Z"}))  # a Friday evening
-    row = training_rows([action], negatives_per_positive=0, seed=1)[0]
-    serving = columns_for_pairs([(123, "a\tb,c")], Context("rating", dt.datetime(2026, 11, 27, 20, 15, tzinfo=dt.timezone.utc)))
-    assert {name: [row.features[name]] for name in FEATURE_NAMES} == serving
-    assert row.features["hour"] == "20" and row.features["dow"] == "4" and row.features["action_type"] == "rating"
-    assert CSV_SEPARATOR not in row.features["item_id"]
+    action = _action(123, "a\tb,c", 1, "rating", {"device": {"os": "ios"}, "slot": 3, "tags": ["x", "y"]},
+                     "2026-11-27T20:15:00Z")  # a Friday evening
+    spec = derive_spec([action, _action(1, 2, 0, "rating", {"device": {"os": "web"}, "slot": 1, "tags": ["z"]})],
+                       min_support=0)
+    profiles = Profiles({"123": {"age": 31}}, {"a\tb,c": {"genres": ["drama"]}})
+    row = encode(training_examples([action], 0, 1)[0], spec, profiles)
+    serving = columns_for_pairs([(123, "a\tb,c")], Context("rating", FRIDAY_EVENING, {"device": {"os": "ios"},
+                                                                                       "slot": 3, "tags": ["x", "y"]}),
+                                spec, profiles)
+    assert {name: [row[name]] for name in spec.names} == serving
+    assert row["hour"] == "20" and row["dow"] == "4" and row["action_type"] == "rating"
+    assert row["p_device_os"] == "ios" and row["p_tags"] == "x|y" and row["p_slot"] == pytest.approx(1.0)
+    assert CSV_SEPARATOR not in row["item_id"]
 
 
 def test_int_and_string_ids_are_one_id():
@@ -28,46 +48,106 @@ def test_int_and_string_ids_are_one_id():
     assert feature_row(6, 7, context) == feature_row("6", "7", context)
 
 
+def test_parameters_flatten_to_dotted_names_and_become_features_by_kind():
+    assert flatten({"soil": {"moisture": 0.31, "type": "clay"}, "n": None, "a": 1}) == {
+        "soil.moisture": 0.31, "soil.type": "clay", "a": 1}
+    another_watering = _action("farmer_8", "plot_3", 1, "watering", {"liters": 3, "soil": {"moisture": 0.5, "type": "loam"},
+                                                                    "sensors": ["ph"], "automated": False})
+    spec = derive_spec(SEED_ACTIONS + [another_watering], min_support=0, label_rules=DEFAULT_LABEL_RULES)
+    by_key = {(f.source, f.key): f for f in spec.features}
+    assert by_key[("param", "liters")].kind == "raw" and by_key[("param", "soil.moisture")].kind == "raw"
+    assert by_key[("param", "soil.type")].kind == "id" and by_key[("param", "automated")].kind == "id"
+    assert by_key[("param", "sensors")].kind == "tags"
+    assert ("param", "device") not in by_key  # carried by one action only: below the minimum support of 2
+    # The rating rule reads stars: a stars feature would be the label itself.
+    assert ("param", "stars") not in by_key
+    row = encode(training_examples(SEED_ACTIONS[1:2], 0, 1)[0], spec)
+    assert row["p_automated"] == "true" and row["p_sensors"] == "ph|temp" and row["p_soil_type"] == "clay"
+
+
+def test_raw_features_are_normalised_with_the_lineage_statistics_and_missing_is_the_mean():
+    actions = [_action(1, i, 1, "buy", {"price": p}) for i, p in enumerate([10, 20, 30, 40])]
+    spec = derive_spec(actions, min_support=0)
+    price = next(f for f in spec.features if f.key == "price")
+    assert (price.mean, round(price.std, 3)) == (25.0, 11.18)
+    at = Context("buy", FRIDAY_EVENING)
+    assert feature_row(1, 1, Context("buy", FRIDAY_EVENING, {"price": 25}), spec)["p_price"] == 0.0
+    assert feature_row(1, 1, at, spec)["p_price"] == 0.0
+    assert feature_row(1, 1, Context("buy", FRIDAY_EVENING, {"price": 1e9}), spec)["p_price"] == 5.0  # clipped
+    assert feature_row(1, 1, Context("buy", FRIDAY_EVENING, {"price": "cheap"}), spec)["p_price"] == 0.0
+
+
+def test_keys_a_lineage_has_not_seen_are_ignored_and_never_break_rows():
+    spec = derive_spec([_action(1, 2, 1, "like", {"device": "ios"}), _action(2, 3, 1, "like", {"device": "web"})],
+                       min_support=0)
+    row = feature_row(1, 2, Context("like", FRIDAY_EVENING, {"device": "ios", "brand_new": {"deep": [1, 2]}}), spec)
+    assert set(row) == set(spec.names) and row["p_device"] == "ios"
+    # Wrong type for the feature's kind: encoded, not an error.
+    assert feature_row(1, 2, Context("like", FRIDAY_EVENING, {"device": 7}), spec)["p_device"] == "7"
+
+
+def test_profiles_join_in_by_user_and_item():
+    actions = [_action(u, i) for u in (1, 2) for i in ("a", "b")]
+    profiles = Profiles({"1": {"age": 20, "city": "Oslo"}, "2": {"age": 40, "city": "Rome"}},
+                        {"a": {"genres": ["drama", "war"]}, "b": {"genres": ["comedy"]}})
+    spec = derive_spec(actions, profiles, min_support=0)
+    assert {(f.source, f.key, f.kind) for f in spec.features if f.source in ("user", "item")} == {
+        ("user", "age", "raw"), ("user", "city", "id"), ("item", "genres", "tags")}
+    row = feature_row(2, "a", Context("", FRIDAY_EVENING), spec, profiles)
+    assert row["u_city"] == "Rome" and row["i_genres"] == "drama|war" and row["u_age"] == 1.0
+    unknown = feature_row(99, "zz", Context("", FRIDAY_EVENING), spec, profiles)
+    assert unknown["u_city"] == "" and unknown["i_genres"] == "" and unknown["u_age"] == 0.0
+
+
+def test_spec_round_trips_through_json_and_defaults_to_the_base_features():
+    spec = derive_spec(SEED_ACTIONS * 2, min_support=0)
+    assert FeatureSpec.from_json(spec.to_json()) == spec
+    assert FeatureSpec.from_json(None).names == list(BASE_NAMES)
+
+
 def test_negatives_share_their_positive_context_and_serving_predicts_the_main_positive_type():
     actions = [_action(1, "a"), _action(1, "b", 1, "purchase"), _action(2, "a", 1, "purchase"), _action(2, "c", 0)]
     assert serving_action_type(actions) == "purchase"
     assert serving_action_type([]) == ""
-    positive = _action(3, "a", 1, "like")
-    rows = training_rows([positive], negatives_per_positive=2, seed=1, catalog=["a", "b", "c"])
-    assert len(rows) == 3 and all(r.features["action_type"] == "like" for r in rows)
-    assert len({(r.features["hour"], r.features["dow"]) for r in rows}) == 1
+    positive = _action(3, "a", 1, "like", {"device": "ios"})
+    examples = training_examples([positive], negatives_per_positive=2, seed=1, catalog=["a", "b", "c"])
+    assert len(examples) == 3 and all(e.context == examples[0].context for e in examples)
 
 
 def test_all_positive_data_gets_sampled_negatives_from_unseen_items():
     actions = [_action(u, i) for u in range(3) for i in range(u, u + 2)]
-    rows = training_rows(actions, negatives_per_positive=2, seed=7)
-    negatives = [r for r in rows if r.label == 0.0]
+    examples = training_examples(actions, negatives_per_positive=2, seed=7)
+    negatives = [e for e in examples if e.label == 0.0]
     assert len(negatives) == 2 * len(actions)
     seen = {(str(a.user_id), str(a.item_id)) for a in actions}
-    assert all((r.features["user_id"], r.features["item_id"]) not in seen for r in negatives)
-    assert rows == training_rows(actions, negatives_per_positive=2, seed=7)  # deterministic
+    assert all((str(e.user_id), str(e.item_id)) not in seen for e in negatives)
+    assert examples == training_examples(actions, negatives_per_positive=2, seed=7)  # deterministic
 
 
 def test_explicit_negatives_are_not_padded():
     actions = [_action(1, 1, 1), _action(1, 2, 0), _action(2, 1, 0)]
-    assert len(training_rows(actions, negatives_per_positive=3, seed=1)) == 3
+    assert len(training_examples(actions, negatives_per_positive=3, seed=1)) == 3
 
 
 def test_negatives_come_from_the_lineage_catalog():
-    rows = training_rows([_action(1, "a")], negatives_per_positive=2, seed=1, catalog=["a", "b", "c"])
-    assert sorted(r.features["item_id"] for r in rows if r.label == 0.0) == ["b", "c"]
+    examples = training_examples([_action(1, "a")], negatives_per_positive=2, seed=1, catalog=["a", "b", "c"])
+    assert sorted(e.item_id for e in examples if e.label == 0.0) == ["b", "c"]
 
 
 def test_csv_lines_match_feature_order():
-    row = training_rows([_action("u", "i")], 0, 1)[0]
-    line = next(iter(csv_lines([row])))
-    assert line == CSV_SEPARATOR.join(["1.0", "0.0"] + [row.features[n] for n in FEATURE_NAMES]) + "\n"
-    assert line.startswith(CSV_SEPARATOR.join(["1.0", "0.0", "u", "i", ""]))
+    spec = derive_spec([_action("u", "i", 1, None, {"price": 1}), _action("v", "i", 1, None, {"price": 3})],
+                       min_support=0)
+    example = training_examples([_action("u", "i", 1, None, {"price": 3})], 0, 1)[0]
+    line = next(iter(csv_lines([example], spec)))
+    row = encode(example, spec)
+    assert line == CSV_SEPARATOR.join(["1.0", "0.0"] + [row[n] if isinstance(row[n], str) else repr(row[n])
+                                                         for n in spec.names]) + "\n"
+    assert line.startswith(CSV_SEPARATOR.join(["1.0", "0.0", "u", "i", ""])) and line.endswith("\t1.0\n")
     columns = columns_for_pairs([(1, 2), (3, 4)], Context("view", dt.datetime(2026, 1, 5, 9, tzinfo=dt.timezone.utc)))
     assert columns["item_id"] == ["2", "4"] and columns["action_type"] == ["view", "view"] and columns["dow"] == ["0", "0"]
 
 
 def test_conversion_label_marks_positive_purchases_only():
-    rows = training_rows([_action(1, "a", 1, "purchase"), _action(1, "b", 0, "purchase"), _action(2, "a", 1, "like")],
-                         negatives_per_positive=0, seed=1)
-    assert [r.conversion for r in rows] == [1.0, 0.0, 0.0]
+    examples = training_examples([_action(1, "a", 1, "purchase"), _action(1, "b", 0, "purchase"),
+                                  _action(2, "a", 1, "like")], negatives_per_positive=0, seed=1)
+    assert [e.conversion for e in examples] == [1.0, 0.0, 0.0]

@@ -31,8 +31,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..actions import StoredAction, id_key, isoformat_utc, utc_now
 from ..config import Settings
-from ..features import FEATURE_NAMES, TrainingRow, csv_lines, serving_action_type, training_rows
+from ..features import (Example, FeatureSpec, Profiles, csv_lines, derive_spec, encode, serving_action_type,
+                        training_examples)
 from ..ingest import ActionStore, dedupe_actions
+from ..profiles import ProfileStore
 from ..registry import TRAINING_MODES, ModelVersion, StateStore, new_id
 from ..serving.cache import download_saved_model
 from .pipeline import build_pipeline_config
@@ -55,6 +57,7 @@ class TrainingPlan:
     new_keys: List[str]  # objects this run reads whole
     held_out: Dict[str, List[str]] = field(default_factory=dict)  # key -> event ids held out so far
     catalog: List[str] = field(default_factory=list)  # items the lineage has seen
+    spec: Optional[FeatureSpec] = None  # the lineage's features; None until a full run derives them
 
 
 def wait_for_ingest_drain(sqs: Any, queue_url: str, timeout_s: float = 30.0) -> bool:
@@ -92,19 +95,21 @@ def plan_training(settings: Settings, requested: str, current: Optional[ModelVer
         raise TrainingFailed("unknown training mode {!r}; use one of {}".format(requested, ", ".join(TRAINING_MODES)))
     compatible = (
         current is not None and manifest is not None and current.model_name == settings.model_name
-        and current.feature_columns == list(FEATURE_NAMES) and current.global_step > 0
+        and current.global_step > 0
     )
     if requested == "incremental" and not compatible:
         raise TrainingFailed(
-            "no current version to continue from with model {} and features {} (train with mode=full first)".format(
-                settings.model_name, list(FEATURE_NAMES)))
+            "no current version of model {} to continue from (train with mode=full first)".format(
+                settings.model_name))
     if requested == "full" or not compatible:
         return TrainingPlan("full", "{}-{}".format(settings.model_name, version), None, [], list(all_keys))
     assert current is not None and manifest is not None
     trained = set(manifest.get("keys", []))
+    # An update keeps its lineage's features: parameter keys first seen since are stored with their
+    # actions and wait for the next full retrain.
     return TrainingPlan("incremental", current.lineage, current, sorted(trained),
                         [k for k in all_keys if k not in trained], dict(manifest.get("held_out", {})),
-                        list(manifest.get("items", [])))
+                        list(manifest.get("items", [])), current.spec)
 
 
 def is_holdout(event_id: str) -> bool:
@@ -191,15 +196,17 @@ def download_checkpoint(s3: Any, bucket: str, version: ModelVersion, model_dir: 
         raise TrainingFailed("version {} has no checkpoint to continue from".format(version.version))
 
 
-def evaluate(export_dir: str, rows: Sequence[TrainingRow]) -> Dict[str, float]:
+def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles) -> Dict[str, float]:
+    """Holdout metrics of a SavedModel, its inputs built with its own lineage's spec."""
     from ..serving.scorer import SavedModelScorer, auc_and_logloss
 
     scorer = SavedModelScorer(export_dir)
     try:
-        probs = scorer.score({n: [r.features[n] for r in rows] for n in FEATURE_NAMES})
+        rows = [encode(e, spec, profiles) for e in examples]
+        probs = scorer.score({n: [r[n] for r in rows] for n in spec.names})
     finally:
         scorer.close()
-    return auc_and_logloss([r.label for r in rows], probs)
+    return auc_and_logloss([e.label for e in examples], probs)
 
 
 def promotion_decision(candidate: Dict[str, float], baseline: Optional[Dict[str, float]], tolerance: float,
@@ -222,14 +229,25 @@ def promotion_decision(candidate: Dict[str, float], baseline: Optional[Dict[str,
 class TrainingData:
     new_actions: List[StoredAction]
     train_actions: List[StoredAction]
-    train_rows: List[TrainingRow]
-    holdout_rows: List[TrainingRow]  # the training rows themselves when nothing was held out
+    train_rows: List[Example]
+    holdout_rows: List[Example]  # the training examples themselves when nothing was held out
     has_holdout: bool
     held_out_next: Dict[str, List[str]]  # key -> event ids held out by this run
     catalog: List[str]
+    spec: FeatureSpec  # the lineage's features (derived here for a full run)
+    profiles: Profiles  # of the users and items in the examples
 
 
-def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPlan) -> TrainingData:
+def load_profiles(profile_store: Optional[ProfileStore], examples: Sequence[Example]) -> Profiles:
+    if profile_store is None:
+        return Profiles()
+    users = profile_store.attributes_of("user", {id_key(e.user_id) for e in examples})
+    items = profile_store.attributes_of("item", {id_key(e.item_id) for e in examples})
+    return Profiles(users, items)
+
+
+def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPlan,
+                       profile_store: Optional[ProfileStore] = None) -> TrainingData:
     """The plan's untrained actions, split into training rows and a holdout."""
     key_of: Dict[str, str] = {}
     fresh: List[StoredAction] = []
@@ -249,18 +267,25 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     new_actions = pending + fresh
     train_actions = pending + fresh_train
     catalog = sorted(set(plan.catalog) | {id_key(a.item_id) for a in new_actions})
-    train_rows = training_rows(train_actions, settings.negatives_per_positive, settings.random_seed, catalog=catalog)
-    holdout_rows = (training_rows(holdout_actions, settings.negatives_per_positive, settings.random_seed + 1,
-                                  catalog=catalog) if holdout_actions else train_rows)
+    train_rows = training_examples(train_actions, settings.negatives_per_positive, settings.random_seed,
+                                   catalog=catalog)
+    holdout_rows = (training_examples(holdout_actions, settings.negatives_per_positive, settings.random_seed + 1,
+                                      catalog=catalog) if holdout_actions else train_rows)
     held_out_next: Dict[str, List[str]] = {}
     for action in holdout_actions:
         held_out_next.setdefault(key_of[action.event_id], []).append(action.event_id)
+    profiles = load_profiles(profile_store, train_rows + (holdout_rows if holdout_actions else []))
+    spec = plan.spec or derive_spec(
+        train_actions, profiles, min_support=settings.feature_min_support,
+        max_parameter_features=settings.max_parameter_features, max_profile_features=settings.max_profile_features,
+        exclude_parameters=settings.excluded_parameters, label_rules=settings.label_rules)
     return TrainingData(new_actions, train_actions, train_rows, holdout_rows, bool(holdout_actions), held_out_next,
-                        catalog)
+                        catalog, spec, profiles)
 
 
 def run_training_job(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
-                     requested_mode: str = "auto") -> Optional[ModelVersion]:
+                     requested_mode: str = "auto",
+                     profile_store: Optional[ProfileStore] = None) -> Optional[ModelVersion]:
     """Returns the new version (promoted or rejected), or None when there was nothing new to train."""
     started = time.monotonic()
     timings: Dict[str, float] = {}
@@ -274,7 +299,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         manifest = read_manifest(s3, settings.data_bucket, current) if current and current.global_step else None
         all_keys = store.keys()
         plan = plan_training(settings, requested_mode, current, all_keys, manifest, version)
-        data = load_training_data(settings, store, plan)
+        data = load_training_data(settings, store, plan, profile_store)
         timings["load_actions_s"] = round(time.monotonic() - started, 3)
         if plan.mode == "incremental" and not data.new_actions:
             state.update_job(job_id, status="succeeded", finished_at=isoformat_utc(utc_now()), outcome="nothing_new",
@@ -285,18 +310,18 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         # The current version, scored on the same holdout as the candidate: the gate's baseline, and
         # the drift check (its AUC on fresh actions) that turns an automatic update into a full retrain.
         current_dir = None
-        if current is not None and current.feature_columns == list(FEATURE_NAMES):
+        if current is not None:
             current_dir = download_saved_model(s3, settings.data_bucket, current, os.path.join(workdir, "current"))
         drift: Dict[str, Any] = {}
         baseline: Optional[Dict[str, float]] = None  # the current version's metrics on data.holdout_rows
         if plan.mode == "incremental" and requested_mode == "auto" and data.has_holdout and current_dir:
-            fresh = baseline = evaluate(current_dir, data.holdout_rows)
+            fresh = baseline = evaluate(current_dir, data.holdout_rows, current.spec, data.profiles)
             if fresh.get("auc") is not None and fresh["auc"] < settings.auto_retrain_auc_threshold:
                 drift = {"current_auc_on_fresh_actions": fresh["auc"], "threshold": settings.auto_retrain_auc_threshold}
                 logger.warning("job %s: version %s has AUC %.4f on fresh actions (< %s): full retrain", job_id,
                                current.version, fresh["auc"], settings.auto_retrain_auc_threshold)
                 plan = plan_training(settings, "full", current, all_keys, manifest, version)
-                data = load_training_data(settings, store, plan)
+                data = load_training_data(settings, store, plan, profile_store)
                 baseline = None  # a new holdout
         logger.info("job %s: %s training of lineage %s on %d actions (%d held out)", job_id, plan.mode,
                     plan.lineage, len(data.train_actions), len(data.new_actions) - len(data.train_actions))
@@ -318,8 +343,8 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         train_path, eval_path = os.path.join(workdir, "train.csv"), os.path.join(workdir, "eval.csv")
         for path, part in ((train_path, data.train_rows), (eval_path, data.holdout_rows)):
             with open(path, "w") as f:
-                f.writelines(csv_lines(part))
-        pipeline_text = build_pipeline_config(settings.model_name, train_path, eval_path, model_dir,
+                f.writelines(csv_lines(part, data.spec, data.profiles))
+        pipeline_text = build_pipeline_config(settings.model_name, data.spec, train_path, eval_path, model_dir,
                                               num_steps=total_steps, batch_size=batch_size)
         t0 = time.monotonic()
         export_dir = run_easyrec(pipeline_text, workdir, continue_train=plan.mode == "incremental")
@@ -327,9 +352,10 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         timings["train_export_s"] = round(time.monotonic() - t0, 3)
 
         t0 = time.monotonic()
-        metrics = evaluate(export_dir, data.holdout_rows)
+        metrics = evaluate(export_dir, data.holdout_rows, data.spec, data.profiles)
         if baseline is None and current_dir:
-            baseline = evaluate(current_dir, data.holdout_rows)
+            assert current is not None
+            baseline = evaluate(current_dir, data.holdout_rows, current.spec, data.profiles)
         gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance,
                                   current.version if current else None)
         if drift:
@@ -345,7 +371,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             mode=plan.mode, num_new_actions=len(data.train_actions),
             num_actions=(plan.parent.num_actions if plan.parent else 0) + len(data.train_actions),
             num_train_rows=len(data.train_rows), global_step=global_step, metrics=metrics, gate=gate,
-            feature_columns=list(FEATURE_NAMES),
+            feature_columns=data.spec.names, feature_spec=data.spec.to_json(),
             serving_defaults={"action_type": serving_action_type(data.train_actions)},
         )
         upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)

@@ -1,23 +1,25 @@
-"""EasyRec pipeline configs, generated from the feature set (features.FEATURES).
+"""EasyRec pipeline configs, generated from a lineage's feature spec (features.FeatureSpec).
 
 The text is EasyRec's own protobuf text format (EasyRecConfig). It is built here rather than kept
-as a file because the input fields, features and groups must match FEATURES exactly; the model
+as a file because the input fields, features and groups must match the spec exactly; the model
 section is per model name. Pure text: importable without TensorFlow.
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List, Optional
 
-from ..features import CONVERSION_LABEL, CSV_SEPARATOR, FEATURES, LABEL
+from ..features import CONVERSION_LABEL, CSV_SEPARATOR, LABEL, TAG_SEPARATOR, FeatureDef, FeatureSpec
 
 # Models over the same features, by EasyRec pipeline config only. Each entry: the model class, the
 # feature groups it needs as (name, kind, feature names; None = every feature), and its section.
 _ALL = None
 _WIDE_DEEP_GROUPS = ("deep", "DEEP", _ALL), ("wide", "WIDE", _ALL)
 _ALL_GROUP = (("all", "DEEP", _ALL),)
-# Two towers (matching): the user and the context on one side, the item on the other.
-_TWO_TOWER_GROUPS = (("user", "DEEP", tuple(f.name for f in FEATURES if f.name != "item_id")),
-                     ("item", "DEEP", ("item_id",)))
+# Two towers (matching): the user and the context on one side, the item (its id and profile) on
+# the other.
+_USER_SIDE = "user-side"
+_ITEM_SIDE = "item-side"
+_TWO_TOWER_GROUPS = (("user", "DEEP", _USER_SIDE), ("item", "DEEP", _ITEM_SIDE))
 _MODELS = {
     "deepfm": ("DeepFM", _WIDE_DEEP_GROUPS,
                "deepfm {\n"
@@ -77,13 +79,25 @@ def _label_fields(model_name: str) -> tuple:
     return (LABEL, CONVERSION_LABEL) if model_name in MULTI_TASK_MODELS else (LABEL,)
 
 
-def _model_section(model_name: str) -> str:
+def _is_item_side(feature: FeatureDef) -> bool:
+    return feature.name == "item_id" or feature.source == "item"
+
+
+def _group_members(spec: FeatureSpec, members: Optional[str]) -> List[str]:
+    if members == _ITEM_SIDE:
+        return [f.name for f in spec.features if _is_item_side(f)]
+    if members == _USER_SIDE:
+        return [f.name for f in spec.features if not _is_item_side(f)]
+    return spec.names
+
+
+def _model_section(model_name: str, spec: FeatureSpec) -> str:
     if model_name not in _MODELS:
         raise ValueError("unknown model {!r}; supported: {}".format(model_name, ", ".join(SUPPORTED_MODELS)))
     model_class, groups, body = _MODELS[model_name]
     group_text = ""
     for name, kind, members in groups:
-        names = "".join(' feature_names: "{}"'.format(f) for f in (members or [f.name for f in FEATURES]))
+        names = "".join(' feature_names: "{}"'.format(f) for f in _group_members(spec, members))
         group_text += '  feature_groups { group_name: "%s"%s wide_deep: %s }\n' % (name, names, kind)
     return (
         "model_config {\n"
@@ -95,8 +109,22 @@ def _model_section(model_name: str) -> str:
     )
 
 
+def _feature_config(feature: FeatureDef) -> str:
+    if feature.kind == "raw":
+        # Embedded (value x a learned vector) so that FM and AutoInt see equal-sized embeddings.
+        return '  features { input_names: "%s" feature_type: RawFeature embedding_dim: %d }\n' % (
+            feature.name, feature.embedding_dim)
+    if feature.kind == "tags":
+        return ('  features { input_names: "%s" feature_type: TagFeature separator: "%s" embedding_dim: %d '
+                "hash_bucket_size: %d }\n" % (feature.name, TAG_SEPARATOR, feature.embedding_dim,
+                                               feature.hash_bucket_size))
+    return '  features { input_names: "%s" feature_type: IdFeature embedding_dim: %d hash_bucket_size: %d }\n' % (
+        feature.name, feature.embedding_dim, feature.hash_bucket_size)
+
+
 def build_pipeline_config(
     model_name: str,
+    spec: FeatureSpec,
     train_path: str,
     eval_path: str,
     model_dir: str,
@@ -104,16 +132,13 @@ def build_pipeline_config(
     batch_size: int,
     learning_rate: float = 0.01,
 ) -> str:
-    model = _model_section(model_name)
+    model = _model_section(model_name, spec)
     input_fields = ['  input_fields { input_name: "%s" input_type: FLOAT default_val: "0" }\n' % name
                     for name in (LABEL, CONVERSION_LABEL)]
-    input_fields += ['  input_fields { input_name: "%s" input_type: STRING default_val: "" }\n' % f.name
-                     for f in FEATURES]
-    features = "".join(
-        '  features { input_names: "%s" feature_type: IdFeature embedding_dim: %d hash_bucket_size: %d }\n'
-        % (f.name, f.embedding_dim, f.hash_bucket_size)
-        for f in FEATURES
-    )
+    input_fields += [('  input_fields { input_name: "%s" input_type: FLOAT default_val: "0" }\n' if f.kind == "raw"
+                      else '  input_fields { input_name: "%s" input_type: STRING default_val: "" }\n') % f.name
+                     for f in spec.features]
+    features = "".join(_feature_config(f) for f in spec.features)
     values: Dict[str, object] = dict(
         train_path=train_path, eval_path=eval_path, model_dir=model_dir, num_steps=num_steps,
         batch_size=batch_size, learning_rate=learning_rate, separator=CSV_SEPARATOR.encode("unicode_escape").decode(),

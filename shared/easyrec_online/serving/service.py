@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
-from ..actions import EntityId, id_key, utc_now
+from ..actions import EntityId, id_key, parse_timestamp, utc_now
 from ..config import Settings
-from ..features import Context, columns_for_pairs
+from ..features import Context, Profiles, columns_for_pairs
 from ..http import ApiError
 from ..registry import ModelVersion
 
@@ -21,12 +21,37 @@ NO_MODEL_DETAIL = (
 )
 
 
+class RequestContext(BaseModel):
+    """The situation to score for: the fields an action carries. Keys other than action_type,
+    timestamp and parameters (e.g. {"device": "mobile"}) are read as parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    action_type: Optional[StrictStr] = Field(None, min_length=1, max_length=64)
+    timestamp: Optional[Union[StrictInt, StrictFloat, StrictStr]] = None
+    parameters: Optional[Dict[str, Any]] = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp(cls, value: Any) -> Any:
+        if value is not None:
+            parse_timestamp(value)
+        return value
+
+    def to_context(self, default_action_type: str) -> Context:
+        parameters = dict(self.model_extra or {})
+        parameters.update(self.parameters or {})
+        moment = parse_timestamp(self.timestamp) if self.timestamp is not None else utc_now()
+        return Context(self.action_type or default_action_type, moment, parameters)
+
+
 class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: EntityId
     candidate_items: List[EntityId] = Field(..., min_length=1)
     top_k: StrictInt = Field(10, ge=1)
+    context: Optional[RequestContext] = None
 
 
 class PredictPair(BaseModel):
@@ -45,6 +70,7 @@ class PredictRequest(BaseModel):
     item_id: Optional[EntityId] = None
     item_ids: Optional[List[EntityId]] = Field(None, min_length=1)
     pairs: Optional[List[PredictPair]] = Field(None, min_length=1)
+    context: Optional[RequestContext] = None
 
     def as_pairs(self) -> Tuple[List[Tuple[Union[int, str], Union[int, str]]], bool]:
         """(pairs, single): `single` when the request named exactly one pair via user_id/item_id."""
@@ -66,9 +92,10 @@ class PredictRequest(BaseModel):
 
 
 class ScoringService:
-    def __init__(self, settings: Settings, models: Any) -> None:
+    def __init__(self, settings: Settings, models: Any, profiles: Any = None) -> None:
         self._settings = settings
         self._models = models  # .current() -> Optional[(ModelVersion, scorer)]
+        self._profiles = profiles  # .attributes_of(kind, ids), e.g. profiles.CachedProfiles; None: no profiles
 
     def _model(self) -> Tuple[Any, Any]:
         loaded = self._models.current()
@@ -76,12 +103,28 @@ class ScoringService:
             raise ApiError(503, "no_model", NO_MODEL_DETAIL, headers={"Retry-After": "30"})
         return loaded
 
-    def _score(self, version: ModelVersion, scorer: Any,
-               pairs: Sequence[Tuple[Union[int, str], Union[int, str]]]) -> List[float]:
-        # What a recommendation predicts: the version's serving action type, now.
-        context = Context(version.serving_defaults.get("action_type", ""), utc_now())
+    def _profiles_for(self, version: ModelVersion, pairs: Sequence[Tuple[Union[int, str], Union[int, str]]]) -> Profiles:
+        spec = version.spec
+        if self._profiles is None or not (spec.uses("user") or spec.uses("item")):
+            return Profiles()
         try:
-            return [float(p) for p in scorer.score(columns_for_pairs(pairs, context))]
+            users = self._profiles.attributes_of("user", {id_key(u) for u, _ in pairs}) if spec.uses("user") else {}
+            items = self._profiles.attributes_of("item", {id_key(i) for _, i in pairs}) if spec.uses("item") else {}
+        except Exception as exc:
+            raise ApiError(503, "profiles_unavailable", "could not read user/item profiles: {}".format(exc),
+                           headers={"Retry-After": "5"})
+        return Profiles(users, items)
+
+    def _score(self, version: ModelVersion, scorer: Any,
+               pairs: Sequence[Tuple[Union[int, str], Union[int, str]]],
+               request_context: Optional[RequestContext] = None) -> List[float]:
+        # What a recommendation predicts by default: the version's serving action type, now.
+        default_type = version.serving_defaults.get("action_type", "")
+        context = (request_context.to_context(default_type) if request_context is not None
+                   else Context(default_type, utc_now()))
+        columns = columns_for_pairs(pairs, context, version.spec, self._profiles_for(version, pairs))
+        try:
+            return [float(p) for p in scorer.score(columns)]
         except Exception as exc:
             # Never a 200 with made-up scores.
             raise ApiError(500, "scoring_failed", "the model could not score this request: {}".format(exc))
@@ -102,7 +145,8 @@ class ScoringService:
                                "candidate_items: duplicate item {!r}".format(item), ["candidate_items"])
             seen.add(id_key(item))
         version, scorer = self._model()
-        scores = self._score(version, scorer, [(request.user_id, item) for item in request.candidate_items])
+        scores = self._score(version, scorer, [(request.user_id, item) for item in request.candidate_items],
+                             request.context)
         ranked = sorted(zip(request.candidate_items, scores), key=lambda pair: -pair[1])[: request.top_k]
         return {
             "user_id": request.user_id,
@@ -117,7 +161,7 @@ class ScoringService:
                            "at most {} pairs per request (got {})".format(self._settings.max_candidates, len(pairs)),
                            ["pairs"])
         version, scorer = self._model()
-        scores = self._score(version, scorer, pairs)
+        scores = self._score(version, scorer, pairs, request.context)
         predictions = [{"user_id": u, "item_id": i, "score": s} for (u, i), s in zip(pairs, scores)]
         if single:
             result = dict(predictions[0])

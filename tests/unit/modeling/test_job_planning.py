@@ -1,7 +1,7 @@
 import pytest
 
 from easyrec_online.config import Settings
-from easyrec_online.features import FEATURE_NAMES
+from easyrec_online.features import BASE_FEATURES, FeatureDef, FeatureSpec
 from easyrec_online.actions import ActionIn, StoredAction
 from easyrec_online.modeling.job import TrainingFailed, plan_training, promotion_decision, split_holdout
 from easyrec_online.registry import ModelVersion
@@ -11,7 +11,7 @@ SETTINGS = Settings.from_env({})
 
 def _current(**extra):
     fields = dict(version="v1", lineage="deepfm-v1", model_name="deepfm", s3_prefix="models/deepfm-v1/v1/",
-                  created_at="t", global_step=200, feature_columns=list(FEATURE_NAMES))
+                  created_at="t", global_step=200)
     fields.update(extra)
     return ModelVersion(**fields)
 
@@ -27,9 +27,16 @@ def test_auto_continues_the_current_lineage_on_untrained_objects_only():
         "incremental", "deepfm-v1", ["a", "b"], ["c"], ["x"])
 
 
-def test_full_on_request_or_when_the_feature_set_changed():
+def test_an_update_keeps_its_lineage_features_and_a_full_run_derives_new_ones():
+    spec = FeatureSpec(BASE_FEATURES + (FeatureDef("p_device", "id", "param", "device", hash_bucket_size=10),))
+    current = _current(feature_spec=spec.to_json(), feature_columns=spec.names)
+    assert plan_training(SETTINGS, "auto", current, ["a"], {"keys": []}, "v2").spec == spec
+    assert plan_training(SETTINGS, "full", current, ["a"], {"keys": []}, "v2").spec is None
+
+
+def test_full_on_request_or_when_the_model_changed():
     assert plan_training(SETTINGS, "full", _current(), ["a"], {"keys": ["a"]}, "v2").mode == "full"
-    changed = _current(feature_columns=["user_id"])
+    changed = _current(model_name="dcn")
     assert plan_training(SETTINGS, "auto", changed, ["a"], {"keys": []}, "v2").mode == "full"
     with pytest.raises(TrainingFailed, match="train with mode=full first"):
         plan_training(SETTINGS, "incremental", changed, ["a"], {"keys": []}, "v2")
