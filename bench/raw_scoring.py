@@ -18,7 +18,7 @@ from easyrec_online.serving.scorer import SavedModelScorer  # noqa: E402
 def main():
     path, candidates, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     scorer = SavedModelScorer(path)
-    columns = columns_for_pairs([(123, item) for item in range(1, candidates + 1)], Context("", utc_now()))
+    columns = columns_for_pairs([(123, item) for item in range(candidates)], Context("", utc_now()))
     for _ in range(20):
         scorer.score(columns)
     times = []

@@ -99,6 +99,19 @@ SETTINGS: Dict[str, Setting] = {
     "profile_cache_ttl_s": Setting(
         "PROFILE_CACHE_TTL_S", 60.0,
         "How long inference caches user/item profiles; a profile PUT reaches scoring within this.", float),
+    "catalog_candidates": Setting(
+        "CATALOG_CANDIDATES", 200,
+        "Candidates /recommend draws from the catalog when the request names none (popular, trending and, "
+        "for two-tower models, embedding retrieval).", int),
+    "trending_half_life_hours": Setting(
+        "TRENDING_HALF_LIFE_HOURS", 24.0, "Half-life of an action's weight in an item's trending score.", float),
+    "exclude_acted_action_types": Setting(
+        "EXCLUDE_ACTED_ACTION_TYPES", "purchase,book_tickets,rating,like,super_like,dislike",
+        "Action types that make an item 'already acted on' for /recommend's exclude_acted_on filter "
+        "(empty: any action)."),
+    "item_category_field": Setting(
+        "ITEM_CATEGORY_FIELD", "category",
+        "Item profile field /recommend's category filter matches (a string or a list of strings)."),
     "max_candidates": Setting("MAX_CANDIDATES", 1000, "Most candidate_items one /recommend may carry.", int),
     "max_top_k": Setting("MAX_TOP_K", 1000, "Largest top_k accepted by /recommend.", int),
     "max_samples_per_request": Setting(
@@ -142,6 +155,10 @@ class Settings:
     model_cache_dir: str
     current_check_interval_ms: int
     profile_cache_ttl_s: float
+    catalog_candidates: int
+    trending_half_life_hours: float
+    exclude_acted_action_types: str
+    item_category_field: str
     max_candidates: int
     max_top_k: int
     max_samples_per_request: int
@@ -177,6 +194,12 @@ class Settings:
     @property
     def excluded_parameters(self) -> List[str]:
         return [s.strip() for s in self.parameter_features_exclude.split(",") if s.strip()]
+
+    @property
+    def acted_action_types(self) -> Optional[List[str]]:
+        """None: every action type counts as acted on."""
+        types = [s.strip() for s in self.exclude_acted_action_types.split(",") if s.strip()]
+        return types or None
 
     @property
     def subnet_ids(self) -> List[str]:

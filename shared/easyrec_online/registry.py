@@ -70,6 +70,11 @@ class ModelVersion:
         return self.s3_prefix + "checkpoint/"
 
     @property
+    def catalog_key(self) -> str:
+        """JSON (catalog.Catalog): item popularity and trends, users' recent items."""
+        return self.s3_prefix + "catalog.json"
+
+    @property
     def manifest_key(self) -> str:
         """JSON: the action objects this lineage has trained on up to this version, and its catalog."""
         return self.s3_prefix + "manifest.json"

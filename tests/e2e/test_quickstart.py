@@ -123,13 +123,26 @@ def test_predict_and_model_info(service):
     assert "auc" in info["current"]["metrics"] and info["current"]["timings"]["train_export_s"] > 0
 
 
+def test_recommend_from_the_catalog_with_context_and_cold_start(service):
+    body = requests.post(service.url + "/recommend", json={"user_id": 123, "top_k": 5}, timeout=10).json()
+    items = [r["item_id"] for r in body["recommendations"]]
+    # User 123 bought or passed on 1-5 (purchase actions): the catalog's other items are offered.
+    assert items and not set(items) & {"1", "2", "3", "4", "5"} and body["candidate_sources"], body
+    listed = requests.post(service.url + "/recommend", json={
+        "user_id": 123, "candidate_items": [2, 4, "never-seen"], "top_k": 3,
+        "context": {"device": "mobile", "timestamp": "2026-11-27T20:15:00Z"}}, timeout=10).json()
+    flagged = {r["item_id"]: r.get("cold_start", False) for r in listed["recommendations"]}
+    assert flagged == {2: False, 4: False, "never-seen": True}, listed
+
+
 @pytest.mark.parametrize("path, body, field", [
     ("/online/data/add", "{not json", None),
     ("/online/data/add", json.dumps({"samples": [{"user_id": 1, "item_id": 2}]}), "samples[0].label"),
     ("/online/data/add", json.dumps({"samples": [{"user_id": [1], "item_id": 2, "label": 1}]}), "samples[0].user_id"),
     ("/online/data/add", json.dumps({"sample": []}), "samples"),
     ("/recommend", json.dumps({"user_id": 123, "candidate_items": [1, 2], "top_k": "3"}), "top_k"),
-    ("/recommend", json.dumps({"user_id": 123, "top_k": 3}), "candidate_items"),
+    ("/recommend", json.dumps({"user_id": 123, "candidate_items": [], "top_k": 3}), "candidate_items"),
+    ("/recommend", json.dumps({"user_id": 123, "filters": {"category": 5}}), "filters.category"),
     ("/predict", json.dumps({"user_id": 123, "item_id": 2.5}), "item_id"),
 ])
 def test_bad_input_is_a_400_naming_the_field(service, path, body, field):

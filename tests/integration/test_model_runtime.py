@@ -89,7 +89,7 @@ def test_training_task_publishes_a_registered_version_with_holdout_metrics(train
     assert current.metrics["auc"] > 0.75, current.metrics
     keys = {o["Key"][len(current.s3_prefix):] for o in
             aws.client("s3", settings).list_objects_v2(Bucket=settings.data_bucket, Prefix=current.s3_prefix)["Contents"]}
-    assert {"saved_model/saved_model.pb", "pipeline.config", "metrics.json", "manifest.json",
+    assert {"saved_model/saved_model.pb", "pipeline.config", "metrics.json", "manifest.json", "catalog.json",
             "checkpoint/checkpoint", "checkpoint/model.ckpt-300.index"} <= keys
     manifest = _manifest(settings, current)
     assert len(manifest["keys"]) == 6 and sum(len(v) for v in manifest["held_out"].values()) == held
@@ -111,6 +111,20 @@ def inference(trained):
 
     yield call
     worker.stop()
+
+
+def _when_serving(inference, version, pair, timeout_s=30.0):
+    """/predict once the inference function serves `version` (it swaps in the background)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, body = inference("/predict", pair)
+        assert status == 200, body
+        if body["model_version"] == version or time.monotonic() > deadline:
+            assert body["model_version"] == version, body
+            return body
+        time.sleep(0.1)
 
 
 def test_inference_function_scores_with_the_current_version(trained, inference):
@@ -151,9 +165,12 @@ def test_incremental_update_learns_a_new_preference_training_each_action_once(tr
     assert child.parent_version == parent.version and child.lineage == parent.lineage
     assert child.global_step > parent.global_step
 
-    _, after = inference("/predict", {"user_id": 4, "item_id": "item-7"})
-    assert after["model_version"] == child.version
+    after = _when_serving(inference, child.version, {"user_id": 4, "item_id": "item-7"})
     assert after["score"] > before["score"] + 0.05, (before, after)
+    # The catalog grows with the lineage: every trained action counted once.
+    catalog = json.loads(aws.client("s3", settings).get_object(Bucket=settings.data_bucket,
+                                                               Key=child.catalog_key)["Body"].read())
+    assert catalog["actions"] == child.num_actions and "4" in catalog["users"] and "item-7" in catalog["items"]
 
     # exactly once per lineage: what the child trained on is new to the lineage, and together with
     # what is still held out for evaluation it is every stored action, with no repeats

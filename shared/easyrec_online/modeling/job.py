@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..actions import StoredAction, id_key, isoformat_utc, utc_now
+from ..catalog import Catalog
 from ..config import Settings
 from ..features import (Example, FeatureSpec, Profiles, csv_lines, derive_spec, encode, serving_action_type,
                         training_examples)
@@ -194,6 +195,18 @@ def download_checkpoint(s3: Any, bucket: str, version: ModelVersion, model_dir: 
             found += 1
     if not found:
         raise TrainingFailed("version {} has no checkpoint to continue from".format(version.version))
+
+
+def build_catalog(settings: Settings, s3: Any, plan: TrainingPlan, data: "TrainingData") -> Catalog:
+    """The parent's catalog (an update) or a new one (full), plus the actions trained now."""
+    catalog = Catalog(settings.trending_half_life_hours)
+    if plan.parent is not None:
+        try:
+            body = s3.get_object(Bucket=settings.data_bucket, Key=plan.parent.catalog_key)["Body"].read()
+            catalog = Catalog.from_json(body.decode("utf-8"))
+        except Exception:  # noqa: BLE001 - versions from before catalogs: start one now
+            logger.warning("version %s has no catalog; starting one from this update", plan.parent.version)
+    return catalog.add(data.train_actions)
 
 
 def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles) -> Dict[str, float]:
@@ -377,6 +390,8 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)
         upload_checkpoint(s3, settings.data_bucket, checkpoint, record.checkpoint_prefix)
         s3.put_object(Bucket=settings.data_bucket, Key=prefix + "pipeline.config", Body=pipeline_text.encode())
+        s3.put_object(Bucket=settings.data_bucket, Key=record.catalog_key,
+                      Body=build_catalog(settings, s3, plan, data).to_json().encode())
         s3.put_object(Bucket=settings.data_bucket, Key=prefix + "metrics.json",
                       Body=json.dumps({"holdout": metrics, "gate": gate}, sort_keys=True).encode())
         s3.put_object(Bucket=settings.data_bucket, Key=record.manifest_key, Body=json.dumps({

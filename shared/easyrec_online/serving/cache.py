@@ -2,8 +2,9 @@
 
 Keeps the current version's scorer in memory and a copy of its SavedModel on local disk (Lambda's
 /tmp), so a warm container never downloads a version twice. The registry's current pointer is
-re-read at most every `current_check_interval_ms`; a new version is downloaded and loaded before
-it replaces the old one, so requests never see a half-loaded model.
+re-read at most every `current_check_interval_ms`, in the background; a new version is downloaded
+and loaded before it replaces the old one, so requests never see a half-loaded model and never
+wait for one.
 """
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import os
 import shutil
 import threading
 import time
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional
 
+from ..catalog import Catalog
 from ..config import Settings
 from ..registry import ModelVersion, StateStore
 
@@ -48,48 +50,110 @@ def download_saved_model(s3: Any, bucket: str, version: ModelVersion, cache_dir:
     return target
 
 
+class LoadedModel(NamedTuple):
+    version: ModelVersion
+    scorer: Any
+    catalog: Catalog
+
+
+def load_catalog(s3: Any, bucket: str, version: ModelVersion, cache_dir: str) -> Catalog:
+    """The version's catalog (kept on local disk beside its SavedModel); empty for versions without one."""
+    path = os.path.join(cache_dir, version.version + ".catalog.json")
+    if not os.path.exists(path):
+        try:
+            body = s3.get_object(Bucket=bucket, Key=version.catalog_key)["Body"].read()
+        except Exception as exc:  # noqa: BLE001 - versions trained before catalogs existed
+            if "NoSuchKey" not in str(exc) and "404" not in str(exc):
+                raise
+            return Catalog()
+        os.makedirs(cache_dir, exist_ok=True)
+        staging = "{}.partial-{}".format(path, os.getpid())
+        with open(staging, "wb") as f:
+            f.write(body)
+        os.rename(staging, path)
+    with open(path, "r") as f:
+        return Catalog.from_json(f.read())
+
+
 class ModelCache:
+    """The version being served, swapped in the background without failing or stalling a request.
+
+    `current()` never waits for a download or a load once a version is loaded: when the check
+    interval has passed it starts a background check of the registry's pointer and returns the
+    loaded version at once. The check downloads and loads a new current version completely, then
+    replaces the served one with a single reference assignment. Requests that already took the old
+    one finish with it; its TensorFlow session is released when the last of them drops it.
+    Only a cold container (nothing loaded yet) loads on the request path.
+    """
+
     def __init__(self, settings: Settings, state: StateStore, s3: Any,
-                 load: Callable[[str], Any], clock: Callable[[], float] = time.monotonic) -> None:
+                 load: Callable[[str], Any], clock: Callable[[], float] = time.monotonic,
+                 background: bool = True) -> None:
         self._settings = settings
         self._state = state
         self._s3 = s3
         self._load = load
         self._clock = clock
-        self._loaded: Optional[Tuple[ModelVersion, Any]] = None
-        self._retired: Optional[Any] = None
+        self._background = background
+        self._loaded: Optional[LoadedModel] = None
         self._last_check = float("-inf")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one check at a time
+        self._checker: Optional[threading.Thread] = None
+        self.swaps = 0
+        self.last_load_s: Optional[float] = None
 
-    def current(self) -> Optional[Tuple[ModelVersion, Any]]:
-        """(version record, scorer) of the current version, or None when no model exists yet."""
-        interval = self._settings.current_check_interval_ms / 1000.0
-        if self._clock() - self._last_check >= interval:
-            with self._lock:
-                if self._clock() - self._last_check >= interval:
-                    try:
-                        self._refresh()
-                    except Exception:
-                        if self._loaded is None:
-                            raise
-                        # Keep serving the version we have; the next check tries again.
-                        logger.exception("could not switch to the new current version")
-                    finally:
-                        self._last_check = self._clock()
-        return self._loaded
+    def current(self) -> Optional[LoadedModel]:
+        """The current version (record, scorer, catalog), or None when no model exists yet."""
+        loaded = self._loaded
+        if self._clock() - self._last_check < self._settings.current_check_interval_ms / 1000.0:
+            return loaded
+        if loaded is None or not self._background:
+            self._check(raise_if_cold=True)
+            return self._loaded
+        with self._lock:
+            if self._checker is None or not self._checker.is_alive():
+                self._last_check = self._clock()
+                self._checker = threading.Thread(target=self._check, name="model-swap", daemon=True)
+                self._checker.start()
+        return loaded
+
+    def wait_for_check(self, timeout: float = 60.0) -> None:
+        """Tests and benchmarks: wait until a background check has finished."""
+        checker = self._checker
+        if checker is not None:
+            checker.join(timeout)
+
+    def _check(self, raise_if_cold: bool = False) -> None:
+        with self._lock if raise_if_cold else _NoLock():
+            try:
+                self._refresh()
+            except Exception:
+                if self._loaded is None and raise_if_cold:
+                    raise
+                # Keep serving the version we have; the next check tries again.
+                logger.exception("could not switch to the new current version")
+            finally:
+                self._last_check = self._clock()
 
     def _refresh(self) -> None:
         current = self._state.get_current()
-        if current is None or (self._loaded is not None and self._loaded[0].version == current.version):
+        loaded = self._loaded
+        if current is None or (loaded is not None and loaded.version.version == current.version):
             return
         started = time.monotonic()
-        path = download_saved_model(self._s3, self._settings.data_bucket, current, self._settings.model_cache_dir)
+        cache_dir = self._settings.model_cache_dir
+        path = download_saved_model(self._s3, self._settings.data_bucket, current, cache_dir)
+        catalog = load_catalog(self._s3, self._settings.data_bucket, current, cache_dir)
         scorer = self._load(path)
-        previous = self._loaded
-        self._loaded = (current, scorer)
-        # The scorer replaced just now may still serve a request that fetched it a moment ago:
-        # close only the one before it.
-        if self._retired is not None and hasattr(self._retired, "close"):
-            self._retired.close()
-        self._retired = previous[1] if previous else None
-        logger.info("serving model version %s (loaded in %.3f s)", current.version, time.monotonic() - started)
+        self._loaded = LoadedModel(current, scorer, catalog)  # the swap: one reference assignment
+        self.swaps += 1
+        self.last_load_s = time.monotonic() - started
+        logger.info("serving model version %s (loaded in %.3f s)", current.version, self.last_load_s)
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None

@@ -33,6 +33,8 @@ class SavedModelScorer:
         if output is None:
             raise ScoringError("SavedModel at {} has no `probs` or `probs_main` output".format(export_dir))
         self._probs = self._graph.get_tensor_by_name(signature.outputs[output].name)
+        self.output_names = tuple(sorted(signature.outputs))
+        self._outputs = {name: self._graph.get_tensor_by_name(info.name) for name, info in signature.outputs.items()}
         self._closed = False
         self._lock = threading.Lock()
 
@@ -49,6 +51,12 @@ class SavedModelScorer:
         if not np.all(np.isfinite(probs)):
             raise ScoringError("model produced non-finite scores")
         return probs
+
+    def embed(self, output: str, columns: Dict[str, Sequence[str]]) -> np.ndarray:
+        """A tower's embeddings (two-tower models export them as comma-joined strings): (rows, dim)."""
+        feed = {self._inputs[name]: list(columns[name]) for name in self.input_names}
+        joined = self._session.run(self._outputs[output], feed_dict=feed)
+        return np.asarray([np.array(v.decode().split(","), dtype=np.float64) for v in np.reshape(joined, -1)])
 
     def close(self) -> None:
         with self._lock:

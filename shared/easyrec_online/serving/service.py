@@ -5,15 +5,16 @@ is unit-testable with any scorer that maps feature columns to probabilities.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
 from ..actions import EntityId, id_key, parse_timestamp, utc_now
 from ..config import Settings
 from ..features import Context, Profiles, columns_for_pairs
 from ..http import ApiError
 from ..registry import ModelVersion
+from .cache import LoadedModel
 
 NO_MODEL_DETAIL = (
     "no model has been trained yet: add actions with POST /online/data/add, then start training "
@@ -45,13 +46,29 @@ class RequestContext(BaseModel):
         return Context(self.action_type or default_action_type, moment, parameters)
 
 
+class RecommendFilters(BaseModel):
+    """Which candidates may be recommended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Leave out items the user already acted on (action types: EXCLUDE_ACTED_ACTION_TYPES).
+    # Default: on when candidates come from the catalog, off when the request lists them.
+    exclude_acted_on: Optional[StrictBool] = None
+    include_items: Optional[List[EntityId]] = Field(None, max_length=10000)  # only these
+    exclude_items: Optional[List[EntityId]] = Field(None, max_length=10000)  # never these
+    # Only items whose profile field ITEM_CATEGORY_FIELD equals (or, for a list, contains) one of these.
+    category: Optional[Union[StrictStr, List[StrictStr]]] = None
+
+
 class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: EntityId
-    candidate_items: List[EntityId] = Field(..., min_length=1)
+    # Without candidate_items, candidates come from the version's catalog (see ScoringService).
+    candidate_items: Optional[List[EntityId]] = Field(None, min_length=1)
     top_k: StrictInt = Field(10, ge=1)
     context: Optional[RequestContext] = None
+    filters: Optional[RecommendFilters] = None
 
 
 class PredictPair(BaseModel):
@@ -91,47 +108,152 @@ class PredictRequest(BaseModel):
         return [(self.user_id, item) for item in (self.item_ids or [])], False
 
 
+Pair = Tuple[Union[int, str], Union[int, str]]
+
+
 class ScoringService:
+    """Scores pairs with the current version; ranks candidates for /recommend.
+
+    Candidates: the request's candidate_items, or (when it names none) the catalog's popular and
+    trending items, plus nearest items by embedding for two-tower versions (DSSM), up to
+    CATALOG_CANDIDATES. Filters then remove items (already acted on, include/exclude lists,
+    category). Cold start: pairs whose user or item the version never trained on get the item's
+    popularity prior (catalog.Catalog.prior) instead of a model score, flagged `cold_start`.
+    """
+
     def __init__(self, settings: Settings, models: Any, profiles: Any = None) -> None:
         self._settings = settings
-        self._models = models  # .current() -> Optional[(ModelVersion, scorer)]
+        self._models = models  # .current() -> Optional[LoadedModel]
         self._profiles = profiles  # .attributes_of(kind, ids), e.g. profiles.CachedProfiles; None: no profiles
+        self._item_index: Optional[Tuple[Any, Any, List[str]]] = None  # (scorer, unit vectors, item ids)
 
-    def _model(self) -> Tuple[Any, Any]:
+    def _model(self) -> LoadedModel:
         loaded = self._models.current()
         if loaded is None:
             raise ApiError(503, "no_model", NO_MODEL_DETAIL, headers={"Retry-After": "30"})
         return loaded
 
-    def _profiles_for(self, version: ModelVersion, pairs: Sequence[Tuple[Union[int, str], Union[int, str]]]) -> Profiles:
-        spec = version.spec
-        if self._profiles is None or not (spec.uses("user") or spec.uses("item")):
-            return Profiles()
+    def _attributes(self, kind: str, ids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
         try:
-            users = self._profiles.attributes_of("user", {id_key(u) for u, _ in pairs}) if spec.uses("user") else {}
-            items = self._profiles.attributes_of("item", {id_key(i) for _, i in pairs}) if spec.uses("item") else {}
+            return self._profiles.attributes_of(kind, ids) if self._profiles is not None else {}
         except Exception as exc:
             raise ApiError(503, "profiles_unavailable", "could not read user/item profiles: {}".format(exc),
                            headers={"Retry-After": "5"})
+
+    def _profiles_for(self, version: ModelVersion, pairs: Sequence[Pair]) -> Profiles:
+        spec = version.spec
+        users = self._attributes("user", {id_key(u) for u, _ in pairs}) if spec.uses("user") else {}
+        items = self._attributes("item", {id_key(i) for _, i in pairs}) if spec.uses("item") else {}
         return Profiles(users, items)
 
-    def _score(self, version: ModelVersion, scorer: Any,
-               pairs: Sequence[Tuple[Union[int, str], Union[int, str]]],
-               request_context: Optional[RequestContext] = None) -> List[float]:
+    @staticmethod
+    def _context(version: ModelVersion, request_context: Optional[RequestContext]) -> Context:
         # What a recommendation predicts by default: the version's serving action type, now.
         default_type = version.serving_defaults.get("action_type", "")
-        context = (request_context.to_context(default_type) if request_context is not None
-                   else Context(default_type, utc_now()))
-        columns = columns_for_pairs(pairs, context, version.spec, self._profiles_for(version, pairs))
+        return (request_context.to_context(default_type) if request_context is not None
+                else Context(default_type, utc_now()))
+
+    def _run(self, scorer: Any, columns: Dict[str, Any], output: Optional[str] = None) -> Any:
         try:
-            return [float(p) for p in scorer.score(columns)]
+            return scorer.score(columns) if output is None else scorer.embed(output, columns)
         except Exception as exc:
             # Never a 200 with made-up scores.
             raise ApiError(500, "scoring_failed", "the model could not score this request: {}".format(exc))
 
+    def _score(self, loaded: LoadedModel, pairs: Sequence[Pair],
+               request_context: Optional[RequestContext]) -> List[Tuple[float, bool]]:
+        """(score, cold_start) per pair."""
+        version, scorer, catalog = loaded
+        cold = [False] * len(pairs)
+        if catalog.actions:  # versions from before catalogs score every pair with the model
+            cold = [not (catalog.knows_user(u) and catalog.knows_item(i)) for u, i in pairs]
+        warm = [pair for pair, is_cold in zip(pairs, cold) if not is_cold]
+        scores: List[float] = []
+        if warm:
+            context = self._context(version, request_context)
+            columns = columns_for_pairs(warm, context, version.spec, self._profiles_for(version, warm))
+            scores = [float(p) for p in self._run(scorer, columns)]
+        it = iter(scores)
+        return [(catalog.prior(i), True) if is_cold else (next(it), False) for (_, i), is_cold in zip(pairs, cold)]
+
+    # --- candidates ------------------------------------------------------------------------------
+    def _nearest_items(self, loaded: LoadedModel, user_id: Union[int, str],
+                       request_context: Optional[RequestContext], n: int) -> List[str]:
+        """Two-tower versions: the items whose embedding is closest to the user's (cosine)."""
+        version, scorer, catalog = loaded
+        outputs = getattr(scorer, "output_names", ())
+        if "user_emb" not in outputs or "item_emb" not in outputs or not catalog.items:
+            return []
+        import numpy as np  # model runtime only: retrieval happens where the model is
+
+        context = self._context(version, request_context)
+        index = self._item_index
+        if index is None or index[0] is not scorer:
+            items = catalog.all_items()
+            vectors = []
+            for start in range(0, len(items), 1000):
+                chunk = [(user_id, item) for item in items[start:start + 1000]]
+                vectors.append(self._run(scorer, columns_for_pairs(chunk, context, version.spec,
+                                                                   self._profiles_for(version, chunk)), "item_emb"))
+            matrix = np.vstack(vectors)
+            matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+            index = self._item_index = (scorer, matrix, items)
+        pair = [(user_id, index[2][0])]
+        user = self._run(scorer, columns_for_pairs(pair, context, version.spec, self._profiles_for(version, pair)),
+                         "user_emb")[0]
+        similarity = index[1].dot(user / max(float(np.linalg.norm(user)), 1e-12))
+        best = np.argsort(-similarity)[:n]
+        return [index[2][int(i)] for i in best]
+
+    def _catalog_candidates(self, loaded: LoadedModel, request: RecommendRequest) -> Tuple[List[str], List[str]]:
+        """(candidates, where they came from) when the request names none."""
+        catalog, n = loaded.catalog, self._settings.catalog_candidates
+        filters = request.filters
+        if filters is not None and filters.include_items:
+            return list(filters.include_items), ["include_items"]
+        sources: List[str] = []
+        candidates: List[str] = []
+        taken: set = set()
+        for name, items in (("retrieval", self._nearest_items(loaded, request.user_id, request.context, n)),
+                            ("trending", catalog.trending(n // 2)), ("popular", catalog.popular(n))):
+            fresh = [i for i in items if i not in taken][: max(0, n - len(candidates))]
+            if fresh:
+                sources.append(name)
+            candidates.extend(fresh)
+            taken.update(fresh)
+        return candidates, sources
+
+    def _apply_filters(self, loaded: LoadedModel, request: RecommendRequest, candidates: List[Any],
+                       from_catalog: bool) -> List[Any]:
+        filters = request.filters or RecommendFilters()
+        keep = candidates
+        exclude_acted = filters.exclude_acted_on if filters.exclude_acted_on is not None else from_catalog
+        if exclude_acted:
+            acted = loaded.catalog.acted_on(request.user_id, self._settings.acted_action_types)
+            keep = [i for i in keep if id_key(i) not in acted]
+        if filters.include_items is not None:
+            allowed = {id_key(i) for i in filters.include_items}
+            keep = [i for i in keep if id_key(i) in allowed]
+        if filters.exclude_items:
+            banned = {id_key(i) for i in filters.exclude_items}
+            keep = [i for i in keep if id_key(i) not in banned]
+        if filters.category is not None:
+            wanted = {filters.category} if isinstance(filters.category, str) else set(filters.category)
+            field = self._settings.item_category_field
+            profiles = self._attributes("item", {id_key(i) for i in keep})
+
+            def matches(item: Any) -> bool:
+                value = profiles.get(id_key(item), {}).get(field)
+                values = value if isinstance(value, list) else [value]
+                return any(isinstance(v, str) and v in wanted for v in values)
+
+            keep = [i for i in keep if matches(i)]
+        return keep
+
+    # --- endpoints -------------------------------------------------------------------------------
     def recommend(self, request: RecommendRequest) -> Dict[str, Any]:
         limit = self._settings.max_candidates
-        if len(request.candidate_items) > limit:
+        if request.candidate_items is not None and len(request.candidate_items) > limit:
             raise ApiError(400, "invalid_request",
                            "candidate_items: at most {} items per request (got {})".format(
                                limit, len(request.candidate_items)), ["candidate_items"])
@@ -139,20 +261,29 @@ class ScoringService:
             raise ApiError(400, "invalid_request",
                            "top_k: at most {}".format(self._settings.max_top_k), ["top_k"])
         seen = set()
-        for item in request.candidate_items:
+        for item in request.candidate_items or []:
             if id_key(item) in seen:
                 raise ApiError(400, "invalid_request",
                                "candidate_items: duplicate item {!r}".format(item), ["candidate_items"])
             seen.add(id_key(item))
-        version, scorer = self._model()
-        scores = self._score(version, scorer, [(request.user_id, item) for item in request.candidate_items],
-                             request.context)
-        ranked = sorted(zip(request.candidate_items, scores), key=lambda pair: -pair[1])[: request.top_k]
-        return {
+        loaded = self._model()
+        sources: List[str] = []
+        if request.candidate_items is None:
+            candidates, sources = self._catalog_candidates(loaded, request)
+        else:
+            candidates = list(request.candidate_items)
+        candidates = self._apply_filters(loaded, request, candidates, request.candidate_items is None)
+        scored = self._score(loaded, [(request.user_id, item) for item in candidates], request.context)
+        ranked = sorted(zip(candidates, scored), key=lambda pair: -pair[1][0])[: request.top_k]
+        result: Dict[str, Any] = {
             "user_id": request.user_id,
-            "recommendations": [{"item_id": item, "score": score} for item, score in ranked],
-            "model_version": version.version,
+            "recommendations": [dict({"item_id": item, "score": score}, **({"cold_start": True} if cold else {}))
+                                for item, (score, cold) in ranked],
+            "model_version": loaded.version.version,
         }
+        if request.candidate_items is None:
+            result["candidate_sources"] = sources
+        return result
 
     def predict(self, request: PredictRequest) -> Dict[str, Any]:
         pairs, single = request.as_pairs()
@@ -160,11 +291,12 @@ class ScoringService:
             raise ApiError(400, "invalid_request",
                            "at most {} pairs per request (got {})".format(self._settings.max_candidates, len(pairs)),
                            ["pairs"])
-        version, scorer = self._model()
-        scores = self._score(version, scorer, pairs, request.context)
-        predictions = [{"user_id": u, "item_id": i, "score": s} for (u, i), s in zip(pairs, scores)]
+        loaded = self._model()
+        scored = self._score(loaded, pairs, request.context)
+        predictions = [dict({"user_id": u, "item_id": i, "score": score}, **({"cold_start": True} if cold else {}))
+                       for (u, i), (score, cold) in zip(pairs, scored)]
         if single:
             result = dict(predictions[0])
-            result["model_version"] = version.version
+            result["model_version"] = loaded.version.version
             return result
-        return {"predictions": predictions, "model_version": version.version}
+        return {"predictions": predictions, "model_version": loaded.version.version}

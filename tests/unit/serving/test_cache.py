@@ -1,3 +1,5 @@
+import threading
+
 import boto3
 import pytest
 from moto import mock_aws
@@ -49,21 +51,57 @@ def test_checks_pointer_at_most_every_interval_and_swaps(tmp_path, s3):
 
     settings = Settings.from_env({"DATA_BUCKET": "data", "MODEL_CACHE_DIR": str(tmp_path),
                                   "CURRENT_CHECK_INTERVAL_MS": "1000"})
-    cache = ModelCache(settings, state, s3, load, clock)
+    cache = ModelCache(settings, state, s3, load, clock, background=False)
     assert cache.current() is None
     _publish(s3, state, "v1")
     assert cache.current() is None  # within the interval: the pointer is not re-read
     clock.now = 1.0
-    version, first = cache.current()
+    version, first, catalog = cache.current()
     assert version.version == "v1" and (tmp_path / "v1" / "variables" / "variables.index").exists()
+    assert catalog.actions == 0  # a version without catalog.json serves with an empty one
     _publish(s3, state, "v2")
     clock.now = 2.0
-    version, second = cache.current()
-    assert version.version == "v2" and not first.closed  # the old one may still serve a request
-    _publish(s3, state, "v3")
-    clock.now = 3.0
-    assert cache.current()[0].version == "v3" and first.closed and not second.closed
-    assert len(loads) == 3
+    assert cache.current().version.version == "v2" and not first.closed  # never closed under a request
+    assert len(loads) == 2 and cache.swaps == 2
+
+
+def test_a_swap_happens_in_the_background_and_requests_never_wait_for_it(tmp_path, s3):
+    state, clock = InMemoryStateStore(), Clock()
+    release, loading = threading.Event(), threading.Event()
+
+    def slow_load(path):
+        if path.endswith("v2"):
+            loading.set()
+            release.wait(10)
+        return Loaded(path)
+
+    settings = Settings.from_env({"DATA_BUCKET": "data", "MODEL_CACHE_DIR": str(tmp_path),
+                                  "CURRENT_CHECK_INTERVAL_MS": "1000"})
+    _publish(s3, state, "v1")
+    cache = ModelCache(settings, state, s3, slow_load, clock)
+    assert cache.current().version.version == "v1"  # cold: loaded on the request path
+    _publish(s3, state, "v2")
+    clock.now = 5.0
+    assert cache.current().version.version == "v1"  # starts the check, answers at once
+    assert loading.wait(10)
+    for _ in range(100):  # while v2 loads, every request is served by v1 without waiting
+        assert cache.current().version.version == "v1"
+    release.set()
+    cache.wait_for_check()
+    assert cache.current().version.version == "v2"
+
+
+def test_catalog_is_loaded_with_the_version(tmp_path, s3):
+    from easyrec_online.catalog import Catalog
+    from easyrec_online.actions import ActionIn, StoredAction
+
+    state, clock = InMemoryStateStore(), Clock()
+    _publish(s3, state, "v1")
+    catalog = Catalog().add([StoredAction.accept(ActionIn.model_validate({"user_id": 1, "item_id": 2, "label": 1}))])
+    s3.put_object(Bucket="data", Key=state.get_current().catalog_key, Body=catalog.to_json().encode())
+    settings = Settings.from_env({"DATA_BUCKET": "data", "MODEL_CACHE_DIR": str(tmp_path)})
+    loaded = ModelCache(settings, state, s3, Loaded, clock).current()
+    assert loaded.catalog.knows_user(1) and loaded.catalog.knows_item("2") and not loaded.catalog.knows_item(3)
 
 
 def test_local_copy_is_reused(tmp_path, s3):

@@ -2,9 +2,13 @@
 integration and e2e suites; here a scorer with known outputs pins down ranking and validation."""
 import pytest
 
+from easyrec_online.actions import ActionIn, StoredAction
+from easyrec_online.catalog import Catalog
 from easyrec_online.config import Settings
 from easyrec_online.http import ApiError, validate
+from easyrec_online.profiles import InMemoryProfileStore
 from easyrec_online.registry import ModelVersion
+from easyrec_online.serving.cache import LoadedModel
 from easyrec_online.serving.service import PredictRequest, RecommendRequest, ScoringService
 
 
@@ -30,10 +34,15 @@ class Models:
 VERSION = ModelVersion("v7", "deepfm", "deepfm", "models/deepfm/v7/", "t")
 
 
-def _service(loaded=(VERSION, None), **env):
+def _action(user, item, label=1, action_type="like", timestamp="2026-11-01T00:00:00Z"):
+    return StoredAction.accept(ActionIn.model_validate({"user_id": user, "item_id": item, "label": label,
+                                                        "action_type": action_type, "timestamp": timestamp}))
+
+
+def _service(loaded=True, catalog=None, profiles=None, **env):
     scorer = KnownScores()
-    loaded = (loaded[0], scorer) if loaded else None
-    return ScoringService(Settings.from_env(env), Models(loaded)), scorer
+    model = LoadedModel(VERSION, scorer, catalog or Catalog()) if loaded else None
+    return ScoringService(Settings.from_env(env), Models(model), profiles), scorer
 
 
 def test_recommend_ranks_by_score_keeps_seed_shape_and_adds_version():
@@ -80,7 +89,7 @@ def test_scoring_failure_is_never_a_200():
         def score(self, columns):
             raise RuntimeError("graph exploded")
 
-    service = ScoringService(Settings.from_env({}), Models((VERSION, Broken())))
+    service = ScoringService(Settings.from_env({}), Models(LoadedModel(VERSION, Broken(), Catalog())))
     with pytest.raises(ApiError) as caught:
         service.recommend(validate(RecommendRequest, {"user_id": 1, "candidate_items": [1]}))
     assert caught.value.status == 500 and caught.value.error == "scoring_failed"
@@ -103,3 +112,71 @@ def test_predict_rejects_ambiguous_requests(body):
     with pytest.raises(ApiError) as caught:
         service.predict(validate(PredictRequest, body))
     assert caught.value.status == 400
+
+
+def _catalog():
+    """Users 1 and 2 trained on items 10..14; item 14 is the most popular, 13 the newest hit."""
+    actions = [_action(1, 10), _action(1, 11, 1, "purchase"), _action(2, 12, 0, "view"),
+               _action(1, 14), _action(2, 14), _action(2, 11, 0, "view"),
+               _action(2, 13, 1, "like", "2026-11-20T00:00:00Z")]
+    return Catalog(half_life_hours=24).add(actions)
+
+
+def test_unknown_users_and_items_get_the_popularity_prior_and_are_flagged():
+    catalog = _catalog()
+    service, scorer = _service(catalog=catalog)
+    result = service.recommend(validate(RecommendRequest, {"user_id": 1, "candidate_items": [12, 99], "top_k": 2}))
+    by_item = {r["item_id"]: r for r in result["recommendations"]}
+    assert by_item[12] == {"item_id": 12, "score": 0.12}  # known pair: the model's score, no flag
+    assert by_item[99] == {"item_id": 99, "score": catalog.base_rate, "cold_start": True}
+    assert scorer.calls[-1]["item_id"] == ["12"]  # the model never saw the unknown item
+    stranger = service.predict(validate(PredictRequest, {"user_id": "new", "item_id": 14}))
+    assert stranger["cold_start"] is True and stranger["score"] == pytest.approx(catalog.prior(14))
+    assert catalog.prior(14) > catalog.prior(12) > 0  # 2 positives of 2 beats 0 of 1
+
+
+def test_without_candidates_the_catalog_supplies_popular_and_trending_items_minus_those_acted_on():
+    service, _ = _service(catalog=_catalog())
+    result = service.recommend(validate(RecommendRequest, {"user_id": 1, "top_k": 10}))
+    items = [r["item_id"] for r in result["recommendations"]]
+    # user 1 liked 10 and 14 and bought 11: left out by default; 12 was only viewed by someone else
+    assert sorted(items) == ["12", "13"] and result["candidate_sources"] == ["trending", "popular"]
+    kept = service.recommend(validate(RecommendRequest, {"user_id": 1, "filters": {"exclude_acted_on": False}}))
+    assert len(kept["recommendations"]) == 5
+    assert _catalog().trending(1) == ["13"] and _catalog().popular(1) == ["14"]
+
+
+def test_filters_include_exclude_and_category():
+    profiles = InMemoryProfileStore()
+    profiles.put("item", 11, {"category": "tools"})
+    profiles.put("item", 12, {"category": ["garden", "tools"]})
+    profiles.put("item", 13, {"category": "garden"})
+    service, _ = _service(catalog=_catalog(), profiles=profiles)
+
+    def ranked(**body):
+        body.setdefault("user_id", 1)
+        return [r["item_id"] for r in service.recommend(validate(RecommendRequest, body))["recommendations"]]
+
+    assert ranked(candidate_items=[10, 11, 12]) == [12, 11, 10]  # listed candidates: nothing excluded by default
+    assert ranked(candidate_items=[10, 11, 12], filters={"exclude_acted_on": True}) == [12]
+    assert ranked(candidate_items=[10, 11, 12], filters={"exclude_items": [12]}) == [11, 10]
+    assert ranked(candidate_items=[10, 11, 12], filters={"include_items": [10, 11, 77]}) == [11, 10]
+    assert ranked(candidate_items=[10, 11, 12, 13], filters={"category": "tools"}) == [12, 11]
+    assert ranked(candidate_items=[10, 11, 12, 13], filters={"category": ["garden"]}) == [13, 12]
+    assert ranked(filters={"include_items": [13, "99"]}) == ["99", 13]  # unknown 99: the prior beats 0.13
+
+
+def test_context_reaches_the_model_and_bad_context_or_filters_are_400s():
+    service, scorer = _service()
+    service.recommend(validate(RecommendRequest, {"user_id": 1, "candidate_items": [1], "context": {
+        "action_type": "purchase", "timestamp": "2026-11-27T20:15:00Z", "device": "mobile"}}))
+    assert scorer.calls[-1]["action_type"] == ["purchase"] and scorer.calls[-1]["hour"] == ["20"]
+    for body, field in [({"context": {"timestamp": "later"}}, "context.timestamp"),
+                        ({"context": {"action_type": 3}}, "context.action_type"),
+                        ({"filters": {"exclude_acted_on": "yes"}}, "filters.exclude_acted_on"),
+                        ({"filters": {"colour": "red"}}, "filters.colour"),
+                        ({"filters": {"include_items": [1.5]}}, "filters.include_items[0]")]:
+        with pytest.raises(ApiError) as caught:
+            validate(RecommendRequest, dict({"user_id": 1, "candidate_items": [1]}, **body))
+        assert caught.value.status == 400 and any(f.startswith(field) for f in caught.value.fields), (
+            body, caught.value.fields)

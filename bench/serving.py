@@ -1,0 +1,186 @@
+"""Serving benchmark: /recommend through the local runner versus raw TensorFlow, and swaps under load.
+
+  .venv/bin/python -m bench.serving [--requests 300] [--swaps 4]
+
+One run, fresh state, the real service (python -m infra.local_runner) with a real EasyRec DeepFM:
+  - cold start: the first /recommend after the first version is published (download + load);
+  - warm /recommend p50/p99 with 100 and 1000 candidates over HTTP, beside raw TF Session.run on the
+    same SavedModel with the same inputs (bench/raw_scoring.py, model runtime), and their ratio;
+    target: end-to-end p50 <= 2 x raw + 2 ms;
+  - swaps under load: a steady /recommend loop while the current version changes (one incremental
+    update, then rollbacks back and forth); counts failed requests (target 0) and the latency of
+    requests during the swaps.
+Prints a table and writes bench/results/serving.json.
+"""
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench.quickstart import percentile, timed  # noqa: E402
+from tests.e2e.conftest import RunningService  # noqa: E402
+
+USER = 123
+ITEMS = 1000
+
+
+def _actions(n, rng, offset=0):
+    """Every item appears (so 1000 candidates are all known to the model); users like their parity."""
+    samples = []
+    for i in range(n):
+        user = USER if i % 50 == 0 else rng.randrange(300)
+        item = (i + offset) % ITEMS if i < ITEMS else rng.randrange(ITEMS)
+        samples.append({"user_id": user, "item_id": item, "label": int((user + item) % 2 == 0)})
+    return samples
+
+
+def _post_all(service, samples):
+    for i in range(0, len(samples), 100):
+        r = requests.post(service.url + "/online/data/add", json={"samples": samples[i:i + 100]}, timeout=30)
+        assert r.status_code == 200, r.text
+
+
+def _train(service, mode):
+    r = requests.post(service.url + "/online/training/start", json={"mode": mode}, timeout=30)
+    assert r.status_code == 202, r.text
+    while True:
+        status = requests.get(service.url + "/online/training/status", timeout=10).json()
+        if status["status"] in ("succeeded", "failed"):
+            assert status["status"] == "succeeded", status
+            return status
+        time.sleep(0.5)
+
+
+def _raw(model_dir, candidates, repeats):
+    out = subprocess.run(
+        [os.path.join(ROOT, ".venv-model", "bin", "python"), os.path.join(ROOT, "bench", "raw_scoring.py"),
+         model_dir, str(candidates), str(repeats)], capture_output=True, text=True, check=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).stdout.strip().splitlines()[-1]
+    return json.loads(out)
+
+
+class Load:
+    """A steady /recommend loop on its own thread, recording every request."""
+
+    def __init__(self, url, body):
+        self.url, self.body = url, body
+        self.samples = []  # (started, ms, status, version)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        session = requests.Session()
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                r = session.post(self.url + "/recommend", json=self.body, timeout=30)
+                version = r.json().get("model_version") if r.status_code == 200 else None
+                status = r.status_code
+            except Exception as exc:  # noqa: BLE001 - a failed request is what we count
+                status, version = repr(exc), None
+            self.samples.append((started, (time.monotonic() - started) * 1000, status, version))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(60)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--swaps", type=int, default=4, help="rollbacks back and forth after the update")
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench-serving-")
+    service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"),
+                             ["TRAIN_STEPS=200", "CURRENT_CHECK_INTERVAL_MS=500", "PROMOTION_AUC_TOLERANCE=1.0"])
+    results = {"date": time.strftime("%Y-%m-%d"),
+               "machine": "{} cores, {}".format(os.cpu_count(), platform.platform())}
+    service.start()
+    try:
+        rng = random.Random(7)
+        _post_all(service, _actions(3000, rng))
+        time.sleep(2)
+        first = _train(service, "full")["current_model"]["version"]
+
+        bodies = {n: {"user_id": USER, "candidate_items": list(range(n)), "top_k": 10} for n in (100, 1000)}
+        started = time.perf_counter()
+        r = requests.post(service.url + "/recommend", json=bodies[100], timeout=120)
+        results["cold_start_first_recommend_ms"] = (time.perf_counter() - started) * 1000
+        assert r.status_code == 200 and r.json()["model_version"] == first, r.text
+        assert not any(x.get("cold_start") for x in r.json()["recommendations"]), r.text
+
+        session = requests.Session()
+        model_dir = os.path.join(service.state_dir, "model-cache", first)
+        for n in (100, 1000):
+            p50, p99 = timed(lambda: session.post(service.url + "/recommend", json=bodies[n], timeout=30),
+                             args.requests)
+            raw = _raw(model_dir, n, args.requests)
+            results["recommend{}_p50_ms".format(n)], results["recommend{}_p99_ms".format(n)] = p50, p99
+            results["raw_tf{}_p50_ms".format(n)], results["raw_tf{}_p99_ms".format(n)] = raw["p50_ms"], raw["p99_ms"]
+            results["recommend{}_over_raw_p50".format(n)] = p50 / raw["p50_ms"]
+            results["recommend{}_target_p50_ms".format(n)] = 2 * raw["p50_ms"] + 2
+            results["recommend{}_target_met".format(n)] = p50 <= 2 * raw["p50_ms"] + 2
+
+        # Swaps under a steady load: an incremental update, then rollbacks back and forth.
+        with Load(service.url, bodies[100]) as load:
+            time.sleep(1)
+            _post_all(service, _actions(500, rng, offset=500))
+            time.sleep(2)
+            second = _train(service, "incremental")["current_model"]["version"]
+            versions = [second]
+            deadline = time.monotonic() + 60
+            while not any(s[3] == second for s in load.samples) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for i in range(args.swaps):
+                target = first if i % 2 == 0 else second
+                r = requests.post(service.url + "/model/rollback", json={"version": target}, timeout=10)
+                assert r.status_code == 200, r.text
+                versions.append(target)
+                mark = len(load.samples)
+                deadline = time.monotonic() + 30
+                while not any(s[3] == target for s in load.samples[mark:]) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            time.sleep(1)
+        samples = load.samples
+        failed = [s for s in samples if s[2] != 200]
+        observed = []
+        for s in samples:
+            if s[3] and (not observed or observed[-1] != s[3]):
+                observed.append(s[3])
+        latencies = [s[1] for s in samples if s[2] == 200]
+        results["swap_requests"] = len(samples)
+        results["swap_failed_requests"] = len(failed)
+        results["swap_versions_served_in_order"] = len(observed)
+        results["swap_latency_p50_ms"] = percentile(latencies, 0.5)
+        results["swap_latency_p99_ms"] = percentile(latencies, 0.99)
+        results["swap_latency_max_ms"] = max(latencies)
+        results["swaps"] = len(observed) - 1
+        assert observed[0] == first and len(observed) == 2 + args.swaps, observed
+    finally:
+        service.stop()
+
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "serving.json"), "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        print("{:<{}}  {}".format(key, width, "{:.2f}".format(value) if isinstance(value, float) else value))
+
+
+if __name__ == "__main__":
+    main()
