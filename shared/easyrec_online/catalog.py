@@ -5,7 +5,8 @@ carried forward by incremental updates, so it always covers every action the lin
 
   items   per item: actions, positives, and a trend score (positives decayed with a half-life of
           TRENDING_HALF_LIFE_HOURS, measured on the actions' own timestamps)
-  users   per user: the most recent items acted on, with the action type (newest last)
+  users   per user: the most recent items acted on, with the action type and whether it was a
+          positive (newest last): "already acted on" filters and sequence models' history
 
 Serving uses it for
   - candidates when /recommend names none: popular items (most positives) and trending items;
@@ -32,7 +33,7 @@ class Catalog:
     def __init__(self, half_life_hours: float = 24.0) -> None:
         self.half_life_s = max(1.0, half_life_hours * 3600.0)
         self.items: Dict[str, List[float]] = {}  # id -> [actions, positives, trend]
-        self.users: Dict[str, List[List[str]]] = {}  # id -> [[item, action_type], ...] newest last
+        self.users: Dict[str, List[List[Any]]] = {}  # id -> [[item, action_type, positive], ...] newest last
         self.reference_time = 0.0  # epoch seconds the trend scores are decayed to
         self.actions = 0
         self.positives = 0
@@ -60,7 +61,7 @@ class Catalog:
                 age = max(0.0, self.reference_time - parse_timestamp(action.timestamp).timestamp())
                 stats[2] += 0.5 ** (age / self.half_life_s)
             recent = self.users.setdefault(user, [])
-            recent.append([item, action.action_type or ""])
+            recent.append([item, action.action_type or "", 1 if positive else 0])
             if len(recent) > RECENT_ITEMS_PER_USER:
                 del recent[: len(recent) - RECENT_ITEMS_PER_USER]
         return self
@@ -113,4 +114,11 @@ class Catalog:
     def acted_on(self, user_id: Any, action_types: Optional[Sequence[str]] = None) -> Set[str]:
         """Items the user acted on (with one of `action_types`; None: any), as the lineage saw them."""
         wanted = set(action_types) if action_types is not None else None
-        return {item for item, kind in self.users.get(id_key(user_id), []) if wanted is None or kind in wanted}
+        return {entry[0] for entry in self.users.get(id_key(user_id), []) if wanted is None or entry[1] in wanted}
+
+    def history(self, user_id: Any) -> List[str]:
+        """The items the user acted on positively, oldest first (a sequence model's input)."""
+        return [entry[0] for entry in self.users.get(id_key(user_id), []) if len(entry) < 3 or entry[2]]
+
+    def histories(self) -> Dict[str, List[str]]:
+        return {user: self.history(user) for user in self.users}

@@ -56,7 +56,7 @@ SETTINGS: Dict[str, Setting] = {
         "TRAINING_SECURITY_GROUPS", "", "Comma-separated security group ids for the trainer task."),
     "model_name": Setting(
         "MODEL_NAME", "deepfm",
-        "EasyRec model to train: deepfm, wide_and_deep, dcn, autoint, dssm (two towers) or mmoe (multi-task)."),
+        "EasyRec model to train: deepfm, wide_and_deep, dcn, autoint, dssm (two towers), mind (multi-interest, reads the user history) or mmoe (multi-task)."),
     "train_steps": Setting("TRAIN_STEPS", 200, "Training steps of a full training run.", int),
     "train_batch_size": Setting("TRAIN_BATCH_SIZE", 64, "Training batch size.", int),
     "train_min_actions": Setting("TRAIN_MIN_ACTIONS", 1, "Fewest stored actions a training run accepts.", int),

@@ -44,8 +44,13 @@ LABEL = "label"
 CONVERSION_LABEL = "conversion"
 CONVERSION_ACTION_TYPES = frozenset(["purchase", "book_tickets"])
 
-KINDS = ("id", "raw", "tags")
-SOURCES = ("base", "param", "user", "item")
+KINDS = ("id", "raw", "tags", "seq")
+SOURCES = ("base", "param", "user", "item", "history")
+# Sequence models (MIND) read the user's history: the items they acted on positively before, oldest
+# first, up to MAX_HISTORY. An empty history is one placeholder token (a sequence is never empty).
+MAX_HISTORY = 20
+NO_HISTORY = "__none__"
+HISTORY_FEATURE_NAME = "hist_item_id"
 EMBEDDING_DIM = 16  # one dimension for every feature: FM and AutoInt interact embeddings pairwise
 RAW_CLIP = 5.0
 MAX_FLATTEN_DEPTH = 4
@@ -122,15 +127,22 @@ class Example:
     context: Context
     label: float = 0.0
     conversion: float = 0.0
+    # The user's history at the time of the action (training); None: the Profiles' (serving).
+    history: Optional[Tuple[str, ...]] = None
 
 
 class Profiles:
     """User and item profile attributes by id (what the spec's user/item features read)."""
 
     def __init__(self, users: Optional[Mapping[str, Mapping[str, Any]]] = None,
-                 items: Optional[Mapping[str, Mapping[str, Any]]] = None) -> None:
+                 items: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                 histories: Optional[Mapping[str, Sequence[str]]] = None) -> None:
         self.users = dict(users or {})
         self.items = dict(items or {})
+        self.histories = dict(histories or {})
+
+    def history(self, user_id: Union[int, str]) -> Sequence[str]:
+        return self.histories.get(id_key(user_id)) or ()
 
     def user(self, user_id: Union[int, str]) -> Mapping[str, Any]:
         return self.users.get(id_key(user_id)) or {}
@@ -142,10 +154,16 @@ class Profiles:
 NO_PROFILES = Profiles()
 
 
+_UNSAFE = (CSV_SEPARATOR, "\n", "\r", '"')
+
+
 def feature_value(value: Union[int, str]) -> str:
+    if type(value) is int:  # the common case, and nothing to clean
+        return str(value)
     text = id_key(value)
-    for ch in (CSV_SEPARATOR, "\n", "\r", '"'):
-        text = text.replace(ch, " ")
+    for ch in _UNSAFE:
+        if ch in text:
+            text = text.replace(ch, " ")
     return text
 
 
@@ -195,6 +213,11 @@ def _encode(feature: FeatureDef, value: Any) -> Value:
     return _token(value)
 
 
+def encode_history(items: Sequence[str]) -> str:
+    tokens = [feature_value(i).replace(TAG_SEPARATOR, " ") for i in list(items)[-MAX_HISTORY:]]
+    return TAG_SEPARATOR.join(tokens) if tokens else NO_HISTORY
+
+
 def encode(example: Example, spec: FeatureSpec, profiles: Profiles = NO_PROFILES) -> Dict[str, Value]:
     """The model inputs of one example: the single definition shared by training and serving."""
     moment = example.context.moment.astimezone(dt.timezone.utc)
@@ -212,6 +235,9 @@ def encode(example: Example, spec: FeatureSpec, profiles: Profiles = NO_PROFILES
     for feature in spec.features:
         if feature.source == "base":
             row[feature.name] = base[feature.key]
+        elif feature.source == "history":
+            row[feature.name] = encode_history(
+                example.history if example.history is not None else profiles.history(example.user_id))
         else:
             row[feature.name] = _encode(feature, sources[feature.source].get(feature.key))
     return row
@@ -224,13 +250,44 @@ def feature_row(user_id: Union[int, str], item_id: Union[int, str], context: Con
 
 def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], context: Context,
                       spec: Optional[FeatureSpec] = None, profiles: Profiles = NO_PROFILES) -> Dict[str, List[Value]]:
-    """Model inputs for scoring pairs in one context (columnar, as the SavedModel wants)."""
+    """Model inputs for scoring pairs in one context (columnar, as the SavedModel wants).
+
+    The same values as `encode` gives pair by pair (tested), computed once per context, per
+    distinct user and per distinct item: a 1000-candidate request encodes one user, not 1000.
+    """
     spec = spec or FeatureSpec()
-    columns: Dict[str, List[Value]] = {name: [] for name in spec.names}
-    for user_id, item_id in pairs:
-        for name, value in encode(Example(user_id, item_id, context), spec, profiles).items():
-            columns[name].append(value)
-    return columns
+    if not pairs:
+        return {name: [] for name in spec.names}
+    user_side = [f for f in spec.features if f.name == "user_id" or f.source in ("user", "history")]
+    item_side = [f for f in spec.features if f.name == "item_id" or f.source == "item"]
+    one_of = {f.name for f in user_side + item_side}
+    first = encode(Example(pairs[0][0], pairs[0][1], context), spec, profiles)
+    n = len(pairs)
+    columns: Dict[str, List[Value]] = {}
+
+    def side(entity_id: Union[int, str], features: List[FeatureDef], attributes: Mapping[str, Any]) -> Dict[str, Value]:
+        flat = flatten(attributes) if len(features) > 1 else {}
+        return {f.name: feature_value(entity_id) if f.source == "base"
+                else encode_history(profiles.history(entity_id)) if f.source == "history"
+                else _encode(f, flat.get(f.key)) for f in features}
+
+    for name in spec.names:
+        if name not in one_of:
+            columns[name] = [first[name]] * n  # depends on the context alone
+    for features, position, lookup in ((user_side, 0, profiles.user), (item_side, 1, profiles.item)):
+        ids = [pair[position] for pair in pairs]
+        if len(features) == 1:  # just the id: no profile fields to join
+            columns[features[0].name] = [feature_value(i) for i in ids]
+            continue
+        keys = [id_key(i) for i in ids]
+        encoded: Dict[str, Dict[str, Value]] = {}
+        for entity_id, key in zip(ids, keys):
+            if key not in encoded:
+                encoded[key] = side(entity_id, features, lookup(entity_id))
+        for f in features:
+            by_key = {k: v[f.name] for k, v in encoded.items()}
+            columns[f.name] = [by_key[k] for k in keys]
+    return {name: columns[name] for name in spec.names}
 
 
 # --- deriving a lineage's spec ---------------------------------------------------------------
@@ -304,7 +361,7 @@ def label_parameters(label_rules: Optional[Mapping[str, Any]]) -> Set[str]:
 def derive_spec(actions: Sequence[StoredAction], profiles: Profiles = NO_PROFILES, *, min_support: float = 0.01,
                 max_parameter_features: int = 20, max_profile_features: int = 20,
                 exclude_parameters: Iterable[str] = (), label_rules: Optional[Mapping[str, Any]] = None,
-                hash_bucket_size: int = 10000) -> FeatureSpec:
+                hash_bucket_size: int = 10000, with_history: bool = False) -> FeatureSpec:
     """A new lineage's features, from the actions (and the profiles of their users and items)."""
     taken = set(BASE_NAMES)
     excluded = set(exclude_parameters) | label_parameters(label_rules)
@@ -317,13 +374,30 @@ def derive_spec(actions: Sequence[StoredAction], profiles: Profiles = NO_PROFILE
                                     set(), taken, hash_bucket_size)
     features += _fields_to_features("item", (profiles.item(i) for i in items), min_support, max_profile_features,
                                     set(), taken, hash_bucket_size)
+    if with_history:
+        features.append(FeatureDef(HISTORY_FEATURE_NAME, "seq", "history", "items", hash_bucket_size=200000))
     return FeatureSpec(tuple(features))
 
 
 # --- training examples -------------------------------------------------------------------------
 
+def histories_before(actions: Sequence[StoredAction],
+                     initial: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Tuple[str, ...]]:
+    """event_id -> the user's positive items strictly before that action (after `initial`)."""
+    running: Dict[str, List[str]] = {u: list(h)[-MAX_HISTORY:] for u, h in (initial or {}).items()}
+    out: Dict[str, Tuple[str, ...]] = {}
+    for a in sorted(actions, key=lambda a: (parse_timestamp(a.timestamp), a.event_id)):
+        seen = running.setdefault(id_key(a.user_id), [])
+        out[a.event_id] = tuple(seen)
+        if a.label >= 0.5:
+            seen.append(id_key(a.item_id))
+            del seen[:-MAX_HISTORY]
+    return out
+
+
 def training_examples(
-    actions: Sequence[StoredAction], negatives_per_positive: int, seed: int, catalog: Optional[Sequence[str]] = None
+    actions: Sequence[StoredAction], negatives_per_positive: int, seed: int, catalog: Optional[Sequence[str]] = None,
+    histories: Optional[Mapping[str, Tuple[str, ...]]] = None,
 ) -> List[Example]:
     """One example per action, plus sampled negatives when the data is (almost) all positive.
 
@@ -332,8 +406,12 @@ def training_examples(
     random catalog items (default: the items of `actions`) the user has not acted on here,
     labelled 0 (the standard approach), in the positive's context.
     """
+    def history(a: StoredAction) -> Optional[Tuple[str, ...]]:
+        return histories.get(a.event_id, ()) if histories is not None else None
+
     examples = [Example(a.user_id, a.item_id, Context.of(a), a.label,
-                        float(a.label >= 0.5 and a.action_type in CONVERSION_ACTION_TYPES)) for a in actions]
+                        float(a.label >= 0.5 and a.action_type in CONVERSION_ACTION_TYPES), history(a))
+                for a in actions]
     positives = [a for a in actions if a.label >= 0.5]
     if not positives or negatives_per_positive <= 0 or len(positives) < 0.8 * len(actions):
         return examples
@@ -345,7 +423,7 @@ def training_examples(
     for a in positives:
         unseen = [item for item in items if item not in seen[id_key(a.user_id)]]
         for item in rng.sample(unseen, min(negatives_per_positive, len(unseen))):
-            examples.append(Example(a.user_id, item, Context.of(a), 0.0))
+            examples.append(Example(a.user_id, item, Context.of(a), 0.0, history=history(a)))
     return examples
 
 

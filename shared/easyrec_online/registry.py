@@ -59,7 +59,12 @@ class ModelVersion:
 
     @property
     def spec(self) -> FeatureSpec:
-        return FeatureSpec.from_json(self.feature_spec)
+        # Parsed once per record: serving asks for it on every request.
+        cached = self.__dict__.get("_spec")
+        if cached is None or cached[0] is not self.feature_spec:
+            cached = (self.feature_spec, FeatureSpec.from_json(self.feature_spec))
+            self.__dict__["_spec"] = cached
+        return cached[1]
 
     @property
     def saved_model_prefix(self) -> str:

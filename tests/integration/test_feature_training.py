@@ -3,7 +3,6 @@ agriculture watering, a plain like) with nested parameters, plus user and item p
 DeepFM through the training task; the inference function builds the same features from a
 request's context and the stored profiles; keys first seen later never break an update and enter
 with the next full retrain (a new lineage)."""
-import json
 import random
 
 import pytest
@@ -11,11 +10,7 @@ import pytest
 from easyrec_online import aws, wiring
 from easyrec_online.actions import ActionIn, StoredAction
 from tests.integration.conftest import make_cloud
-from tests.integration.test_model_runtime import _process_env, _run_trainer
-from infra.local_runner.gateway import build_event
-from infra.local_runner.template import Route
-from infra.local_runner.workers import Worker
-from tests.conftest import MODEL_PYTHON, ROOT
+from tests.integration.test_model_runtime import _run_trainer, inference_worker
 
 pytestmark = pytest.mark.model_runtime
 
@@ -87,19 +82,8 @@ def test_parameters_and_profiles_become_features_of_the_lineage(featured):
 @pytest.fixture(scope="module")
 def inference(featured):
     settings, tmp, _, _ = featured
-    env = _process_env(settings, tmp, AWS_LAMBDA_FUNCTION_NAME="InferenceFunction", AWS_LAMBDA_FUNCTION_TIMEOUT="30",
-                       CURRENT_CHECK_INTERVAL_MS="0")
-    worker = Worker("InferenceFunction", MODEL_PYTHON, ROOT + "/functions/inference", "app.app", env)
-    worker.start()
-
-    def call(path, body):
-        event = build_event(Route("POST", path, "InferenceFunction"), "POST", path, "",
-                            {"content-type": ["application/json"]}, json.dumps(body).encode(), {}, "dev", "127.0.0.1")
-        response = worker.invoke(event, 60)
-        return response["statusCode"], json.loads(response["body"])
-
-    yield call
-    worker.stop()
+    with inference_worker(settings, tmp) as call:
+        yield call
 
 
 def test_serving_reads_the_request_context_as_the_same_features(featured, inference):

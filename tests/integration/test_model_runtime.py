@@ -1,6 +1,7 @@
 """The model runtime for real: the training task (EasyRec on TF 1.15, Python 3.7) trains on actions
 stored in the moto server and publishes a version; the inference function (also Python 3.7) loads
 it and scores. One training run is shared by the module (tiny data, few steps)."""
+import contextlib
 import json
 import os
 import random
@@ -95,9 +96,9 @@ def test_training_task_publishes_a_registered_version_with_holdout_metrics(train
     assert len(manifest["keys"]) == 6 and sum(len(v) for v in manifest["held_out"].values()) == held
 
 
-@pytest.fixture(scope="module")
-def inference(trained):
-    settings, tmp, _ = trained
+@contextlib.contextmanager
+def inference_worker(settings, tmp):
+    """The inference function in its own model-runtime process; yields call(path, body) -> (status, body)."""
     env = _process_env(settings, tmp, AWS_LAMBDA_FUNCTION_NAME="InferenceFunction", AWS_LAMBDA_FUNCTION_TIMEOUT="30",
                        CURRENT_CHECK_INTERVAL_MS="0")
     worker = Worker("InferenceFunction", MODEL_PYTHON, os.path.join(ROOT, "functions", "inference"), "app.app", env)
@@ -109,8 +110,17 @@ def inference(trained):
         response = worker.invoke(event, 60)
         return response["statusCode"], json.loads(response["body"])
 
-    yield call
-    worker.stop()
+    try:
+        yield call
+    finally:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def inference(trained):
+    settings, tmp, _ = trained
+    with inference_worker(settings, tmp) as call:
+        yield call
 
 
 def _when_serving(inference, version, pair, timeout_s=30.0):

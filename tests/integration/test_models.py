@@ -4,7 +4,7 @@ import pytest
 
 from easyrec_online import aws, wiring
 from tests.integration.conftest import make_cloud
-from tests.integration.test_model_runtime import _run_trainer, preference_actions
+from tests.integration.test_model_runtime import _run_trainer, inference_worker, preference_actions
 
 pytestmark = pytest.mark.model_runtime
 
@@ -19,7 +19,7 @@ def stored(moto_endpoint):
     return settings
 
 
-@pytest.mark.parametrize("model", ["wide_and_deep", "dcn", "autoint", "dssm", "mmoe"])
+@pytest.mark.parametrize("model", ["wide_and_deep", "dcn", "autoint", "dssm", "mind", "mmoe"])
 def test_model_trains_and_exports(stored, model, tmp_path):
     job_id, result = _run_trainer(stored, tmp_path, MODEL_NAME=model, TRAINING_MODE="full",
                                   PROMOTION_AUC_TOLERANCE="1.0")
@@ -32,10 +32,16 @@ def test_model_trains_and_exports(stored, model, tmp_path):
         Bucket=stored.data_bucket, Prefix=version.saved_model_prefix)["Contents"]]
     assert version.saved_model_prefix + "saved_model.pb" in keys
     assert state.get_current().version == version.version
-    if model == "dssm":  # a matching model: its SavedModel also serves both towers' embeddings
+    if model in ("dssm", "mind"):  # matching models: their SavedModels also serve both towers' embeddings
         graph = aws.client("s3", stored).get_object(Bucket=stored.data_bucket,
                                                     Key=version.saved_model_prefix + "saved_model.pb")["Body"].read()
         assert b"user_emb" in graph and b"item_emb" in graph
+        # Without candidate_items, candidates come from embedding retrieval over the catalog.
+        with inference_worker(stored, tmp_path) as inference:
+            status, body = inference("/recommend", {"user_id": 4, "top_k": 5,
+                                                    "filters": {"exclude_acted_on": False}})
+        assert status == 200 and body["candidate_sources"][0] == "retrieval", body
+        assert len(body["recommendations"]) == 5 and not any(r.get("cold_start") for r in body["recommendations"])
     if model == "mmoe":  # multi-task: engagement (served) and conversion heads
         graph = aws.client("s3", stored).get_object(Bucket=stored.data_bucket,
                                                     Key=version.saved_model_prefix + "saved_model.pb")["Body"].read()

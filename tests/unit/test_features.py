@@ -151,3 +151,39 @@ def test_conversion_label_marks_positive_purchases_only():
     examples = training_examples([_action(1, "a", 1, "purchase"), _action(1, "b", 0, "purchase"),
                                   _action(2, "a", 1, "like")], negatives_per_positive=0, seed=1)
     assert [e.conversion for e in examples] == [1.0, 0.0, 0.0]
+
+
+def test_columns_for_many_pairs_equal_row_by_row_encoding():
+    actions = [_action(u, "i%d" % i, 1, "like", {"device": ["ios", "web"][u % 2], "n": u * i}) for u in range(3)
+               for i in range(4)]
+    profiles = Profiles({"0": {"age": 20}, "1": {"age": 50, "city": "Oslo"}, "2": {"city": "Rome"}},
+                        {"i1": {"genres": ["a", "b"], "price": 3.5}, "i2": {"price": 1}, "i3": {"genres": "c"}})
+    spec = derive_spec(actions, profiles, min_support=0)
+    assert spec.uses("user") and spec.uses("item") and spec.uses("param")
+    pairs = [(u, "i%d" % i) for u in (2, 0, 1, 0) for i in (3, 1, 0, 9)]
+    context = Context("like", FRIDAY_EVENING, {"device": "web", "n": 4})
+    columns = columns_for_pairs(pairs, context, spec, profiles)
+    expected = [encode(training_examples([_action(u, i, 1, "like", {"device": "web", "n": 4},
+                                                  "2026-11-27T20:15:00Z")], 0, 1)[0], spec, profiles)
+                for u, i in pairs]
+    assert columns == {name: [row[name] for row in expected] for name in spec.names}
+
+
+def test_history_is_the_users_earlier_positives_in_training_and_the_catalogs_at_serving():
+    from easyrec_online.catalog import Catalog
+    from easyrec_online.features import histories_before
+
+    actions = [_action(1, "a", 1, "like", None, "2026-11-01T00:00:00Z"), _action(1, "b", 0, "view", None,
+                                                                             "2026-11-02T00:00:00Z"),
+               _action(1, "c", 1, "like", None, "2026-11-03T00:00:00Z"), _action(2, "a", 1, "like", None,
+                                                                             "2026-11-01T00:00:00Z")]
+    spec = derive_spec(actions, with_history=True)
+    assert spec.uses("history") and spec.names[-1] == "hist_item_id"
+    histories = histories_before(actions, {"1": ["old"]})
+    examples = training_examples(actions, 0, 1, histories=histories)
+    assert [encode(e, spec)["hist_item_id"] for e in examples] == ["old", "old|a", "old|a", "__none__"]
+    catalog = Catalog().add(actions)
+    assert catalog.history(1) == ["a", "c"] and catalog.acted_on(1) == {"a", "b", "c"}
+    columns = columns_for_pairs([(1, "x"), (3, "x")], Context("like", FRIDAY_EVENING), spec,
+                                Profiles(histories=catalog.histories()))
+    assert columns["hist_item_id"] == ["a|c", "__none__"]

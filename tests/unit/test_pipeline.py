@@ -36,7 +36,7 @@ def test_unknown_model_is_a_clear_error():
 
 @pytest.mark.parametrize("model, model_class", [("deepfm", "DeepFM"), ("wide_and_deep", "WideAndDeep"),
                                                 ("dcn", "DCN"), ("autoint", "AutoInt"), ("dssm", "DSSM"),
-                                                ("mmoe", "MMoE")])
+                                                ("mind", "MIND"), ("mmoe", "MMoE")])
 def test_every_supported_model_has_a_config(model, model_class):
     text = build_pipeline_config(model, RICH, "a", "b", "c", 10, 4)
     assert 'model_class: "{}"'.format(model_class) in text
@@ -52,3 +52,12 @@ def test_two_tower_model_puts_the_item_and_its_profile_in_the_item_tower():
 def test_only_multi_task_models_read_the_conversion_label():
     assert 'label_fields: "conversion"' in build_pipeline_config("mmoe", BASE, "a", "b", "c", 10, 4)
     assert 'label_fields: "conversion"' not in build_pipeline_config("deepfm", BASE, "a", "b", "c", 10, 4)
+
+
+def test_mind_routes_the_history_sequence_into_its_own_group():
+    spec = FeatureSpec(RICH.features + (FeatureDef("hist_item_id", "seq", "history", "items", hash_bucket_size=99),))
+    text = build_pipeline_config("mind", spec, "a", "b", "c", 10, 4)
+    assert 'group_name: "hist" feature_names: "hist_item_id" }' in text
+    assert 'input_names: "hist_item_id" feature_type: SequenceFeature separator: "|"' in text
+    assert 'group_name: "user" feature_names: "user_id"' in text and '"hist_item_id" wide_deep' not in text
+    assert "hist_item_id" not in build_pipeline_config("deepfm", spec, "a", "b", "c", 10, 4).split("model_config")[1]

@@ -32,13 +32,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..actions import StoredAction, id_key, isoformat_utc, utc_now
 from ..catalog import Catalog
 from ..config import Settings
-from ..features import (Example, FeatureSpec, Profiles, csv_lines, derive_spec, encode, serving_action_type,
-                        training_examples)
+from ..features import (Example, FeatureSpec, Profiles, csv_lines, derive_spec, encode, histories_before,
+                        serving_action_type, training_examples)
 from ..ingest import ActionStore, dedupe_actions
 from ..profiles import ProfileStore
 from ..registry import TRAINING_MODES, ModelVersion, StateStore, new_id
 from ..serving.cache import download_saved_model
-from .pipeline import build_pipeline_config
+from .pipeline import MODELS_WITH_HISTORY, build_pipeline_config
 
 logger = logging.getLogger(__name__)
 
@@ -197,16 +197,15 @@ def download_checkpoint(s3: Any, bucket: str, version: ModelVersion, model_dir: 
         raise TrainingFailed("version {} has no checkpoint to continue from".format(version.version))
 
 
-def build_catalog(settings: Settings, s3: Any, plan: TrainingPlan, data: "TrainingData") -> Catalog:
-    """The parent's catalog (an update) or a new one (full), plus the actions trained now."""
-    catalog = Catalog(settings.trending_half_life_hours)
+def parent_catalog(settings: Settings, s3: Any, plan: TrainingPlan) -> Catalog:
+    """The parent's catalog (an update) or a new one (full)."""
     if plan.parent is not None:
         try:
             body = s3.get_object(Bucket=settings.data_bucket, Key=plan.parent.catalog_key)["Body"].read()
-            catalog = Catalog.from_json(body.decode("utf-8"))
+            return Catalog.from_json(body.decode("utf-8"))
         except Exception:  # noqa: BLE001 - versions from before catalogs: start one now
             logger.warning("version %s has no catalog; starting one from this update", plan.parent.version)
-    return catalog.add(data.train_actions)
+    return Catalog(settings.trending_half_life_hours)
 
 
 def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles) -> Dict[str, float]:
@@ -260,7 +259,8 @@ def load_profiles(profile_store: Optional[ProfileStore], examples: Sequence[Exam
 
 
 def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPlan,
-                       profile_store: Optional[ProfileStore] = None) -> TrainingData:
+                       profile_store: Optional[ProfileStore] = None,
+                       catalog: Optional[Catalog] = None) -> TrainingData:
     """The plan's untrained actions, split into training rows and a holdout."""
     key_of: Dict[str, str] = {}
     fresh: List[StoredAction] = []
@@ -279,11 +279,16 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     pending = [a for a in dedupe_actions(pending) if a.event_id not in seen]
     new_actions = pending + fresh
     train_actions = pending + fresh_train
-    catalog = sorted(set(plan.catalog) | {id_key(a.item_id) for a in new_actions})
+    prior = catalog
+    items = sorted(set(plan.catalog) | {id_key(a.item_id) for a in new_actions})
+    with_history = settings.model_name in MODELS_WITH_HISTORY if plan.spec is None else plan.spec.uses("history")
+    # Sequence models: each action sees the user's positives before it (the lineage's, then this run's).
+    histories = (histories_before(train_actions + holdout_actions, prior.histories() if prior else None)
+                 if with_history else None)
     train_rows = training_examples(train_actions, settings.negatives_per_positive, settings.random_seed,
-                                   catalog=catalog)
+                                   catalog=items, histories=histories)
     holdout_rows = (training_examples(holdout_actions, settings.negatives_per_positive, settings.random_seed + 1,
-                                      catalog=catalog) if holdout_actions else train_rows)
+                                      catalog=items, histories=histories) if holdout_actions else train_rows)
     held_out_next: Dict[str, List[str]] = {}
     for action in holdout_actions:
         held_out_next.setdefault(key_of[action.event_id], []).append(action.event_id)
@@ -291,9 +296,9 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     spec = plan.spec or derive_spec(
         train_actions, profiles, min_support=settings.feature_min_support,
         max_parameter_features=settings.max_parameter_features, max_profile_features=settings.max_profile_features,
-        exclude_parameters=settings.excluded_parameters, label_rules=settings.label_rules)
+        exclude_parameters=settings.excluded_parameters, label_rules=settings.label_rules, with_history=with_history)
     return TrainingData(new_actions, train_actions, train_rows, holdout_rows, bool(holdout_actions), held_out_next,
-                        catalog, spec, profiles)
+                        items, spec, profiles)
 
 
 def run_training_job(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
@@ -312,7 +317,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         manifest = read_manifest(s3, settings.data_bucket, current) if current and current.global_step else None
         all_keys = store.keys()
         plan = plan_training(settings, requested_mode, current, all_keys, manifest, version)
-        data = load_training_data(settings, store, plan, profile_store)
+        data = load_training_data(settings, store, plan, profile_store, parent_catalog(settings, s3, plan))
         timings["load_actions_s"] = round(time.monotonic() - started, 3)
         if plan.mode == "incremental" and not data.new_actions:
             state.update_job(job_id, status="succeeded", finished_at=isoformat_utc(utc_now()), outcome="nothing_new",
@@ -334,7 +339,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
                 logger.warning("job %s: version %s has AUC %.4f on fresh actions (< %s): full retrain", job_id,
                                current.version, fresh["auc"], settings.auto_retrain_auc_threshold)
                 plan = plan_training(settings, "full", current, all_keys, manifest, version)
-                data = load_training_data(settings, store, plan, profile_store)
+                data = load_training_data(settings, store, plan, profile_store, parent_catalog(settings, s3, plan))
                 baseline = None  # a new holdout
         logger.info("job %s: %s training of lineage %s on %d actions (%d held out)", job_id, plan.mode,
                     plan.lineage, len(data.train_actions), len(data.new_actions) - len(data.train_actions))
@@ -391,7 +396,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         upload_checkpoint(s3, settings.data_bucket, checkpoint, record.checkpoint_prefix)
         s3.put_object(Bucket=settings.data_bucket, Key=prefix + "pipeline.config", Body=pipeline_text.encode())
         s3.put_object(Bucket=settings.data_bucket, Key=record.catalog_key,
-                      Body=build_catalog(settings, s3, plan, data).to_json().encode())
+                      Body=parent_catalog(settings, s3, plan).add(data.train_actions).to_json().encode())
         s3.put_object(Bucket=settings.data_bucket, Key=prefix + "metrics.json",
                       Body=json.dumps({"holdout": metrics, "gate": gate}, sort_keys=True).encode())
         s3.put_object(Bucket=settings.data_bucket, Key=record.manifest_key, Body=json.dumps({

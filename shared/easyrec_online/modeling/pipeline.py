@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from ..features import CONVERSION_LABEL, CSV_SEPARATOR, LABEL, TAG_SEPARATOR, FeatureDef, FeatureSpec
+from ..features import CONVERSION_LABEL, CSV_SEPARATOR, LABEL, MAX_HISTORY, TAG_SEPARATOR, FeatureDef, FeatureSpec
 
 # Models over the same features, by EasyRec pipeline config only. Each entry: the model class, the
 # feature groups it needs as (name, kind, feature names; None = every feature), and its section.
@@ -19,7 +19,10 @@ _ALL_GROUP = (("all", "DEEP", _ALL),)
 # the other.
 _USER_SIDE = "user-side"
 _ITEM_SIDE = "item-side"
+_HISTORY = "history"
 _TWO_TOWER_GROUPS = (("user", "DEEP", _USER_SIDE), ("item", "DEEP", _ITEM_SIDE))
+# MIND: the user's behaviour sequence is routed into interest capsules.
+_MIND_GROUPS = (("hist", None, _HISTORY), ("user", "DEEP", _USER_SIDE), ("item", "DEEP", _ITEM_SIDE))
 _MODELS = {
     "deepfm": ("DeepFM", _WIDE_DEEP_GROUPS,
                "deepfm {\n"
@@ -68,8 +71,21 @@ _MODELS = {
              "    scale_simi: true\n"
              "    l2_regularization: 1e-6\n"
              "  }\n"),
+    # MIND (multi-interest matching): user_emb holds every interest ("a,b|c,d"), item_emb the item.
+    "mind": ("MIND", _MIND_GROUPS,
+             "mind {\n"
+             "    user_dnn { hidden_units: [32] }\n"
+             "    item_dnn { hidden_units: [64, 32] }\n"
+             "    concat_dnn { hidden_units: [64, 32] }\n"
+             "    capsule_config { max_k: 3 max_seq_len: %d high_dim: 32 num_iters: 3 }\n"
+             "    simi_func: COSINE\n"
+             "    scale_simi: true\n"
+             "    l2_regularization: 1e-6\n"
+             "  }\n" % MAX_HISTORY),
 }
 SUPPORTED_MODELS = tuple(_MODELS)
+# Models that read the user's history (features.HISTORY_FEATURE_NAME); their lineages derive it.
+MODELS_WITH_HISTORY = {"mind"}
 # Multi-task models name their primary (engagement) task "main": the SavedModel's probs_main is the
 # score serving ranks by; the other tasks' outputs come along.
 MULTI_TASK_MODELS = {"mmoe"}
@@ -84,11 +100,13 @@ def _is_item_side(feature: FeatureDef) -> bool:
 
 
 def _group_members(spec: FeatureSpec, members: Optional[str]) -> List[str]:
+    if members == _HISTORY:
+        return [f.name for f in spec.features if f.source == "history"]
     if members == _ITEM_SIDE:
         return [f.name for f in spec.features if _is_item_side(f)]
     if members == _USER_SIDE:
-        return [f.name for f in spec.features if not _is_item_side(f)]
-    return spec.names
+        return [f.name for f in spec.features if not _is_item_side(f) and f.source != "history"]
+    return [f.name for f in spec.features if f.source != "history"]
 
 
 def _model_section(model_name: str, spec: FeatureSpec) -> str:
@@ -98,7 +116,8 @@ def _model_section(model_name: str, spec: FeatureSpec) -> str:
     group_text = ""
     for name, kind, members in groups:
         names = "".join(' feature_names: "{}"'.format(f) for f in _group_members(spec, members))
-        group_text += '  feature_groups { group_name: "%s"%s wide_deep: %s }\n' % (name, names, kind)
+        wide_deep = " wide_deep: %s" % kind if kind else ""
+        group_text += '  feature_groups { group_name: "%s"%s%s }\n' % (name, names, wide_deep)
     return (
         "model_config {\n"
         '  model_class: "%s"\n'
@@ -114,6 +133,10 @@ def _feature_config(feature: FeatureDef) -> str:
         # Embedded (value x a learned vector) so that FM and AutoInt see equal-sized embeddings.
         return '  features { input_names: "%s" feature_type: RawFeature embedding_dim: %d }\n' % (
             feature.name, feature.embedding_dim)
+    if feature.kind == "seq":
+        return ('  features { input_names: "%s" feature_type: SequenceFeature separator: "%s" embedding_dim: %d '
+                "hash_bucket_size: %d }\n" % (feature.name, TAG_SEPARATOR, feature.embedding_dim,
+                                               feature.hash_bucket_size))
     if feature.kind == "tags":
         return ('  features { input_names: "%s" feature_type: TagFeature separator: "%s" embedding_dim: %d '
                 "hash_bucket_size: %d }\n" % (feature.name, TAG_SEPARATOR, feature.embedding_dim,

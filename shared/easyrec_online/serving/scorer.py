@@ -53,10 +53,13 @@ class SavedModelScorer:
         return probs
 
     def embed(self, output: str, columns: Dict[str, Sequence[str]]) -> np.ndarray:
-        """A tower's embeddings (two-tower models export them as comma-joined strings): (rows, dim)."""
+        """A tower's embeddings, (rows, interests, dim). EasyRec's matching models export them as
+        strings: "0.1,0.2" (DSSM: one vector) or "0.1,0.2|0.3,0.4" (MIND: one per interest)."""
         feed = {self._inputs[name]: list(columns[name]) for name in self.input_names}
         joined = self._session.run(self._outputs[output], feed_dict=feed)
-        return np.asarray([np.array(v.decode().split(","), dtype=np.float64) for v in np.reshape(joined, -1)])
+        rows = [[np.array(part.split(","), dtype=np.float64) for part in v.decode().split("|")]
+                for v in np.reshape(joined, -1)]
+        return np.asarray(rows)
 
     def close(self) -> None:
         with self._lock:

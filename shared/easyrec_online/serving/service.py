@@ -5,6 +5,7 @@ is unit-testable with any scorer that maps feature columns to probabilities.
 """
 from __future__ import annotations
 
+import heapq
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
@@ -140,11 +141,14 @@ class ScoringService:
             raise ApiError(503, "profiles_unavailable", "could not read user/item profiles: {}".format(exc),
                            headers={"Retry-After": "5"})
 
-    def _profiles_for(self, version: ModelVersion, pairs: Sequence[Pair]) -> Profiles:
-        spec = version.spec
+    def _profiles_for(self, loaded: LoadedModel, pairs: Sequence[Pair]) -> Profiles:
+        spec = loaded.version.spec
         users = self._attributes("user", {id_key(u) for u, _ in pairs}) if spec.uses("user") else {}
         items = self._attributes("item", {id_key(i) for _, i in pairs}) if spec.uses("item") else {}
-        return Profiles(users, items)
+        # Sequence models: the user's history as of the version (its catalog).
+        histories = ({u: loaded.catalog.history(u) for u in {id_key(u) for u, _ in pairs}}
+                     if spec.uses("history") else None)
+        return Profiles(users, items, histories)
 
     @staticmethod
     def _context(version: ModelVersion, request_context: Optional[RequestContext]) -> Context:
@@ -166,13 +170,15 @@ class ScoringService:
         version, scorer, catalog = loaded
         cold = [False] * len(pairs)
         if catalog.actions:  # versions from before catalogs score every pair with the model
-            cold = [not (catalog.knows_user(u) and catalog.knows_item(i)) for u, i in pairs]
+            known_users = {u: catalog.knows_user(u) for u in {id_key(u) for u, _ in pairs}}
+            known_items = catalog.items
+            cold = [not (known_users[id_key(u)] and id_key(i) in known_items) for u, i in pairs]
         warm = [pair for pair, is_cold in zip(pairs, cold) if not is_cold]
         scores: List[float] = []
         if warm:
             context = self._context(version, request_context)
-            columns = columns_for_pairs(warm, context, version.spec, self._profiles_for(version, warm))
-            scores = [float(p) for p in self._run(scorer, columns)]
+            columns = columns_for_pairs(warm, context, version.spec, self._profiles_for(loaded, warm))
+            scores = [float(p) for p in list(self._run(scorer, columns))]
         it = iter(scores)
         return [(catalog.prior(i), True) if is_cold else (next(it), False) for (_, i), is_cold in zip(pairs, cold)]
 
@@ -194,14 +200,20 @@ class ScoringService:
             for start in range(0, len(items), 1000):
                 chunk = [(user_id, item) for item in items[start:start + 1000]]
                 vectors.append(self._run(scorer, columns_for_pairs(chunk, context, version.spec,
-                                                                   self._profiles_for(version, chunk)), "item_emb"))
+                                                                   self._profiles_for(loaded, chunk)), "item_emb")[:, 0, :])
             matrix = np.vstack(vectors)
             matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
             index = self._item_index = (scorer, matrix, items)
         pair = [(user_id, index[2][0])]
-        user = self._run(scorer, columns_for_pairs(pair, context, version.spec, self._profiles_for(version, pair)),
-                         "user_emb")[0]
-        similarity = index[1].dot(user / max(float(np.linalg.norm(user)), 1e-12))
+        interests = self._run(scorer, columns_for_pairs(pair, context, version.spec,
+                                                        self._profiles_for(loaded, pair)), "user_emb")[0]
+        # One vector per interest (MIND has several; unused ones are zero): an item's similarity is
+        # its best match.
+        norms = np.linalg.norm(interests, axis=1)
+        interests = interests[norms > 1e-9] / norms[norms > 1e-9][:, None]
+        if not len(interests):
+            return []
+        similarity = index[1].dot(interests.T).max(axis=1)
         best = np.argsort(-similarity)[:n]
         return [index[2][int(i)] for i in best]
 
@@ -260,12 +272,14 @@ class ScoringService:
         if request.top_k > self._settings.max_top_k:
             raise ApiError(400, "invalid_request",
                            "top_k: at most {}".format(self._settings.max_top_k), ["top_k"])
-        seen = set()
-        for item in request.candidate_items or []:
-            if id_key(item) in seen:
-                raise ApiError(400, "invalid_request",
-                               "candidate_items: duplicate item {!r}".format(item), ["candidate_items"])
-            seen.add(id_key(item))
+        items = request.candidate_items or []
+        if len(set(map(id_key, items))) != len(items):
+            seen = set()
+            for item in items:
+                if id_key(item) in seen:
+                    raise ApiError(400, "invalid_request",
+                                   "candidate_items: duplicate item {!r}".format(item), ["candidate_items"])
+                seen.add(id_key(item))
         loaded = self._model()
         sources: List[str] = []
         if request.candidate_items is None:
@@ -274,7 +288,7 @@ class ScoringService:
             candidates = list(request.candidate_items)
         candidates = self._apply_filters(loaded, request, candidates, request.candidate_items is None)
         scored = self._score(loaded, [(request.user_id, item) for item in candidates], request.context)
-        ranked = sorted(zip(candidates, scored), key=lambda pair: -pair[1][0])[: request.top_k]
+        ranked = heapq.nlargest(request.top_k, zip(candidates, scored), key=lambda pair: pair[1][0])
         result: Dict[str, Any] = {
             "user_id": request.user_id,
             "recommendations": [dict({"item_id": item, "score": score}, **({"cold_start": True} if cold else {}))

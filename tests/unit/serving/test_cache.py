@@ -117,7 +117,7 @@ def test_keeps_serving_when_the_new_version_cannot_load(tmp_path, s3):
     state, clock = InMemoryStateStore(), Clock()
     settings = Settings.from_env({"DATA_BUCKET": "data", "MODEL_CACHE_DIR": str(tmp_path)})
     _publish(s3, state, "v1")
-    cache = ModelCache(settings, state, s3, Loaded, clock)
+    cache = ModelCache(settings, state, s3, Loaded, clock, background=False)
     assert cache.current()[0].version == "v1"
     state.put_version(ModelVersion("v2", "deepfm", "deepfm", "models/deepfm/v2/", "t"))  # no files uploaded
     state.set_current("v2")
