@@ -4,7 +4,9 @@ Started by POST /online/training/start through ECS RunTask with JOB_ID in its en
 """
 import logging
 import os
+import signal
 import sys
+import threading
 
 from easyrec_online import aws, wiring
 from easyrec_online.actions import isoformat_utc, utc_now
@@ -27,9 +29,19 @@ def main() -> int:
                                                error="bad configuration: {}".format(exc))
         return 2
     try:
-        run_training_job(settings, wiring.state_store(settings), wiring.action_store(settings),
-                         aws.client("s3", settings), aws.client("sqs", settings), job_id, mode,
-                         profile_store=wiring.profile_store(settings))
+        if mode == "continuous":
+            from easyrec_online.modeling.continuous import run_continuous
+
+            # ECS StopTask sends SIGTERM: finish the update in progress, then stop.
+            stopping = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+            run_continuous(settings, wiring.state_store(settings), wiring.action_store(settings),
+                           aws.client("s3", settings), aws.client("sqs", settings), job_id,
+                           wiring.profile_store(settings), should_stop=stopping.is_set)
+        else:
+            run_training_job(settings, wiring.state_store(settings), wiring.action_store(settings),
+                             aws.client("s3", settings), aws.client("sqs", settings), job_id, mode,
+                             profile_store=wiring.profile_store(settings))
     except Exception:
         return 1  # the job record carries the error; the log has the traceback
     return 0

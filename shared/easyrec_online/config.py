@@ -58,6 +58,17 @@ SETTINGS: Dict[str, Setting] = {
         "MODEL_NAME", "deepfm",
         "EasyRec model to train: deepfm, wide_and_deep, dcn, autoint, dssm (two towers), mind (multi-interest, reads the user history) or mmoe (multi-task)."),
     "train_steps": Setting("TRAIN_STEPS", 200, "Training steps of a full training run.", int),
+    "optimizer": Setting(
+        "OPTIMIZER", "adagrad",
+        "adagrad (sparse updates: cost per step independent of the id tables' size) or adam. A lineage keeps "
+        "the optimizer it started with; a change starts a new lineage.", str),
+    "learning_rate": Setting(
+        "LEARNING_RATE", None, "Learning rate (default: 0.1 for adagrad, 0.01 for adam).",
+        lambda v: float(v) if v else None),
+    "id_hash_buckets": Setting(
+        "ID_HASH_BUCKETS", 50000,
+        "Hash buckets of the user and item id embeddings of a new lineage (more: fewer collisions, bigger "
+        "model).", int),
     "train_batch_size": Setting("TRAIN_BATCH_SIZE", 64, "Training batch size.", int),
     "train_min_actions": Setting("TRAIN_MIN_ACTIONS", 1, "Fewest stored actions a training run accepts.", int),
     "negatives_per_positive": Setting(
@@ -83,6 +94,8 @@ SETTINGS: Dict[str, Setting] = {
         "INCREMENTAL_EPOCHS", 3, "Passes over the new actions in an incremental update.", int),
     "incremental_min_steps": Setting(
         "INCREMENTAL_MIN_STEPS", 20, "Fewest training steps of an incremental update.", int),
+    "continuous_poll_ms": Setting(
+        "CONTINUOUS_POLL_MS", 500, "How often the continuous trainer looks for newly stored actions.", int),
     "auto_retrain_auc_threshold": Setting(
         "AUTO_RETRAIN_AUC_THRESHOLD", 0.55,
         "An automatic update becomes a full retrain (new lineage) when the current version's AUC on "
@@ -139,6 +152,9 @@ class Settings:
     training_security_groups: str
     model_name: str
     train_steps: int
+    optimizer: str
+    learning_rate: Optional[float]
+    id_hash_buckets: int
     train_batch_size: int
     train_min_actions: int
     negatives_per_positive: int
@@ -150,6 +166,7 @@ class Settings:
     random_seed: int
     incremental_epochs: int
     incremental_min_steps: int
+    continuous_poll_ms: int
     auto_retrain_auc_threshold: float
     promotion_auc_tolerance: float
     model_cache_dir: str
@@ -190,6 +207,12 @@ class Settings:
             if value is not None:
                 out[setting.env] = json.dumps(value) if isinstance(value, dict) else str(value)
         return out
+
+    @property
+    def effective_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 0.01 if self.optimizer == "adam" else 0.1
 
     @property
     def excluded_parameters(self) -> List[str]:

@@ -361,11 +361,13 @@ def label_parameters(label_rules: Optional[Mapping[str, Any]]) -> Set[str]:
 def derive_spec(actions: Sequence[StoredAction], profiles: Profiles = NO_PROFILES, *, min_support: float = 0.01,
                 max_parameter_features: int = 20, max_profile_features: int = 20,
                 exclude_parameters: Iterable[str] = (), label_rules: Optional[Mapping[str, Any]] = None,
-                hash_bucket_size: int = 10000, with_history: bool = False) -> FeatureSpec:
+                hash_bucket_size: int = 10000, with_history: bool = False,
+                id_hash_buckets: Optional[int] = None) -> FeatureSpec:
     """A new lineage's features, from the actions (and the profiles of their users and items)."""
     taken = set(BASE_NAMES)
     excluded = set(exclude_parameters) | label_parameters(label_rules)
-    features = list(BASE_FEATURES)
+    features = [FeatureDef(f.name, f.kind, f.source, f.key, hash_bucket_size=id_hash_buckets)
+                if id_hash_buckets and f.name in ("user_id", "item_id") else f for f in BASE_FEATURES]
     features += _fields_to_features("param", (a.parameters or {} for a in actions), min_support,
                                     max_parameter_features, excluded, taken, hash_bucket_size)
     users = sorted({id_key(a.user_id) for a in actions})
@@ -375,7 +377,8 @@ def derive_spec(actions: Sequence[StoredAction], profiles: Profiles = NO_PROFILE
     features += _fields_to_features("item", (profiles.item(i) for i in items), min_support, max_profile_features,
                                     set(), taken, hash_bucket_size)
     if with_history:
-        features.append(FeatureDef(HISTORY_FEATURE_NAME, "seq", "history", "items", hash_bucket_size=200000))
+        features.append(FeatureDef(HISTORY_FEATURE_NAME, "seq", "history", "items",
+                                   hash_bucket_size=id_hash_buckets or 200000))
     return FeatureSpec(tuple(features))
 
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 from .actions import isoformat_utc, utc_now
 from .features import FeatureSpec
 
-TRAINING_MODES = ("auto", "full", "incremental")
+TRAINING_MODES = ("auto", "full", "incremental", "continuous")
 
 
 def new_id(prefix: str = "", moment: Optional[dt.datetime] = None) -> str:
@@ -55,6 +55,7 @@ class ModelVersion:
     feature_columns: List[str] = field(default_factory=list)
     # The lineage's features (features.FeatureSpec.to_json()): fixed for the lineage, read by serving.
     feature_spec: List[Dict[str, Any]] = field(default_factory=list)
+    optimizer: str = "adam"  # fixed for a lineage: its checkpoint holds this optimizer's slots
     serving_defaults: Dict[str, str] = field(default_factory=dict)  # e.g. the action_type it predicts
 
     @property

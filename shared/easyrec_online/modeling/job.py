@@ -92,16 +92,16 @@ def read_manifest(s3: Any, bucket: str, version: ModelVersion) -> Dict[str, List
 
 def plan_training(settings: Settings, requested: str, current: Optional[ModelVersion], all_keys: List[str],
                   manifest: Optional[Dict[str, List[str]]], version: str) -> TrainingPlan:
-    if requested not in TRAINING_MODES:
+    if requested not in TRAINING_MODES or requested == "continuous":
         raise TrainingFailed("unknown training mode {!r}; use one of {}".format(requested, ", ".join(TRAINING_MODES)))
     compatible = (
         current is not None and manifest is not None and current.model_name == settings.model_name
-        and current.global_step > 0
+        and current.optimizer == settings.optimizer and current.global_step > 0
     )
     if requested == "incremental" and not compatible:
         raise TrainingFailed(
-            "no current version of model {} to continue from (train with mode=full first)".format(
-                settings.model_name))
+            "no current version of model {} with optimizer {} to continue from (train with mode=full "
+            "first)".format(settings.model_name, settings.optimizer))
     if requested == "full" or not compatible:
         return TrainingPlan("full", "{}-{}".format(settings.model_name, version), None, [], list(all_keys))
     assert current is not None and manifest is not None
@@ -296,7 +296,8 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     spec = plan.spec or derive_spec(
         train_actions, profiles, min_support=settings.feature_min_support,
         max_parameter_features=settings.max_parameter_features, max_profile_features=settings.max_profile_features,
-        exclude_parameters=settings.excluded_parameters, label_rules=settings.label_rules, with_history=with_history)
+        exclude_parameters=settings.excluded_parameters, label_rules=settings.label_rules, with_history=with_history,
+        id_hash_buckets=settings.id_hash_buckets)
     return TrainingData(new_actions, train_actions, train_rows, holdout_rows, bool(holdout_actions), held_out_next,
                         items, spec, profiles)
 
@@ -363,7 +364,9 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             with open(path, "w") as f:
                 f.writelines(csv_lines(part, data.spec, data.profiles))
         pipeline_text = build_pipeline_config(settings.model_name, data.spec, train_path, eval_path, model_dir,
-                                              num_steps=total_steps, batch_size=batch_size)
+                                              num_steps=total_steps, batch_size=batch_size,
+                                              learning_rate=settings.effective_learning_rate,
+                                              optimizer=settings.optimizer)
         t0 = time.monotonic()
         export_dir = run_easyrec(pipeline_text, workdir, continue_train=plan.mode == "incremental")
         checkpoint, global_step = latest_checkpoint(model_dir)
@@ -389,7 +392,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             mode=plan.mode, num_new_actions=len(data.train_actions),
             num_actions=(plan.parent.num_actions if plan.parent else 0) + len(data.train_actions),
             num_train_rows=len(data.train_rows), global_step=global_step, metrics=metrics, gate=gate,
-            feature_columns=data.spec.names, feature_spec=data.spec.to_json(),
+            feature_columns=data.spec.names, feature_spec=data.spec.to_json(), optimizer=settings.optimizer,
             serving_defaults={"action_type": serving_action_type(data.train_actions)},
         )
         upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)

@@ -145,6 +145,9 @@ def _feature_config(feature: FeatureDef) -> str:
         feature.name, feature.embedding_dim, feature.hash_bucket_size)
 
 
+OPTIMIZERS = ("adagrad", "adam")
+
+
 def build_pipeline_config(
     model_name: str,
     spec: FeatureSpec,
@@ -153,9 +156,12 @@ def build_pipeline_config(
     model_dir: str,
     num_steps: int,
     batch_size: int,
-    learning_rate: float = 0.01,
+    learning_rate: float = 0.1,
+    optimizer: str = "adagrad",
 ) -> str:
     model = _model_section(model_name, spec)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError("unknown optimizer {!r}; supported: {}".format(optimizer, ", ".join(OPTIMIZERS)))
     input_fields = ['  input_fields { input_name: "%s" input_type: FLOAT default_val: "0" }\n' % name
                     for name in (LABEL, CONVERSION_LABEL)]
     input_fields += [('  input_fields { input_name: "%s" input_type: FLOAT default_val: "0" }\n' if f.kind == "raw"
@@ -164,7 +170,7 @@ def build_pipeline_config(
     features = "".join(_feature_config(f) for f in spec.features)
     values: Dict[str, object] = dict(
         train_path=train_path, eval_path=eval_path, model_dir=model_dir, num_steps=num_steps,
-        batch_size=batch_size, learning_rate=learning_rate, separator=CSV_SEPARATOR.encode("unicode_escape").decode(),
+        batch_size=batch_size, learning_rate=learning_rate, optimizer=optimizer, separator=CSV_SEPARATOR.encode("unicode_escape").decode(),
         input_fields="".join(input_fields), features=features, model=model,
         labels="".join('  label_fields: "%s"\n' % name for name in _label_fields(model_name)),
         save_steps=max(num_steps, 1),
@@ -175,7 +181,7 @@ def build_pipeline_config(
         'model_dir: "%(model_dir)s"\n'
         "train_config {\n"
         "  optimizer_config {\n"
-        "    adam_optimizer { learning_rate { constant_learning_rate { learning_rate: %(learning_rate)s } } }\n"
+        "    %(optimizer)s_optimizer { learning_rate { constant_learning_rate { learning_rate: %(learning_rate)s } } }\n"
         "    use_moving_average: false\n"
         "  }\n"
         "  num_steps: %(num_steps)d\n"

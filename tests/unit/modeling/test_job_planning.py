@@ -11,7 +11,7 @@ SETTINGS = Settings.from_env({})
 
 def _current(**extra):
     fields = dict(version="v1", lineage="deepfm-v1", model_name="deepfm", s3_prefix="models/deepfm-v1/v1/",
-                  created_at="t", global_step=200)
+                  created_at="t", global_step=200, optimizer="adagrad")
     fields.update(extra)
     return ModelVersion(**fields)
 

@@ -1,0 +1,229 @@
+"""The continuous trainer: a long-running training task that follows new actions (model runtime).
+
+  TRAINING_MODE=continuous python task.py
+
+Loop: every CONTINUOUS_POLL_MS, look for stored action objects the current version's lineage has
+not trained on. With none and no current version of the configured model, run a cold full
+training (job.run_training_job). Otherwise make a warm incremental update (modeling/warm.py):
+the lineage's graph and session stay alive, so an update costs its training steps, one checkpoint
+save, one SavedModel load for the holdout evaluation, and the uploads. The same rules as a cold
+update hold: exactly-once per lineage (manifest), a holdout evaluated for the candidate and the
+current version (promotion gate), registry record, current pointer moved last. When the current
+version changes under it (a rollback, another trainer), it reloads from that version.
+
+Stops when the job record says so (POST /online/training/stop sets status "stopping") or on
+SIGTERM, between updates, so a stop never leaves half a version.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Callable, Dict, Optional
+
+from ..actions import isoformat_utc, utc_now
+from ..config import Settings
+from ..ingest import ActionStore
+from ..profiles import ProfileStore
+from ..registry import ModelVersion, StateStore, new_id
+from .job import (TrainingFailed, download_checkpoint, latest_checkpoint, load_training_data, parent_catalog,
+                  plan_training, promotion_decision, read_manifest, run_training_job)
+
+logger = logging.getLogger(__name__)
+
+
+class _Lineage:
+    """The warm state of one lineage: trainer session, serving-graph copy, current version's scorer."""
+
+    def __init__(self, settings: Settings, s3: Any, current: ModelVersion, workdir: str) -> None:
+        from ..serving.cache import download_saved_model
+        from ..serving.scorer import SavedModelScorer
+        from .warm import WarmTrainer
+
+        self.lineage = current.lineage
+        self.version = current
+        self.workdir = workdir
+        bucket = settings.data_bucket
+        pipeline_text = s3.get_object(Bucket=bucket, Key=current.s3_prefix + "pipeline.config")["Body"].read().decode()
+        self.trainer = WarmTrainer(pipeline_text, current.spec, os.path.join(workdir, "graph"))
+        ckpt_dir = os.path.join(workdir, "ckpt-" + current.version)
+        download_checkpoint(s3, bucket, current, ckpt_dir)
+        self.checkpoint, _ = latest_checkpoint(ckpt_dir)
+        self.trainer.restore(self.checkpoint)
+        base = download_saved_model(s3, bucket, current, os.path.join(workdir, "saved"))
+        self.graph_files = [os.path.relpath(os.path.join(root, name), base)
+                            for root, _, names in os.walk(base) for name in names
+                            if not os.path.relpath(os.path.join(root, name), base).startswith("variables")
+                            and not name.startswith(".")]
+        self.base_dir = base
+        self.scorer = SavedModelScorer(base)
+        self.pipeline_text = pipeline_text
+
+    def saved_model_from(self, checkpoint: str, target: str) -> str:
+        """A local SavedModel: the lineage's serving graph + this checkpoint as its variables."""
+        os.makedirs(os.path.join(target, "variables"), exist_ok=True)
+        for rel in self.graph_files:
+            os.makedirs(os.path.dirname(os.path.join(target, rel)), exist_ok=True)
+            shutil.copyfile(os.path.join(self.base_dir, rel), os.path.join(target, rel))
+        for suffix in (".index", ".data-00000-of-00001"):
+            shutil.copyfile(checkpoint + suffix, os.path.join(target, "variables", "variables" + suffix))
+        return target
+
+    def close(self) -> None:
+        self.trainer.close()
+        self.scorer.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: Any, lineage: _Lineage,
+                job_id: str, profile_store: Optional[ProfileStore]) -> Optional[ModelVersion]:
+    """One incremental update on the warm lineage; None when there is nothing new."""
+    from ..serving.scorer import SavedModelScorer, auc_and_logloss
+
+    started = time.monotonic()
+    timings: Dict[str, float] = {}
+    current = lineage.version
+    manifest = read_manifest(s3, settings.data_bucket, current)
+    version = new_id("v")
+    plan = plan_training(settings, "incremental", current, store.keys(), manifest, version)
+    if not plan.new_keys:
+        return None
+    data = load_training_data(settings, store, plan, profile_store, parent_catalog(settings, s3, plan))
+    if not data.new_actions:
+        return None
+    timings["load_actions_s"] = round(time.monotonic() - started, 3)
+
+    t0 = time.monotonic()
+    holdout = data.holdout_rows
+    baseline = auc_and_logloss([e.label for e in holdout], lineage.scorer.score(_columns(holdout, data)))
+    batch_size = min(settings.train_batch_size, max(1, len(data.train_rows)))
+    steps = max(settings.incremental_min_steps,
+                int(math.ceil(settings.incremental_epochs * len(data.train_rows) / float(batch_size))))
+    global_step = lineage.trainer.train(data.train_rows, data.profiles, steps, batch_size,
+                                        settings.random_seed + lineage.trainer.step)
+    timings["train_s"] = round(time.monotonic() - t0, 3)
+
+    t0 = time.monotonic()
+    ckpt_dir = os.path.join(lineage.workdir, "ckpt-" + version)
+    checkpoint = lineage.trainer.save(ckpt_dir)
+    local_model = lineage.saved_model_from(checkpoint, os.path.join(lineage.workdir, "saved-" + version))
+    candidate = SavedModelScorer(local_model)
+    metrics = auc_and_logloss([e.label for e in holdout], candidate.score(_columns(holdout, data)))
+    gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance, current.version)
+    timings["evaluate_s"] = round(time.monotonic() - t0, 3)
+
+    t0 = time.monotonic()
+    bucket = settings.data_bucket
+    prefix = "{}{}/{}/".format(settings.models_prefix, plan.lineage, version)
+    record = ModelVersion(
+        version=version, lineage=plan.lineage, model_name=current.model_name, s3_prefix=prefix,
+        created_at=isoformat_utc(utc_now()), status="ready" if gate["promote"] else "rejected", job_id=job_id,
+        parent_version=current.version, mode="incremental", num_new_actions=len(data.train_actions),
+        num_actions=current.num_actions + len(data.train_actions), num_train_rows=len(data.train_rows),
+        global_step=global_step, metrics=metrics, gate=gate, feature_columns=current.feature_columns,
+        feature_spec=current.feature_spec, optimizer=current.optimizer, serving_defaults=current.serving_defaults,
+    )
+    name = os.path.basename(checkpoint)
+    for suffix in (".index", ".data-00000-of-00001"):
+        with open(checkpoint + suffix, "rb") as f:
+            s3.put_object(Bucket=bucket, Key=record.checkpoint_prefix + name + suffix, Body=f.read())
+        # The same bytes are the SavedModel's variables: a server-side copy, not a second upload.
+        s3.copy_object(Bucket=bucket, Key=record.saved_model_prefix + "variables/variables" + suffix,
+                       CopySource={"Bucket": bucket, "Key": record.checkpoint_prefix + name + suffix})
+    s3.put_object(Bucket=bucket, Key=record.checkpoint_prefix + "checkpoint",
+                  Body='model_checkpoint_path: "{}"\n'.format(name).encode())
+    for rel in lineage.graph_files:
+        s3.copy_object(Bucket=bucket, Key=record.saved_model_prefix + rel.replace(os.sep, "/"),
+                       CopySource={"Bucket": bucket, "Key": current.saved_model_prefix + rel.replace(os.sep, "/")})
+    s3.put_object(Bucket=bucket, Key=prefix + "pipeline.config", Body=lineage.pipeline_text.encode())
+    s3.put_object(Bucket=bucket, Key=record.catalog_key,
+                  Body=parent_catalog(settings, s3, plan).add(data.train_actions).to_json().encode())
+    s3.put_object(Bucket=bucket, Key=prefix + "metrics.json",
+                  Body=json.dumps({"holdout": metrics, "gate": gate}, sort_keys=True).encode())
+    s3.put_object(Bucket=bucket, Key=record.manifest_key, Body=json.dumps({
+        "keys": sorted(set(plan.trained_keys) | set(plan.new_keys)), "held_out": data.held_out_next,
+        "items": data.catalog}).encode())
+    timings["upload_s"] = round(time.monotonic() - t0, 3)
+    timings["total_s"] = round(time.monotonic() - started, 3)
+    timings["warm"] = 1.0
+    record.timings = timings
+    state.put_version(record)
+    if gate["promote"]:
+        state.set_current(version)
+        lineage.scorer.close()
+        lineage.scorer, lineage.version, lineage.checkpoint = candidate, record, checkpoint
+    else:
+        candidate.close()
+        lineage.trainer.restore(lineage.checkpoint)  # back to the current version's weights
+    logger.info("warm update %s: %s on %d actions in %.2f s (%s)", version,
+                "promoted" if gate["promote"] else "rejected", len(data.train_actions), timings["total_s"],
+                json.dumps(timings))
+    return record
+
+
+def _columns(examples: Any, data: Any) -> Dict[str, Any]:
+    from ..features import encode
+
+    rows = [encode(e, data.spec, data.profiles) for e in examples]
+    return {name: [r[name] for r in rows] for name in data.spec.names}
+
+
+def run_continuous(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
+                   profile_store: Optional[ProfileStore] = None,
+                   should_stop: Callable[[], bool] = lambda: False) -> None:
+    state.update_job(job_id, status="running", started_at=isoformat_utc(utc_now()))
+    poll_s = settings.continuous_poll_ms / 1000.0
+    lineage: Optional[_Lineage] = None
+    updates = 0
+    try:
+        while not should_stop() and not _stop_requested(state, job_id):
+            current = state.get_current()
+            usable = (current is not None and current.model_name == settings.model_name
+                      and current.optimizer == settings.optimizer and current.global_step > 0)
+            if not usable:
+                if lineage is not None:
+                    lineage.close()
+                    lineage = None
+                if store.keys():
+                    # The first version of a lineage is a cold full training, recorded on this job.
+                    record = run_training_job(settings, state, store, s3, sqs, job_id, "full", profile_store)
+                    state.update_job(job_id, status="running", finished_at=None)
+                    if record is not None and record.status != "ready":
+                        time.sleep(poll_s)  # rejected: wait for more data rather than retrain at once
+                else:
+                    time.sleep(poll_s)
+                continue
+            assert current is not None
+            if lineage is None or lineage.version.version != current.version:
+                if lineage is not None:
+                    lineage.close()
+                lineage = _Lineage(settings, s3, current, tempfile.mkdtemp(prefix="easyrec-warm-"))
+                logger.info("continuous trainer: warm on version %s (lineage %s)", current.version, current.lineage)
+            record = warm_update(settings, state, store, s3, lineage, job_id, profile_store)
+            if record is None:
+                time.sleep(poll_s)
+                continue
+            updates += 1
+            state.update_job(job_id, version=record.version, num_actions=record.num_actions,
+                             outcome="promoted" if record.status == "ready" else "rejected")
+        state.update_job(job_id, status="stopped", finished_at=isoformat_utc(utc_now()))
+    except Exception as exc:
+        logger.exception("continuous trainer %s failed", job_id)
+        state.update_job(job_id, status="failed", finished_at=isoformat_utc(utc_now()),
+                         error="{}: {}".format(type(exc).__name__, exc)[:2000])
+        raise
+    finally:
+        if lineage is not None:
+            lineage.close()
+
+
+def _stop_requested(state: StateStore, job_id: str) -> bool:
+    job = state.get_job(job_id)
+    return job is not None and job.status in ("stopping", "stopped")
+
+
+__all__ = ["run_continuous", "warm_update", "TrainingFailed"]

@@ -1,0 +1,80 @@
+"""The continuous trainer for real (model runtime): it starts a lineage with a cold full training,
+then follows newly stored actions with warm incremental updates (graph and session kept alive,
+no export), each through the promotion gate, each action trained once; the versions it publishes
+load and serve; a stop request ends it between updates."""
+import os
+import subprocess
+import time
+
+import pytest
+
+from easyrec_online import wiring
+from easyrec_online.actions import ActionIn, StoredAction
+from easyrec_online.registry import TrainingJob, new_id
+from tests.conftest import MODEL_PYTHON, ROOT
+from tests.integration.conftest import make_cloud
+from tests.integration.test_model_runtime import (_manifest, _process_env, _trained_event_ids, inference_worker,
+                                                  preference_actions)
+
+pytestmark = pytest.mark.model_runtime
+
+
+def _wait(predicate, timeout_s, what, process):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        assert process.poll() is None, "trainer exited: " + process.stdout.read()[-3000:]
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_continuous_trainer_follows_new_actions_with_warm_updates(moto_endpoint, tmp_path):
+    settings = make_cloud(moto_endpoint, TRAIN_STEPS="200", PROMOTION_AUC_TOLERANCE="1.0", CONTINUOUS_POLL_MS="200")
+    state, store = wiring.state_store(settings), wiring.action_store(settings)
+    for start in range(0, 600, 100):
+        store.put_batch(preference_actions()[start:start + 100])
+    job_id = new_id("job-")
+    state.put_job(TrainingJob(job_id, "pending", "t", mode="continuous"))
+    process = subprocess.Popen([MODEL_PYTHON, "task.py"], cwd=os.path.join(ROOT, "functions", "trainer"),
+                               env=_process_env(settings, tmp_path, JOB_ID=job_id, TRAINING_MODE="continuous"),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = _wait(state.get_current, 300, "the first (full) version", process)
+        assert first.mode == "full" and state.get_job(job_id).status == "running"
+
+        before = None
+        with inference_worker(settings, tmp_path) as inference:
+            before = inference("/predict", {"user_id": 4, "item_id": "item-7"})[1]["score"]
+            purchases = [StoredAction.accept(ActionIn.model_validate(
+                {"user_id": 4, "item_id": "item-7", "label": 1, "action_type": "purchase"})) for _ in range(60)]
+            store.put_batch(purchases)
+            second = _wait(lambda: (lambda c: c if c.version != first.version else None)(state.get_current()),
+                           120, "a warm update", process)
+            assert second.mode == "incremental" and second.parent_version == first.version
+            assert second.timings.get("warm") == 1.0 and second.lineage == first.lineage
+            assert second.global_step > first.global_step and second.feature_spec == first.feature_spec
+            # The warm version is a complete SavedModel: it loads and serves, and it learnt.
+            deadline = time.monotonic() + 30
+            while True:
+                status, body = inference("/predict", {"user_id": 4, "item_id": "item-7"})
+                if body.get("model_version") == second.version or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert status == 200 and body["model_version"] == second.version, body
+            assert body["score"] > before + 0.05, (before, body)
+
+        trained = _trained_event_ids(settings, second)
+        held = {e for ids in _manifest(settings, second)["held_out"].values() for e in ids}
+        every = {a.event_id for a in store.iter_actions()}
+        assert len(trained) == len(set(trained)) and set(trained) | held == every and not set(trained) & held
+        print("warm update timings:", second.timings)
+
+        state.update_job(job_id, status="stopping")
+        assert process.wait(timeout=60) == 0
+        job = state.get_job(job_id)
+        assert job.status == "stopped" and job.version == second.version
+    finally:
+        if process.poll() is None:
+            process.kill()
