@@ -96,7 +96,7 @@ def export_model():
 
 @app.route("/online/training/stop", methods=["POST"], content_types=JSON_CONTENT_TYPES)
 def stop_training():
-    return not_implemented("POST /online/training/stop", "issue #5")
+    return training.stop()
 
 
 @app.route("/online/training/restart-policy", methods=["PATCH"], content_types=JSON_CONTENT_TYPES)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -133,9 +135,21 @@ class EcsAgent(threading.Thread):
                 if new:
                     for task in self.ecs.describe_tasks(cluster=self.cluster, tasks=new).get("tasks", []):
                         self._start(task)
+                self._stop_stopped(set(arns))
             except Exception:  # noqa: BLE001
                 log.exception("ECS agent")
             self.stopping.wait(self.poll_s)
+
+    def _stop_stopped(self, running_arns: Set[str]) -> None:
+        """StopTask: a task no longer desired RUNNING gets SIGTERM (as ECS sends its container)."""
+        with self._lock:
+            told = [(arn, p) for arn, p in self.processes.items() if arn not in running_arns and p.poll() is None]
+        for arn, process in told:
+            console("ecs", "stopping task {} (StopTask)".format(arn.rsplit("/", 1)[-1][:8]))
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     def _start(self, task: Dict[str, Any]) -> None:
         arn = task["taskArn"]

@@ -93,6 +93,8 @@ class TrainingService:
         fresh = self._state.get_job(job.job_id)  # it may have finished while we looked
         if fresh is None or not fresh.active:
             return fresh
+        if fresh.status == "stopping":  # asked to stop, and it has
+            return self._state.update_job(job.job_id, status="stopped", finished_at=isoformat_utc(utc_now()))
         reason = task.detail if task is not None else "task no longer exists (was the service restarted?)"
         return self._state.update_job(job.job_id, status="failed", finished_at=isoformat_utc(utc_now()),
                                       error="training task stopped without finishing: {}".format(reason))
@@ -115,6 +117,25 @@ class TrainingService:
         job = self._state.update_job(job.job_id, task_ref=task_ref)
         return {"status": "started", "job": asdict(job)}
 
+    def stop(self) -> Dict[str, Any]:
+        """Stop the running training. A continuous trainer finishes the update in progress and stops
+        (status "stopping", then "stopped"); a one-shot run is stopped at once, which is safe at any
+        point: nothing it did becomes visible before its last step, and its actions train next time."""
+        job = self._reconciled(self._state.latest_job())
+        if job is None or not job.active:
+            raise ApiError(409, "not_training", "no training job is running (GET /online/training/status)")
+        if job.mode == "continuous" and job.status == "running":
+            job = self._state.update_job(job.job_id, status="stopping")
+        else:
+            if job.task_ref:
+                try:
+                    self._launcher.stop(job.task_ref, "stopped by POST /online/training/stop")
+                except Exception as exc:
+                    raise ApiError(503, "training_unavailable", "could not stop the training task: {}".format(exc))
+            job = self._state.update_job(job.job_id, status="stopped", finished_at=isoformat_utc(utc_now()),
+                                         outcome="stopped")
+        return {"status": job.status, "job": asdict(job)}
+
     def status(self) -> Dict[str, Any]:
         job = self._reconciled(self._state.latest_job())
         return {
@@ -130,7 +151,8 @@ class TrainingStartRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: str = Field("auto", description="auto (incremental when possible), full (new lineage) or incremental")
+    mode: str = Field("auto", description="auto (incremental when possible), full (new lineage), incremental, or "
+                                          "continuous (a long-running trainer that follows new actions)")
 
 
 class RollbackRequest(BaseModel):

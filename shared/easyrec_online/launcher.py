@@ -25,6 +25,10 @@ class TrainingLauncher:
         """The task's state, or None when the task is unknown (e.g. the local cloud restarted)."""
         raise NotImplementedError
 
+    def stop(self, task_ref: str, reason: str) -> None:
+        """Stop the task (SIGTERM to its container, then SIGKILL after the grace period)."""
+        raise NotImplementedError
+
 
 class InMemoryTrainingLauncher(TrainingLauncher):
     def __init__(self) -> None:
@@ -39,6 +43,9 @@ class InMemoryTrainingLauncher(TrainingLauncher):
 
     def describe(self, task_ref: str) -> Optional[TaskState]:
         return self.states.get(task_ref)
+
+    def stop(self, task_ref: str, reason: str) -> None:
+        self.states[task_ref] = TaskState(False, reason)
 
 
 class LaunchError(Exception):
@@ -79,3 +86,6 @@ class EcsTrainingLauncher(TrainingLauncher):
         # desiredStatus turns STOPPED as soon as the task is told to stop or its container exits.
         running = task.get("desiredStatus") != "STOPPED" and task.get("lastStatus") != "STOPPED"
         return TaskState(running, task.get("stoppedReason", ""))
+
+    def stop(self, task_ref: str, reason: str) -> None:
+        self._ecs.stop_task(cluster=self._settings.training_cluster, task=task_ref, reason=reason[:255])

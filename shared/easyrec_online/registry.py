@@ -102,7 +102,7 @@ class TrainingJob:
 
     @property
     def active(self) -> bool:
-        return self.status in ("pending", "running")
+        return self.status in ("pending", "running", "stopping")
 
 
 class StateStore:

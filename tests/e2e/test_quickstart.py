@@ -177,8 +177,10 @@ def test_user_and_item_profiles(service):
 
 
 def test_unimplemented_seed_endpoints_answer_501_json(service):
-    response = requests.post(service.url + "/online/training/stop", timeout=10)
+    response = requests.get(service.url + "/online/training/logs", timeout=10)
     assert response.status_code == 501 and response.json()["error"] == "not_implemented"
+    idle = requests.post(service.url + "/online/training/stop", timeout=10)
+    assert idle.status_code == 409 and idle.json()["error"] == "not_training"
 
 
 def test_each_function_logs_with_its_name(service):
@@ -222,8 +224,36 @@ def _train_to_completion(service):
     return _wait_for(finished, 300, "training to finish")
 
 
+class _SteadyLoad:
+    """/recommend in a loop on its own thread, recording each answer's status and version."""
+
+    def __init__(self, service, body):
+        import threading
+
+        self.answers = []
+        self._stop = threading.Event()
+
+        def run():
+            session = requests.Session()
+            while not self._stop.is_set():
+                try:
+                    r = session.post(service.url + "/recommend", json=body, timeout=30)
+                    self.answers.append((r.status_code, r.json().get("model_version")))
+                except Exception as exc:  # noqa: BLE001 - a failure is what we count
+                    self.answers.append((repr(exc), None))
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(60)
+        return self.answers
+
+
 def test_incremental_update_then_rollback_and_serving_follows(service):
     first = requests.get(service.url + "/health", timeout=10).json()["model_version"]
+    load = _SteadyLoad(service, {"user_id": 123, "candidate_items": [1, 2, 3, 4, 5], "top_k": 3})
     status = _train_to_completion(service)  # the actions posted before the kill are new: incremental
     assert status["status"] == "succeeded" and status["job"]["outcome"] == "promoted", status
     second = status["current_model"]
@@ -236,6 +266,11 @@ def test_incremental_update_then_rollback_and_serving_follows(service):
     assert response.status_code == 200 and response.json()["current"]["version"] == first
     _wait_for(lambda: requests.post(service.url + "/recommend", json=body, timeout=10).json()["model_version"]
               == first, 10, "serving to follow the rollback")
+    # Two swaps under a steady load: not one request failed, and the versions came in order.
+    answers = load.stop()
+    assert answers and all(code == 200 for code, _ in answers), [a for a in answers if a[0] != 200][:5]
+    served = [v for i, (_, v) in enumerate(answers) if i == 0 or answers[i - 1][1] != v]
+    assert served == [first, second["version"], first], served
     assert requests.post(service.url + "/model/rollback", json={"version": "v-none"}, timeout=10).status_code == 404
     missing = requests.post(service.url + "/model/rollback", json={}, timeout=10)
     assert missing.status_code == 400 and missing.json()["fields"] == ["version"]

@@ -99,6 +99,26 @@ def test_training_mode_is_validated_and_passed_to_the_task():
     assert launcher.launched[0]["mode"] == "full"
 
 
+def test_stop_a_continuous_trainer_between_updates_and_a_one_shot_run_at_once():
+    state, launcher = InMemoryStateStore(), InMemoryTrainingLauncher()
+    training = TrainingService(state, launcher)
+    with pytest.raises(ApiError) as caught:
+        training.stop()
+    assert caught.value.status == 409 and caught.value.error == "not_training"
+    job_id = training.start("continuous")["job"]["job_id"]
+    state.update_job(job_id, status="running")
+    assert training.stop()["status"] == "stopping"  # the trainer sees it between updates
+    assert state.get_job(job_id).status == "stopping" and launcher.states["task-1"].running
+    with pytest.raises(ApiError) as caught:
+        training.start("full")
+    assert caught.value.status == 409  # still finishing its update
+    launcher.states["task-1"] = launcher.states["task-1"].__class__(False, "exit 0")
+    assert training.status()["status"] == "stopped"
+    one_shot = training.start("full")["job"]["job_id"]
+    assert training.stop()["status"] == "stopped" and not launcher.states["task-2"].running
+    assert state.get_job(one_shot).outcome == "stopped"
+
+
 def test_rollback_to_a_servable_version_only():
     state = InMemoryStateStore()
     for name, status in (("v1", "ready"), ("v2", "ready"), ("v3", "rejected")):

@@ -1,0 +1,162 @@
+"""Freshness benchmark: accepted actions -> a new current version that trained on them.
+
+  .venv/bin/python -m bench.freshness [--trials 5] [--actions 1000]
+
+One run, fresh state, the real service through the local runner:
+  - warm: a continuous trainer (POST /online/training/start {"mode": "continuous"}) follows the
+    stream; each trial posts `--actions` new actions (requests of 500) and measures from the last
+    accepted response until the current version's manifest covers every one of them (trained, or
+    held out for its evaluation); p50 and max over the trials, with the warm update's own timings;
+  - cold: the trainer stopped, the same for a one-shot incremental training task
+    (POST /online/training/start {"mode": "incremental"}: new process, graph build, export).
+Target (issue 3): warm p50 <= 5 s for 1k actions. Prints a table, writes bench/results/freshness.json.
+The promotion gate is set to always promote (PROMOTION_AUC_TOLERANCE=1.0) so every trial ends in a
+version; the gate's own cost (two holdout evaluations) is still paid.
+"""
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+
+import boto3
+import requests
+from botocore.config import Config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench.quickstart import percentile  # noqa: E402
+from tests.e2e.conftest import RunningService  # noqa: E402
+
+
+class Covered:
+    """Which event ids a version's manifest covers (objects read once each)."""
+
+    def __init__(self, service):
+        self.s3 = boto3.client("s3", endpoint_url=service.cloud_url, region_name="us-east-1", aws_access_key_id="x",
+                               aws_secret_access_key="x", config=Config(s3={"addressing_style": "path"}))
+        self.bucket = [b["Name"] for b in self.s3.list_buckets()["Buckets"] if b["Name"].endswith("databucket")][0]
+        self.ids_by_key = {}
+
+    def event_ids(self, s3_prefix):
+        manifest = json.loads(self.s3.get_object(Bucket=self.bucket, Key=s3_prefix + "manifest.json")["Body"].read())
+        ids = set()
+        for key in manifest["keys"]:
+            if key not in self.ids_by_key:
+                body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode()
+                self.ids_by_key[key] = {json.loads(line)["event_id"] for line in body.splitlines()}
+            ids |= self.ids_by_key[key]
+        return ids
+
+
+def _post(service, samples):
+    ids = []
+    for i in range(0, len(samples), 500):
+        r = requests.post(service.url + "/online/data/add", json={"samples": samples[i:i + 500]}, timeout=30)
+        assert r.status_code == 200, r.text
+        ids += r.json()["event_ids"]
+    return set(ids)
+
+
+def _samples(n, rng):
+    out = []
+    for _ in range(n):
+        user, item = rng.randrange(300), rng.randrange(500)
+        out.append({"user_id": user, "item_id": item, "label": int((user + item) % 2 == 0)})
+    return out
+
+
+def _current(service):
+    return requests.get(service.url + "/model/info", timeout=10).json().get("current") or {}
+
+
+def _wait_covered(service, covered, ids, timeout_s=180):
+    deadline = time.monotonic() + timeout_s
+    seen = set()
+    while time.monotonic() < deadline:
+        current = _current(service)
+        version = current.get("version")
+        if version and version not in seen:
+            seen.add(version)
+            prefix = "models/{}/{}/".format(current["lineage"], version)
+            if ids <= covered.event_ids(prefix):
+                return current
+        time.sleep(0.05)
+    raise AssertionError("no current version covered the actions within {} s".format(timeout_s))
+
+
+def _wait_status(service, statuses, timeout_s=300):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = requests.get(service.url + "/online/training/status", timeout=10).json()
+        if status["status"] in statuses:
+            return status
+        time.sleep(0.3)
+    raise AssertionError("training status never reached {}".format(statuses))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--actions", type=int, default=1000)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench-freshness-")
+    service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"),
+                             ["TRAIN_STEPS=200", "CONTINUOUS_POLL_MS=200", "PROMOTION_AUC_TOLERANCE=1.0"])
+    results = {"date": time.strftime("%Y-%m-%d"),
+               "machine": "{} cores, {}".format(os.cpu_count(), platform.platform()), "actions_per_trial": args.actions}
+    service.start()
+    try:
+        rng = random.Random(5)
+        covered = Covered(service)
+        _post(service, _samples(3000, rng))
+        r = requests.post(service.url + "/online/training/start", json={"mode": "continuous"}, timeout=30)
+        assert r.status_code == 202, r.text
+        started = time.monotonic()
+        while not _current(service):
+            time.sleep(0.3)
+            assert time.monotonic() - started < 300, "no first version"
+        results["first_version_s"] = time.monotonic() - started
+
+        warm, update_totals = [], []
+        for _ in range(args.trials):
+            ids = _post(service, _samples(args.actions, rng))
+            accepted = time.monotonic()
+            current = _wait_covered(service, covered, ids)
+            warm.append(time.monotonic() - accepted)
+            update_totals.append((current.get("timings") or {}).get("total_s"))
+            time.sleep(1)
+        results["warm_accept_to_current_p50_s"] = percentile(warm, 0.5)
+        results["warm_accept_to_current_max_s"] = max(warm)
+        results["warm_trials_s"] = [round(w, 2) for w in warm]
+        results["warm_update_total_s"] = update_totals
+        results["target_p50_s"] = 5.0
+        results["target_met"] = results["warm_accept_to_current_p50_s"] <= 5.0
+
+        r = requests.post(service.url + "/online/training/stop", timeout=10)
+        assert r.status_code == 200, r.text
+        _wait_status(service, ("stopped", "failed", "succeeded"))
+        ids = _post(service, _samples(args.actions, rng))
+        accepted = time.monotonic()
+        r = requests.post(service.url + "/online/training/start", json={"mode": "incremental"}, timeout=30)
+        assert r.status_code == 202, r.text
+        _wait_covered(service, covered, ids, timeout_s=300)
+        results["cold_accept_to_current_s"] = time.monotonic() - accepted
+        results["cold_over_warm_p50"] = results["cold_accept_to_current_s"] / results["warm_accept_to_current_p50_s"]
+    finally:
+        service.stop()
+
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "freshness.json"), "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        print("{:<{}}  {}".format(key, width, "{:.2f}".format(value) if isinstance(value, float) else value))
+
+
+if __name__ == "__main__":
+    main()
