@@ -95,6 +95,7 @@ def export_model():
 
 
 @app.route("/online/training/stop", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
 def stop_training():
     return training.stop()
 
