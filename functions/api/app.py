@@ -2,13 +2,15 @@
 from aws_lambda_powertools import Logger
 from chalice import Chalice
 
-from easyrec_online import wiring
+from easyrec_online import aws, wiring
 from easyrec_online.actions import AddDataRequest
 from easyrec_online.config import Settings
 from easyrec_online.control import (
     IngestService, RollbackRequest, TrainingService, TrainingStartRequest, get_profile, health, model_info,
     put_profile, rollback,
 )
+from easyrec_online.export import ExportRequest, ModelExporter, list_updates, parse_limit
+from easyrec_online.streaming import ConsumeRequest, StreamingService
 from easyrec_online.http import (
     JSON_CONTENT_TYPES, json_response, json_route, not_implemented, parse_json_body, validate,
 )
@@ -21,6 +23,8 @@ state = wiring.state_store(settings)
 ingest = IngestService(settings, wiring.action_publisher(settings))
 training = TrainingService(state, wiring.training_launcher(settings))
 profiles = wiring.profile_store(settings)
+exporter = ModelExporter(settings, state, aws.client("s3", settings))
+streaming = StreamingService(settings, aws.client("sqs", settings), state, wiring.action_store(settings))
 
 
 def _json_body():
@@ -88,10 +92,18 @@ def get_item(item_id):
     return get_profile(profiles, "item", item_id)
 
 
-# Declared by the API contract, built in later issues: answer 501 with a JSON error until then.
 @app.route("/model/export", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
 def export_model():
-    return not_implemented("POST /model/export", "issue #5")
+    body = _json_body() if app.current_request.raw_body else {}
+    return exporter.export(validate(ExportRequest, body))
+
+
+@app.route("/online/updates/list", methods=["GET"])
+@json_route
+def get_updates():
+    query = app.current_request.query_params or {}
+    return list_updates(state, parse_limit(query.get("limit")), query.get("lineage") or None)
 
 
 @app.route("/online/training/stop", methods=["POST"], content_types=JSON_CONTENT_TYPES)
@@ -110,16 +122,14 @@ def training_logs():
     return not_implemented("GET /online/training/logs", "issue #5")
 
 
-@app.route("/online/updates/list", methods=["GET"])
-def list_updates():
-    return not_implemented("GET /online/updates/list", "issue #5")
-
-
 @app.route("/online/streaming/status", methods=["GET"])
+@json_route
 def streaming_status():
-    return not_implemented("GET /online/streaming/status", "issue #5")
+    return streaming.status()
 
 
 @app.route("/online/streaming/consume", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
 def streaming_consume():
-    return not_implemented("POST /online/streaming/consume", "issue #5")
+    body = _json_body() if app.current_request.raw_body else {}
+    return streaming.consume(validate(ConsumeRequest, body))

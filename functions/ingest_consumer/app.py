@@ -11,13 +11,14 @@ metrics = Metrics(namespace="EasyRecOnline", service="ingest-consumer")
 
 settings = Settings.from_env()
 store = wiring.action_store(settings)
+state = wiring.state_store(settings)
 processor = new_processor()
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event, context):
-    response = store_sqs_batch(event, processor, store)
+    response = store_sqs_batch(event, processor, store, state)
     failed = len(response["batchItemFailures"])
     metrics.add_metric(name="ActionsStored", unit=MetricUnit.Count, value=len(event.get("Records", [])) - failed)
     metrics.add_metric(name="PoisonMessages", unit=MetricUnit.Count, value=failed)

@@ -43,6 +43,8 @@ SETTINGS: Dict[str, Setting] = {
     "actions_prefix": Setting("ACTIONS_PREFIX", "actions/", "S3 prefix of stored actions (partitioned dt=YYYY-MM-DD)."),
     "models_prefix": Setting("MODELS_PREFIX", "models/", "S3 prefix of model versions (<lineage>/<version>/)."),
     "actions_queue_url": Setting("ACTIONS_QUEUE_URL", "", "SQS queue URL that /online/data/add writes to."),
+    "actions_dlq_url": Setting(
+        "ACTIONS_DLQ_URL", "", "Dead-letter queue of the actions queue (poison messages end there)."),
     "state_table": Setting("STATE_TABLE", "easyrec-online-state", "DynamoDB table: model registry and training jobs."),
     "profiles_table": Setting("PROFILES_TABLE", "easyrec-online-profiles", "DynamoDB table: user and item profiles."),
     # --- training task ------------------------------------------------------------------
@@ -143,6 +145,7 @@ class Settings:
     actions_prefix: str
     models_prefix: str
     actions_queue_url: str
+    actions_dlq_url: str
     state_table: str
     profiles_table: str
     training_cluster: str

@@ -8,13 +8,19 @@ key is derived from the event ids, so a retry overwrites instead of duplicating)
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import logging
+from typing import Any, Dict, List, Optional
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from .actions import StoredAction
+from .actions import StoredAction, isoformat_utc, utc_now
 from .ingest import ActionStore, decode_message_body
+from .registry import StateStore
+
+logger = logging.getLogger(__name__)
+# The consumer's running totals in the state table (GET /online/streaming/status).
+INGEST_COUNTERS = "ingest"
 
 
 def _decode(record: SQSRecord) -> List[StoredAction]:
@@ -25,7 +31,8 @@ def new_processor() -> BatchProcessor:
     return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, store: ActionStore) -> Dict[str, Any]:
+def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, store: ActionStore,
+                    counters: Optional[StateStore] = None) -> Dict[str, Any]:
     """Returns the partial-batch response ({"batchItemFailures": [...]}) for the event source."""
     with processor(records=event.get("Records", []), handler=_decode) as batch:
         processed = batch.process()
@@ -35,4 +42,12 @@ def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, store: Act
             for action in result:
                 unique.setdefault(action.event_id, action)  # a producer may send an event twice
     store.put_batch(list(unique.values()))
-    return processor.response()
+    response = processor.response()
+    if counters is not None:
+        records = len(event.get("Records", []))
+        try:  # observability only: a lost increment must never fail (and so repeat) a stored batch
+            counters.add_counts(INGEST_COUNTERS, isoformat_utc(utc_now()), batches=1, messages=records,
+                                stored_actions=len(unique), poison_messages=len(response["batchItemFailures"]))
+        except Exception:  # noqa: BLE001
+            logger.exception("could not update the ingest counters")
+    return response

@@ -118,6 +118,20 @@ class StateStore:
         """Documents under `pk` whose sk starts with `sk_prefix`, highest sk first."""
         raise NotImplementedError
 
+    def _add(self, pk: str, sk: str, deltas: Dict[str, int], stamp: str) -> None:
+        """Atomically add to counters (created at 0) and set last_at = stamp."""
+        raise NotImplementedError
+
+    def _counters(self, pk: str, sk: str) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def add_counts(self, name: str, stamp: str, **deltas: int) -> None:
+        """Running totals, e.g. the ingest consumer's stored actions and poison messages."""
+        self._add("counters", name, deltas, stamp)
+
+    def counts(self, name: str) -> Dict[str, Any]:
+        return self._counters("counters", name)
+
     def put_version(self, version: ModelVersion) -> None:
         self._put("model", "version#" + version.version, asdict(version))
 
@@ -166,6 +180,7 @@ class StateStore:
 class InMemoryStateStore(StateStore):
     def __init__(self) -> None:
         self._items: Dict[tuple, Dict[str, Any]] = {}
+        self._counts: Dict[tuple, Dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def _put(self, pk: str, sk: str, doc: Dict[str, Any]) -> None:
@@ -181,6 +196,17 @@ class InMemoryStateStore(StateStore):
         with self._lock:
             keys = sorted((k for k in self._items if k[0] == pk and k[1].startswith(sk_prefix)), reverse=True)
             return [json.loads(json.dumps(self._items[k])) for k in keys[:limit]]
+
+    def _add(self, pk: str, sk: str, deltas: Dict[str, int], stamp: str) -> None:
+        with self._lock:
+            counters = self._counts.setdefault((pk, sk), {})
+            for name, delta in deltas.items():
+                counters[name] = counters.get(name, 0) + delta
+            counters["last_at"] = stamp
+
+    def _counters(self, pk: str, sk: str) -> Dict[str, Any]:
+        with self._lock:
+            return dict(self._counts.get((pk, sk), {}))
 
 
 class DynamoStateStore(StateStore):
@@ -211,3 +237,25 @@ class DynamoStateStore(StateStore):
             ScanIndexForward=False, Limit=limit, ConsistentRead=True,
         ).get("Items", [])
         return [json.loads(item["doc"]["S"]) for item in items]
+
+    def _add(self, pk: str, sk: str, deltas: Dict[str, int], stamp: str) -> None:
+        names = {"#n{}".format(i): name for i, name in enumerate(sorted(deltas))}
+        values: Dict[str, Any] = {":v{}".format(i): {"N": str(deltas[name])} for i, name in enumerate(sorted(deltas))}
+        values[":stamp"] = {"S": stamp}
+        names["#last"] = "last_at"
+        additions = ", ".join("#n{0} :v{0}".format(i) for i in range(len(deltas)))
+        self._ddb.update_item(
+            TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}},
+            UpdateExpression="ADD {} SET #last = :stamp".format(additions) if deltas else "SET #last = :stamp",
+            ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+
+    def _counters(self, pk: str, sk: str) -> Dict[str, Any]:
+        item = self._ddb.get_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                                  ConsistentRead=True).get("Item") or {}
+        out: Dict[str, Any] = {}
+        for name, value in item.items():
+            if "N" in value:
+                out[name] = int(value["N"])
+            elif name == "last_at":
+                out[name] = value["S"]
+        return out

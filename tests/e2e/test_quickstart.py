@@ -274,3 +274,36 @@ def test_incremental_update_then_rollback_and_serving_follows(service):
     assert requests.post(service.url + "/model/rollback", json={"version": "v-none"}, timeout=10).status_code == 404
     missing = requests.post(service.url + "/model/rollback", json={}, timeout=10)
     assert missing.status_code == 400 and missing.json()["fields"] == ["version"]
+
+
+def test_updates_list_and_model_export(service):
+    import io
+    import tarfile
+
+    listed = requests.get(service.url + "/online/updates/list?limit=5", timeout=10).json()
+    assert len(listed["updates"]) >= 2 and listed["current_version"]
+    assert [u["version"] for u in listed["updates"] if u["current"]] == [listed["current_version"]]
+    assert requests.get(service.url + "/online/updates/list?limit=0", timeout=10).status_code == 400
+
+    exported = requests.post(service.url + "/model/export", timeout=60).json()
+    assert exported["status"] == "exported" and exported["version"] == listed["current_version"], exported
+    archive = requests.get(exported["download_url"], timeout=60)
+    assert archive.status_code == 200
+    with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
+        assert "saved_model/saved_model.pb" in tar.getnames()
+    copied = requests.post(service.url + "/model/export", json={"destination": "serving/prod"}, timeout=60).json()
+    assert copied["location"].endswith("/exports/serving/prod/"), copied
+    refused = requests.post(service.url + "/model/export", json={"destination": "../models/evil"}, timeout=10)
+    assert refused.status_code == 400 and refused.json()["fields"] == ["destination"]
+
+
+def test_streaming_status_counts_what_the_consumer_stored(service):
+    status = requests.get(service.url + "/online/streaming/status", timeout=10).json()
+    assert status["transport"] == "sqs" and status["status"] == "ok", status
+    stored, _ = _stored_event_ids(service)
+    assert status["consumer"]["stored_actions"] >= len(stored) > 0  # totals survive the restarts
+    assert status["queue"]["waiting"] == 0 and status["dead_letter_queue"]["waiting"] == 0
+    consumed = requests.post(service.url + "/online/streaming/consume", json={"max_messages": 5}, timeout=10).json()
+    assert consumed["status"] == "empty", consumed  # the consumer function keeps the queue drained
+    bad = requests.post(service.url + "/online/streaming/consume", json={"max_messages": 0}, timeout=10)
+    assert bad.status_code == 400 and bad.json()["fields"] == ["max_messages"]

@@ -23,6 +23,12 @@ class TestStateStoreContract:
         assert got.metrics["auc"] == 0.8123456789012345 and got.feature_columns == ["user_id"]
         assert store.get_version("missing") is None
 
+    def test_counters_add_atomically_and_read_back(self, store):
+        assert store.counts("ingest") == {}
+        store.add_counts("ingest", "t1", batches=1, stored_actions=10, poison_messages=0)
+        store.add_counts("ingest", "t2", batches=1, stored_actions=5, poison_messages=2)
+        assert store.counts("ingest") == {"batches": 2, "stored_actions": 15, "poison_messages": 2, "last_at": "t2"}
+
     def test_current_pointer(self, store):
         assert store.get_current() is None
         store.put_version(_version("v1"))

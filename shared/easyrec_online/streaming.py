@@ -1,0 +1,89 @@
+"""GET /online/streaming/status and POST /online/streaming/consume (the stream's operations view).
+
+Status: the transport, its depth (messages waiting, in flight, delayed), the dead-letter queue's
+depth, the ingest consumer's running totals (batches, messages, stored actions, poison messages),
+and the lag: stored actions the current model version has not trained on yet.
+
+Consume: drain up to `max_messages` by hand, through the same code the consumer function runs
+(decode, de-duplicate, store once, partial failures left on the queue for retry and the DLQ).
+For debugging and tests; the event source mapping does this continuously.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from .config import Settings
+from .consumer import INGEST_COUNTERS, new_processor, store_sqs_batch
+from .http import ApiError
+from .ingest import ActionStore
+from .registry import StateStore
+
+_DEPTH = {"ApproximateNumberOfMessages": "waiting", "ApproximateNumberOfMessagesNotVisible": "in_flight",
+          "ApproximateNumberOfMessagesDelayed": "delayed"}
+
+
+class ConsumeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_messages: StrictInt = Field(10, ge=1, le=100)
+
+
+class StreamingService:
+    def __init__(self, settings: Settings, sqs: Any, state: StateStore, store: ActionStore) -> None:
+        self._settings = settings
+        self._sqs = sqs
+        self._state = state
+        self._store = store
+
+    def _depth(self, queue_url: str) -> Dict[str, int]:
+        attrs = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=list(_DEPTH))["Attributes"]
+        return {name: int(attrs.get(key, 0)) for key, name in _DEPTH.items()}
+
+    def status(self) -> Dict[str, Any]:
+        s = self._settings
+        try:
+            queue = dict(self._depth(s.actions_queue_url), url=s.actions_queue_url)
+            dead = dict(self._depth(s.actions_dlq_url), url=s.actions_dlq_url) if s.actions_dlq_url else None
+        except Exception as exc:  # noqa: BLE001
+            raise ApiError(503, "stream_unavailable", "could not read the queue: {}".format(exc))
+        consumer = self._state.counts(INGEST_COUNTERS)
+        current = self._state.get_current()
+        stored = int(consumer.get("stored_actions", 0))
+        return {
+            "transport": "sqs",
+            "status": "ok" if not dead or dead["waiting"] == 0 else "dead_letters",
+            "queue": queue,
+            "dead_letter_queue": dead,
+            "consumer": {"batches": int(consumer.get("batches", 0)), "messages": int(consumer.get("messages", 0)),
+                         "stored_actions": stored, "poison_messages": int(consumer.get("poison_messages", 0)),
+                         "last_batch_at": consumer.get("last_at")},
+            "current_version": current.version if current else None,
+            # Accepted-and-stored actions the current version has not trained on (its holdout included).
+            "untrained_actions": max(0, stored - (current.num_actions if current else 0)),
+        }
+
+    def consume(self, request: ConsumeRequest) -> Dict[str, Any]:
+        url = self._settings.actions_queue_url
+        messages: List[Dict[str, Any]] = []
+        while len(messages) < request.max_messages:
+            batch = self._sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(10, request.max_messages - len(messages)),
+                                              WaitTimeSeconds=0, AttributeNames=["All"]).get("Messages", [])
+            if not batch:
+                break
+            messages += batch
+        if not messages:
+            return {"status": "empty", "received": 0, "stored_actions": 0, "failed_messages": []}
+        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                              "attributes": m.get("Attributes", {}), "messageAttributes": {},
+                              "eventSource": "aws:sqs", "md5OfBody": m.get("MD5OfBody", "")} for m in messages]}
+        before = int(self._state.counts(INGEST_COUNTERS).get("stored_actions", 0))
+        response = store_sqs_batch(event, new_processor(), self._store, self._state)
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        for m in messages:
+            if m["MessageId"] not in failed:
+                self._sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        after = int(self._state.counts(INGEST_COUNTERS).get("stored_actions", 0))
+        return {"status": "consumed", "received": len(messages), "stored_actions": after - before,
+                "failed_messages": sorted(failed)}
