@@ -71,7 +71,7 @@ SETTINGS: Dict[str, Setting] = {
         "ID_HASH_BUCKETS", 50000,
         "Hash buckets of the user and item id embeddings of a new lineage (more: fewer collisions, bigger "
         "model).", int),
-    "train_batch_size": Setting("TRAIN_BATCH_SIZE", 64, "Training batch size.", int),
+    "train_batch_size": Setting("TRAIN_BATCH_SIZE", 128, "Training batch size.", int),
     "train_min_actions": Setting("TRAIN_MIN_ACTIONS", 1, "Fewest stored actions a training run accepts.", int),
     "negatives_per_positive": Setting(
         "NEGATIVES_PER_POSITIVE", 2,
@@ -96,6 +96,14 @@ SETTINGS: Dict[str, Setting] = {
         "INCREMENTAL_EPOCHS", 3, "Passes over the new actions in an incremental update.", int),
     "incremental_min_steps": Setting(
         "INCREMENTAL_MIN_STEPS", 20, "Fewest training steps of an incremental update.", int),
+    "immediate_action_types": Setting(
+        "IMMEDIATE_ACTION_TYPES", "purchase,rating,add_to_cart,book_tickets",
+        "Action types the continuous trainer learns from at once (an update starts as soon as one is stored)."),
+    "batch_min_actions": Setting(
+        "BATCH_MIN_ACTIONS", 100,
+        "Other actions are learnt in batches: an update starts when this many are waiting ...", int),
+    "batch_max_age_s": Setting(
+        "BATCH_MAX_AGE_S", 60.0, "... or when the oldest waiting one was accepted this many seconds ago.", float),
     "continuous_poll_ms": Setting(
         "CONTINUOUS_POLL_MS", 500, "How often the continuous trainer looks for newly stored actions.", int),
     "auto_retrain_auc_threshold": Setting(
@@ -169,6 +177,9 @@ class Settings:
     random_seed: int
     incremental_epochs: int
     incremental_min_steps: int
+    immediate_action_types: str
+    batch_min_actions: int
+    batch_max_age_s: float
     continuous_poll_ms: int
     auto_retrain_auc_threshold: float
     promotion_auc_tolerance: float
@@ -216,6 +227,10 @@ class Settings:
         if self.learning_rate is not None:
             return self.learning_rate
         return 0.01 if self.optimizer == "adam" else 0.1
+
+    @property
+    def immediate_types(self) -> List[str]:
+        return [s.strip() for s in self.immediate_action_types.split(",") if s.strip()]
 
     @property
     def excluded_parameters(self) -> List[str]:

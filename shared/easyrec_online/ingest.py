@@ -198,3 +198,29 @@ class S3ActionStore(ActionStore):
 
     def read(self, key: str) -> List[StoredAction]:
         return self.decode(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+
+class CachingActionStore(ActionStore):
+    """Reads through to another store and keeps what it read: stored batch objects never change
+    (a retry rewrites the same key with the same actions), so a long-running reader such as the
+    continuous trainer reads each object once. Writes pass through."""
+
+    def __init__(self, inner: ActionStore, max_objects: int = 10000) -> None:
+        self._inner = inner
+        self._cache: Dict[str, List[StoredAction]] = {}
+        self._max = max_objects
+
+    def put_batch(self, actions: Sequence[StoredAction]) -> Optional[str]:
+        return self._inner.put_batch(actions)
+
+    def keys(self) -> List[str]:
+        return self._inner.keys()
+
+    def read(self, key: str) -> List[StoredAction]:
+        found = self._cache.get(key)
+        if found is None:
+            found = self._inner.read(key)
+            if len(self._cache) >= self._max:
+                self._cache.clear()
+            self._cache[key] = found
+        return list(found)

@@ -3,7 +3,10 @@
   TRAINING_MODE=continuous python task.py
 
 Loop: every CONTINUOUS_POLL_MS, look for stored action objects the current version's lineage has
-not trained on. With none and no current version of the configured model, run a cold full
+not trained on. Immediate versus batch learning (`update_trigger`): an action of an
+IMMEDIATE_ACTION_TYPES type (purchase, rating, add_to_cart, book_tickets by default) starts an update
+at once; other actions wait until BATCH_MIN_ACTIONS of them are waiting or the oldest was accepted
+BATCH_MAX_AGE_S ago. With none and no current version of the configured model, run a cold full
 training (job.run_training_job). Otherwise make a warm incremental update (modeling/warm.py):
 the lineage's graph and session stay alive, so an update costs its training steps, one checkpoint
 save, one SavedModel load for the holdout evaluation, and the uploads. The same rules as a cold
@@ -16,6 +19,7 @@ SIGTERM, between updates, so a stop never leaves half a version.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -23,11 +27,11 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
-from ..actions import isoformat_utc, utc_now
+from ..actions import StoredAction, isoformat_utc, parse_timestamp, utc_now
 from ..config import Settings
-from ..ingest import ActionStore
+from ..ingest import ActionStore, CachingActionStore
 from ..profiles import ProfileStore
 from ..registry import ModelVersion, StateStore, new_id
 from .job import (TrainingFailed, download_checkpoint, latest_checkpoint, load_training_data, parent_catalog,
@@ -79,9 +83,24 @@ class _Lineage:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def update_trigger(actions: Sequence[StoredAction], settings: Settings, now: dt.datetime) -> Optional[str]:
+    """Why an update should start now for these waiting actions, or None to keep waiting."""
+    immediate = sorted({a.action_type for a in actions if a.action_type in settings.immediate_types})
+    if immediate:
+        return "immediate: {}".format(", ".join(t for t in immediate if t))
+    if len(actions) >= settings.batch_min_actions:
+        return "batch: {} actions waiting".format(len(actions))
+    if actions:
+        oldest = min(parse_timestamp(a.accepted_at) for a in actions)
+        age = (now - oldest).total_seconds()
+        if age >= settings.batch_max_age_s:
+            return "batch: oldest waiting action accepted {:.0f} s ago".format(age)
+    return None
+
+
 def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: Any, lineage: _Lineage,
                 job_id: str, profile_store: Optional[ProfileStore]) -> Optional[ModelVersion]:
-    """One incremental update on the warm lineage; None when there is nothing new."""
+    """One incremental update on the warm lineage; None when there is nothing new or it is not time yet."""
     from ..serving.scorer import SavedModelScorer, auc_and_logloss
 
     started = time.monotonic()
@@ -91,6 +110,10 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     version = new_id("v")
     plan = plan_training(settings, "incremental", current, store.keys(), manifest, version)
     if not plan.new_keys:
+        return None
+    waiting = [a for key in plan.new_keys for a in store.read(key)]
+    trigger = update_trigger(waiting, settings, utc_now())
+    if trigger is None:
         return None
     data = load_training_data(settings, store, plan, profile_store, parent_catalog(settings, s3, plan))
     if not data.new_actions:
@@ -114,6 +137,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     candidate = SavedModelScorer(local_model)
     metrics = auc_and_logloss([e.label for e in holdout], candidate.score(_columns(holdout, data)))
     gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance, current.version)
+    gate["trigger"] = trigger
     timings["evaluate_s"] = round(time.monotonic() - t0, 3)
 
     t0 = time.monotonic()
@@ -178,6 +202,7 @@ def run_continuous(settings: Settings, state: StateStore, store: ActionStore, s3
     state.update_job(job_id, status="running", started_at=isoformat_utc(utc_now()))
     poll_s = settings.continuous_poll_ms / 1000.0
     lineage: Optional[_Lineage] = None
+    cached_store = CachingActionStore(store)  # each stored object is read once, however often we poll
     updates = 0
     try:
         while not should_stop() and not _stop_requested(state, job_id):
@@ -203,7 +228,7 @@ def run_continuous(settings: Settings, state: StateStore, store: ActionStore, s3
                     lineage.close()
                 lineage = _Lineage(settings, s3, current, tempfile.mkdtemp(prefix="easyrec-warm-"))
                 logger.info("continuous trainer: warm on version %s (lineage %s)", current.version, current.lineage)
-            record = warm_update(settings, state, store, s3, lineage, job_id, profile_store)
+            record = warm_update(settings, state, cached_store, s3, lineage, job_id, profile_store)
             if record is None:
                 time.sleep(poll_s)
                 continue
