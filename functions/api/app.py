@@ -10,6 +10,7 @@ from easyrec_online.control import (
     put_profile, rollback,
 )
 from easyrec_online.export import ExportRequest, ModelExporter, list_updates, parse_limit
+from easyrec_online.supervisor import RestartPolicyPatch, TrainingSupervisor, get_policy, patch_policy
 from easyrec_online.streaming import ConsumeRequest, StreamingService
 from easyrec_online.http import (
     JSON_CONTENT_TYPES, json_response, json_route, not_implemented, parse_json_body, validate,
@@ -24,6 +25,7 @@ ingest = IngestService(settings, wiring.action_publisher(settings))
 training = TrainingService(state, wiring.training_launcher(settings))
 profiles = wiring.profile_store(settings)
 exporter = ModelExporter(settings, state, aws.client("s3", settings))
+supervisor = TrainingSupervisor(settings, state, training)
 streaming = StreamingService(settings, aws.client("sqs", settings), state, wiring.action_store(settings))
 
 
@@ -46,7 +48,16 @@ def get_model_info():
 @app.route("/online/data/add", methods=["POST"], content_types=JSON_CONTENT_TYPES)
 @json_route
 def add_data():
-    return ingest.add(validate(AddDataRequest, _json_body()))
+    accepted = ingest.add(validate(AddDataRequest, _json_body()))
+    _keep_trainer_running(supervisor.maybe_ensure)
+    return accepted
+
+
+def _keep_trainer_running(ensure):
+    try:
+        ensure()
+    except Exception:  # noqa: BLE001 - accepted actions stay accepted; the next call tries again
+        logger.exception("could not ensure the continuous trainer")
 
 
 @app.route("/online/training/start", methods=["POST"], content_types=JSON_CONTENT_TYPES)
@@ -65,7 +76,12 @@ def rollback_model():
 @app.route("/online/training/status", methods=["GET"])
 @json_route
 def training_status():
-    return training.status()
+    _keep_trainer_running(supervisor.ensure)
+    return dict(training.status(), **get_restart_policy())
+
+
+def get_restart_policy():
+    return {"restart_policy": get_policy(state), "continuous_training": settings.continuous_training}
 
 
 @app.route("/users/{user_id}", methods=["PUT"], content_types=JSON_CONTENT_TYPES)
@@ -113,8 +129,9 @@ def stop_training():
 
 
 @app.route("/online/training/restart-policy", methods=["PATCH"], content_types=JSON_CONTENT_TYPES)
+@json_route
 def patch_restart_policy():
-    return not_implemented("PATCH /online/training/restart-policy", "issue #5")
+    return patch_policy(state, validate(RestartPolicyPatch, _json_body()))
 
 
 @app.route("/online/training/logs", methods=["GET"])

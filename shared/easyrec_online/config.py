@@ -96,6 +96,10 @@ SETTINGS: Dict[str, Setting] = {
         "INCREMENTAL_EPOCHS", 3, "Passes over the new actions in an incremental update.", int),
     "incremental_min_steps": Setting(
         "INCREMENTAL_MIN_STEPS", 20, "Fewest training steps of an incremental update.", int),
+    "continuous_training": Setting(
+        "CONTINUOUS_TRAINING", False,
+        "Keep a continuous trainer running: the API starts one when actions arrive and none runs, and "
+        "restarts a failed one as the restart policy allows (PATCH /online/training/restart-policy).", _bool),
     "immediate_action_types": Setting(
         "IMMEDIATE_ACTION_TYPES", "purchase,rating,add_to_cart,book_tickets",
         "Action types the continuous trainer learns from at once (an update starts as soon as one is stored)."),
@@ -177,6 +181,7 @@ class Settings:
     random_seed: int
     incremental_epochs: int
     incremental_min_steps: int
+    continuous_training: bool
     immediate_action_types: str
     batch_min_actions: int
     batch_max_age_s: float

@@ -99,6 +99,10 @@ class TrainingService:
         return self._state.update_job(job.job_id, status="failed", finished_at=isoformat_utc(utc_now()),
                                       error="training task stopped without finishing: {}".format(reason))
 
+    def current_job(self) -> Optional[TrainingJob]:
+        """The latest job, with a vanished task's fate recorded."""
+        return self._reconciled(self._state.latest_job())
+
     def start(self, mode: str = "auto") -> Dict[str, Any]:
         if mode not in TRAINING_MODES:
             raise ApiError(400, "invalid_request", "mode: one of {}".format(", ".join(TRAINING_MODES)), ["mode"])

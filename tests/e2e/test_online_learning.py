@@ -1,0 +1,90 @@
+"""Online learning end to end, with no training call: CONTINUOUS_TRAINING=true makes the API keep a
+continuous trainer running; a user's purchases of item A make the service rank A above B for
+them, and the update shows in /online/updates/list."""
+import time
+
+import pytest
+import requests
+
+from tests.e2e.conftest import RunningService
+
+pytestmark = pytest.mark.model_runtime
+USER = 42
+
+
+@pytest.fixture(scope="module")
+def online(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("online")
+    running = RunningService(str(tmp / "state"), str(tmp / "runner.log"), [
+        "CONTINUOUS_TRAINING=true", "TRAIN_STEPS=150", "CONTINUOUS_POLL_MS=200", "CURRENT_CHECK_INTERVAL_MS=200",
+        "PROMOTION_AUC_TOLERANCE=1.0", "INCREMENTAL_MIN_STEPS=40"])
+    running.start()
+    yield running
+    if running.process is not None and running.process.poll() is None:
+        running.stop()
+
+
+def _wait_for(predicate, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def _scores(service):
+    body = requests.post(service.url + "/predict", json={"user_id": USER, "item_ids": ["A", "B"]}, timeout=10).json()
+    return {p["item_id"]: p["score"] for p in body["predictions"]}, body["model_version"]
+
+
+def test_purchases_make_the_user_prefer_a_without_any_training_call(online):
+    # History: everyone likes B and passes on A; user 42 has seen other items only.
+    samples = []
+    for user in range(30):
+        samples += [{"user_id": user, "item_id": "B", "label": 1, "action_type": "like"},
+                    {"user_id": user, "item_id": "A", "label": 0, "action_type": "view"}]
+        samples += [{"user_id": user, "item_id": "x{}".format((user + k) % 7), "label": k % 2, "action_type": "view"}
+                    for k in range(4)]
+    samples += [{"user_id": USER, "item_id": "x{}".format(k), "label": 1, "action_type": "like"} for k in range(5)]
+    assert requests.post(online.url + "/online/data/add", json={"samples": samples}, timeout=30).status_code == 200
+
+    status = requests.get(online.url + "/online/training/status", timeout=10).json()
+    assert status["continuous_training"] and status["job"]["mode"] == "continuous", status
+    first = _wait_for(lambda: requests.get(online.url + "/health", timeout=10).json()["model_version"], 300,
+                      "the trainer's first version")
+    before, _ = _wait_for(lambda: (lambda s: s if s[1] == first else None)(_scores(online)), 30, "serving v1")
+    assert before["B"] > before["A"], before
+
+    purchases = [{"user_id": USER, "item_id": "A", "label": 1, "action_type": "purchase"} for _ in range(40)]
+    assert requests.post(online.url + "/online/data/add", json={"samples": purchases}, timeout=30).status_code == 200
+
+    def learnt():
+        scores, version = _scores(online)
+        return (scores, version) if version != first and scores["A"] > scores["B"] else None
+
+    after, version = _wait_for(learnt, 120, "an automatic update that ranks A above B for the user")
+    ranked = requests.post(online.url + "/recommend", json={"user_id": USER, "candidate_items": ["A", "B"],
+                                                            "top_k": 2}, timeout=10).json()
+    assert [r["item_id"] for r in ranked["recommendations"]] == ["A", "B"], ranked
+    updates = requests.get(online.url + "/online/updates/list", timeout=10).json()["updates"]
+    mine = [u for u in updates if u["version"] == ranked["model_version"]]
+    assert mine and mine[0]["mode"] == "incremental" and mine[0]["warm"], updates
+    assert requests.get(online.url + "/online/training/status", timeout=10).json()["status"] == "running"
+
+
+def test_restart_policy_patch_and_stop(online):
+    patched = requests.patch(online.url + "/online/training/restart-policy", json={"max_restarts": 3}, timeout=10)
+    assert patched.status_code == 200 and patched.json()["restart_policy"]["max_restarts"] == 3
+    bad = requests.patch(online.url + "/online/training/restart-policy", json={"policy": "sometimes"}, timeout=10)
+    assert bad.status_code == 400 and bad.json()["fields"] == ["policy"]
+    stopped = requests.post(online.url + "/online/training/stop", timeout=10).json()
+    assert stopped["status"] == "stopping", stopped
+    _wait_for(lambda: requests.get(online.url + "/online/training/status", timeout=10).json()["status"] == "stopped",
+              60, "the trainer to stop")
+    # Stopped on request: new actions do not start it again.
+    requests.post(online.url + "/online/data/add", json={"samples": [{"user_id": 1, "item_id": "A", "label": 1}]},
+                  timeout=10)
+    time.sleep(1)
+    assert requests.get(online.url + "/online/training/status", timeout=10).json()["status"] == "stopped"
