@@ -22,9 +22,20 @@ from .features import FeatureSpec
 TRAINING_MODES = ("auto", "full", "incremental", "continuous")
 
 
+_last_id_moment = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+_id_lock = threading.Lock()
+
+
 def new_id(prefix: str = "", moment: Optional[dt.datetime] = None) -> str:
-    """A time-sortable id: <prefix>YYYYmmddTHHMMSSmmm-<random>."""
-    moment = moment or utc_now()
+    """A time-sortable id: <prefix>YYYYmmddTHHMMSSmmm-<random>. Ids made by one process without an
+    explicit moment strictly increase, even within one millisecond (so "latest" is well defined)."""
+    global _last_id_moment
+    if moment is None:
+        with _id_lock:
+            now = utc_now()
+            moment = max(now.replace(microsecond=now.microsecond // 1000 * 1000),
+                         _last_id_moment + dt.timedelta(milliseconds=1))
+            _last_id_moment = moment
     return "{}{}{:03d}-{}".format(prefix, moment.strftime("%Y%m%dT%H%M%S"), moment.microsecond // 1000,
                                   secrets.token_hex(3))
 

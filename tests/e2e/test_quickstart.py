@@ -125,9 +125,12 @@ def test_predict_and_model_info(service):
 
 def test_recommend_from_the_catalog_with_context_and_cold_start(service):
     body = requests.post(service.url + "/recommend", json={"user_id": 123, "top_k": 5}, timeout=10).json()
-    items = [r["item_id"] for r in body["recommendations"]]
-    # User 123 bought or passed on 1-5 (purchase actions): the catalog's other items are offered.
-    assert items and not set(items) & {"1", "2", "3", "4", "5"} and body["candidate_sources"], body
+    # User 123 bought or passed on 1-5 (purchase actions): never offered again from the catalog.
+    assert body["candidate_sources"] and not {r["item_id"] for r in body["recommendations"]} & set("12345"), body
+    # User 8 only saw them (no action type): the catalog offers them, best first.
+    body = requests.post(service.url + "/recommend", json={"user_id": 8, "top_k": 3}, timeout=10).json()
+    scores = [r["score"] for r in body["recommendations"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True) and body["candidate_sources"], body
     listed = requests.post(service.url + "/recommend", json={
         "user_id": 123, "candidate_items": [2, 4, "never-seen"], "top_k": 3,
         "context": {"device": "mobile", "timestamp": "2026-11-27T20:15:00Z"}}, timeout=10).json()
