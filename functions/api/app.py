@@ -6,14 +6,15 @@ from easyrec_online import aws, wiring
 from easyrec_online.actions import AddDataRequest
 from easyrec_online.config import Settings
 from easyrec_online.control import (
-    IngestService, RollbackRequest, TrainingService, TrainingStartRequest, get_profile, health, model_info,
+    IngestService, RollbackRequest, TrainingLogs, TrainingService, TrainingStartRequest, get_profile, health,
+    model_info,
     put_profile, rollback,
 )
 from easyrec_online.export import ExportRequest, ModelExporter, list_updates, parse_limit
 from easyrec_online.supervisor import RestartPolicyPatch, TrainingSupervisor, get_policy, patch_policy
 from easyrec_online.streaming import ConsumeRequest, StreamingService
 from easyrec_online.http import (
-    JSON_CONTENT_TYPES, json_response, json_route, not_implemented, parse_json_body, validate,
+    JSON_CONTENT_TYPES, json_response, json_route, parse_json_body, validate,
 )
 
 logger = Logger(service="api")
@@ -26,6 +27,7 @@ training = TrainingService(state, wiring.training_launcher(settings))
 profiles = wiring.profile_store(settings)
 exporter = ModelExporter(settings, state, aws.client("s3", settings))
 supervisor = TrainingSupervisor(settings, state, training)
+logs = TrainingLogs(settings, state, aws.client("logs", settings))
 streaming = StreamingService(settings, aws.client("sqs", settings), state, wiring.action_store(settings))
 
 
@@ -135,8 +137,10 @@ def patch_restart_policy():
 
 
 @app.route("/online/training/logs", methods=["GET"])
+@json_route
 def training_logs():
-    return not_implemented("GET /online/training/logs", "issue #5")
+    query = app.current_request.query_params or {}
+    return logs.tail(query.get("lines"), query.get("job_id"))
 
 
 @app.route("/online/streaming/status", methods=["GET"])

@@ -125,10 +125,11 @@ class LocalRunner:
                 families[resolver.attrs[(task.name, "Family")]] = {
                     "logical": task.name, "name": task.container, "argv": task.argv, "env": env,
                     "code_dir": os.path.join(ROOT, task.code_dir),
+                    "logs": {k: str(v) for k, v in resolver.resolve(task.log_options).items()},
                 }
             clusters = [n for n, r in app.template["Resources"].items() if r["Type"] == "AWS::ECS::Cluster"]
             self.agent = EcsAgent(self.cloud.client("ecs"), resolver.refs[clusters[0]], families,
-                                  self._python(MODEL_RUNTIME), base_env)
+                                  self._python(MODEL_RUNTIME), base_env, logs=self.cloud.client("logs"))
             self.agent.start()
 
         self.gateway = Gateway(app.routes, self.invoke, self.args.host, self.args.port)

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any, Callable, Dict, List, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from .workers import InvokeError, console, pump_lines
 
@@ -114,7 +114,7 @@ class EcsAgent(threading.Thread):
     """
 
     def __init__(self, ecs: Any, cluster: str, families: Dict[str, Dict[str, Any]], python: str,
-                 base_env: Dict[str, str], poll_s: float = 0.5) -> None:
+                 base_env: Dict[str, str], poll_s: float = 0.5, logs: Any = None) -> None:
         super().__init__(name="ecs-agent", daemon=True)
         self.ecs = ecs
         self.cluster = cluster
@@ -126,6 +126,7 @@ class EcsAgent(threading.Thread):
         self.started: Set[str] = set()
         self.processes: Dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
+        self.logs = logs  # CloudWatch Logs client: task output is shipped as the awslogs driver would
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -175,8 +176,25 @@ class EcsAgent(threading.Thread):
         with self._lock:
             self.processes[arn] = process
         assert process.stdout is not None
-        pump_lines(process.stdout, "{}:{}".format(spec["logical"], short))
+        shipper = self._log_shipper(spec, arn)
+        pumping = pump_lines(process.stdout, "{}:{}".format(spec["logical"], short), shipper.add if shipper else None)
+        if shipper is not None:
+            shipper.close_after(pumping)
         threading.Thread(target=self._wait, args=(arn, process, short), daemon=True).start()
+
+    def _log_shipper(self, spec: Dict[str, Any], arn: str) -> Optional["LogShipper"]:
+        options = spec.get("logs") or {}
+        group, prefix = options.get("awslogs-group"), options.get("awslogs-stream-prefix")
+        if self.logs is None or not group or not prefix:
+            return None
+        # awslogs names a task's stream <prefix>/<container>/<task id>.
+        stream = "{}/{}/{}".format(prefix, spec["name"], arn.rsplit("/", 1)[-1])
+        try:
+            self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        except Exception:  # noqa: BLE001 - logs are a convenience; the task runs regardless
+            log.exception("could not create log stream %s", stream)
+            return None
+        return LogShipper(self.logs, group, stream)
 
     def _wait(self, arn: str, process: subprocess.Popen, short: str) -> None:
         code = process.wait()
@@ -201,3 +219,37 @@ class EcsAgent(threading.Thread):
             except subprocess.TimeoutExpired:
                 process.kill()
 
+
+
+class LogShipper:
+    """Buffers a task's output lines and puts them to its CloudWatch Logs stream every second."""
+
+    def __init__(self, logs: Any, group: str, stream: str, interval_s: float = 1.0) -> None:
+        self.logs, self.group, self.stream = logs, group, stream
+        self._lines: List[Dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._interval = interval_s
+        self._source: Optional[threading.Thread] = None
+        threading.Thread(target=self._run, name="logs-" + stream[-8:], daemon=True).start()
+
+    def close_after(self, source: threading.Thread) -> None:
+        """Ship what is left and stop once `source` (the thread reading the output) ends."""
+        self._source = source
+
+    def add(self, line: str) -> None:
+        with self._lock:
+            self._lines.append({"timestamp": int(time.time() * 1000), "message": line.rstrip("\n")})
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._interval)
+            done = self._source is not None and not self._source.is_alive()
+            with self._lock:
+                batch, self._lines = self._lines[:1000], self._lines[1000:]
+            if done and not batch:
+                return
+            if batch:
+                try:
+                    self.logs.put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=batch)
+                except Exception:  # noqa: BLE001
+                    log.exception("could not ship logs to %s", self.stream)

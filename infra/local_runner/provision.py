@@ -52,7 +52,7 @@ class Provisioner:
             "AWS::ECS::Cluster": self._cluster,
             "AWS::ECS::TaskDefinition": self._task_definition,
             "AWS::IAM::Role": self._role,
-            "AWS::Logs::LogGroup": self._named,
+            "AWS::Logs::LogGroup": self._log_group,
             "AWS::Serverless::Function": self._named,
             "AWS::Serverless::LayerVersion": self._named,
             "AWS::Serverless::Api": self._named,
@@ -89,6 +89,14 @@ class Provisioner:
     def _named(self, logical: str, props: Dict[str, Any]) -> None:
         name = _physical_name(self.stack, logical)
         self._set(logical, name, Arn="arn:aws:local:{}:{}:{}".format(REGION, ACCOUNT, name))
+
+    def _log_group(self, logical: str, props: Dict[str, Any]) -> None:
+        # The local ECS agent ships task output here, as the awslogs driver does on AWS.
+        name = props.get("LogGroupName") or _physical_name(self.stack, logical)
+        logs = self.cloud.client("logs")
+        if not logs.describe_log_groups(logGroupNamePrefix=name).get("logGroups"):
+            logs.create_log_group(logGroupName=name)
+        self._set(logical, name, Arn="arn:aws:logs:{}:{}:log-group:{}".format(REGION, ACCOUNT, name))
 
     def _bucket(self, logical: str, props: Dict[str, Any]) -> None:
         name = props.get("BucketName") or _physical_name(self.stack, logical)
@@ -138,7 +146,7 @@ class Provisioner:
         family = props.get("Family") or _physical_name(self.stack, logical, 255)
         containers = _camel(props["ContainerDefinitions"])
         for container in containers:
-            container.pop("logConfiguration", None)  # nothing to ship logs to locally
+            container.pop("logConfiguration", None)  # the local ECS agent ships the logs itself
         arn = self.cloud.client("ecs").register_task_definition(
             family=family, containerDefinitions=containers,
             requiresCompatibilities=props.get("RequiresCompatibilities", ["FARGATE"]),

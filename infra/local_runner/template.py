@@ -170,6 +170,8 @@ class TaskSpec:
     container: str
     argv: List[str]
     environment: Dict[str, Any] = field(default_factory=dict)  # unresolved
+    # awslogs options (unresolved): where ECS would ship the container's output
+    log_options: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -239,6 +241,7 @@ def parse_app(template: Dict[str, Any]) -> AppSpec:
                 name=name, code_dir=code_dir, container=container["Name"],
                 argv=list(container.get("EntryPoint", [])) + list(container.get("Command", [])),
                 environment={e["Name"]: e["Value"] for e in container.get("Environment", [])},
+                log_options=dict((container.get("LogConfiguration") or {}).get("Options") or {}),
             )
     return AppSpec(template, functions, routes, sources, tasks, template.get("Parameters", {}))
 

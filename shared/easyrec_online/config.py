@@ -52,6 +52,10 @@ SETTINGS: Dict[str, Setting] = {
     "training_task_definition": Setting(
         "TRAINING_TASK_DEFINITION", "easyrec-online-trainer", "ECS task definition (family or ARN) of the trainer."),
     "training_container": Setting("TRAINING_CONTAINER", "trainer", "Container name inside the trainer task."),
+    "trainer_log_group": Setting(
+        "TRAINER_LOG_GROUP", "", "CloudWatch Logs group of the trainer task (GET /online/training/logs reads it)."),
+    "trainer_log_stream_prefix": Setting(
+        "TRAINER_LOG_STREAM_PREFIX", "trainer", "awslogs stream prefix of the trainer task."),
     "training_subnets": Setting(
         "TRAINING_SUBNETS", "", "Comma-separated subnet ids for the Fargate trainer task."),
     "training_security_groups": Setting(
@@ -163,6 +167,8 @@ class Settings:
     training_cluster: str
     training_task_definition: str
     training_container: str
+    trainer_log_group: str
+    trainer_log_stream_prefix: str
     training_subnets: str
     training_security_groups: str
     model_name: str

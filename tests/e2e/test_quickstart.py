@@ -179,9 +179,15 @@ def test_user_and_item_profiles(service):
     assert bad.status_code == 400 and bad.json()["fields"] == ["body"]
 
 
-def test_unimplemented_seed_endpoints_answer_501_json(service):
-    response = requests.get(service.url + "/online/training/logs", timeout=10)
-    assert response.status_code == 501 and response.json()["error"] == "not_implemented"
+def test_training_logs_and_stop_when_idle(service):
+    def tail():
+        body = requests.get(service.url + "/online/training/logs?lines=30", timeout=10).json()
+        return body if any("promoted" in line for line in body["lines"]) else None
+
+    body = _wait_for(tail, 30, "the trainer's log lines")
+    assert 0 < body["count"] <= 30 and body["log_stream"].startswith("trainer/trainer/"), body
+    bad = requests.get(service.url + "/online/training/logs?lines=0", timeout=10)
+    assert bad.status_code == 400 and bad.json()["fields"] == ["lines"]
     idle = requests.post(service.url + "/online/training/stop", timeout=10)
     assert idle.status_code == 409 and idle.json()["error"] == "not_training"
 
