@@ -69,7 +69,7 @@ SETTINGS: Dict[str, Setting] = {
         "adagrad (sparse updates: cost per step independent of the id tables' size) or adam. A lineage keeps "
         "the optimizer it started with; a change starts a new lineage.", str),
     "learning_rate": Setting(
-        "LEARNING_RATE", None, "Learning rate (default: 0.1 for adagrad, 0.01 for adam).",
+        "LEARNING_RATE", None, "Learning rate (default: 0.2 for adagrad, 0.01 for adam).",
         lambda v: float(v) if v else None),
     "id_hash_buckets": Setting(
         "ID_HASH_BUCKETS", 50000,
@@ -237,7 +237,9 @@ class Settings:
     def effective_learning_rate(self) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
-        return 0.01 if self.optimizer == "adam" else 0.1
+        # Measured (bench/models, MovieLens DeepFM, 300 x 128): Adagrad 0.1 -> AUC 0.740, 0.2 -> 0.749,
+        # 0.3 -> 0.730; on the synthetic parity data 0.76 / 0.87 / 0.95 (Adam 0.01: 0.740 and 0.92).
+        return 0.01 if self.optimizer == "adam" else 0.2
 
     @property
     def immediate_types(self) -> List[str]:
