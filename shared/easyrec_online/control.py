@@ -214,11 +214,25 @@ def model_info(state: StateStore) -> Dict[str, Any]:
     current = state.get_current()
     versions = state.list_versions(limit=20)
     latest_job = state.latest_job()
-    return {
+    info: Dict[str, Any] = {
         "current": asdict(current) if current else None,
         "versions": [version_summary(v) for v in versions],
         "latest_job": asdict(latest_job) if latest_job else None,
     }
+    if latest_job is not None and latest_job.mode == "continuous" and latest_job.active:
+        # The online trainer's view: what it has done and how far behind the stream it is.
+        warm = [v for v in versions if v.job_id == latest_job.job_id and v.mode == "incremental"]
+        stored = int(state.counts("ingest").get("stored_actions", 0))
+        info["online"] = {
+            "trainer_job": latest_job.job_id, "status": latest_job.status, "started_at": latest_job.started_at,
+            "updates": len(warm), "promoted": sum(v.status == "ready" for v in warm),
+            "last_update": version_summary(warm[0]) if warm else None,
+            "last_update_s": warm[0].timings.get("total_s") if warm else None,
+            "last_trigger": warm[0].gate.get("trigger") if warm else None,
+            "trained_actions": current.num_actions if current else 0,
+            "untrained_actions": max(0, stored - (current.num_actions if current else 0)),
+        }
+    return info
 
 
 MAX_LOG_LINES = 1000

@@ -72,6 +72,8 @@ def test_purchases_make_the_user_prefer_a_without_any_training_call(online):
     mine = [u for u in updates if u["version"] == ranked["model_version"]]
     assert mine and mine[0]["mode"] == "incremental" and mine[0]["warm"], updates
     assert requests.get(online.url + "/online/training/status", timeout=10).json()["status"] == "running"
+    info = requests.get(online.url + "/model/info", timeout=10).json()
+    assert info["online"]["updates"] >= 1 and info["online"]["last_trigger"].startswith("immediate"), info["online"]
 
 
 def test_restart_policy_patch_and_stop(online):

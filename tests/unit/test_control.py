@@ -99,6 +99,23 @@ def test_training_mode_is_validated_and_passed_to_the_task():
     assert launcher.launched[0]["mode"] == "full"
 
 
+def test_model_info_shows_the_online_trainer_while_it_runs():
+    state, launcher = InMemoryStateStore(), InMemoryTrainingLauncher()
+    job_id = TrainingService(state, launcher).start("continuous")["job"]["job_id"]
+    state.update_job(job_id, status="running")
+    state.put_version(ModelVersion("v1", "deepfm-v1", "deepfm", "p/v1/", "t", mode="full", job_id=job_id,
+                                   num_actions=90))
+    state.put_version(ModelVersion("v2", "deepfm-v1", "deepfm", "p/v2/", "t", mode="incremental", job_id=job_id,
+                                   num_actions=150, timings={"total_s": 1.7}, gate={"trigger": "immediate: purchase"}))
+    state.set_current("v2")
+    state.add_counts("ingest", "t", stored_actions=160)
+    online = model_info(state)["online"]
+    assert online["updates"] == 1 and online["last_update"]["version"] == "v2" and online["last_update_s"] == 1.7
+    assert online["last_trigger"] == "immediate: purchase" and online["untrained_actions"] == 10
+    state.update_job(job_id, status="stopped")
+    assert "online" not in model_info(state)
+
+
 def test_stop_a_continuous_trainer_between_updates_and_a_one_shot_run_at_once():
     state, launcher = InMemoryStateStore(), InMemoryTrainingLauncher()
     training = TrainingService(state, launcher)
