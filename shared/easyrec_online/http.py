@@ -45,13 +45,6 @@ def json_response(body: Any, status: int = 200, headers: Optional[Dict[str, str]
     return Response(body=json.dumps(body), status_code=status, headers=all_headers)
 
 
-def not_implemented(route: str, issue: str) -> Response:
-    return json_response(
-        {"error": "not_implemented", "detail": "{} is declared but not implemented yet ({})".format(route, issue)},
-        status=501,
-    )
-
-
 def parse_json_body(raw_body: Optional[bytes]) -> Any:
     if not raw_body:
         raise ApiError(400, "invalid_json", "request body is empty; send a JSON object")
