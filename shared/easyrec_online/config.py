@@ -42,6 +42,10 @@ SETTINGS: Dict[str, Setting] = {
     "data_bucket": Setting("DATA_BUCKET", "easyrec-online-data", "S3 bucket for stored actions and models."),
     "actions_prefix": Setting("ACTIONS_PREFIX", "actions/", "S3 prefix of stored actions (partitioned dt=YYYY-MM-DD)."),
     "models_prefix": Setting("MODELS_PREFIX", "models/", "S3 prefix of model versions (<lineage>/<version>/)."),
+    "stream_transport": Setting(
+        "STREAM_TRANSPORT", "sqs", "Where /online/data/add writes actions: sqs (default) or kinesis."),
+    "actions_stream_name": Setting(
+        "ACTIONS_STREAM_NAME", "", "Kinesis data stream of actions (STREAM_TRANSPORT=kinesis)."),
     "actions_queue_url": Setting("ACTIONS_QUEUE_URL", "", "SQS queue URL that /online/data/add writes to."),
     "actions_dlq_url": Setting(
         "ACTIONS_DLQ_URL", "", "Dead-letter queue of the actions queue (poison messages end there)."),
@@ -160,6 +164,8 @@ class Settings:
     data_bucket: str
     actions_prefix: str
     models_prefix: str
+    stream_transport: str
+    actions_stream_name: str
     actions_queue_url: str
     actions_dlq_url: str
     state_table: str

@@ -8,10 +8,12 @@ key is derived from the event ids, so a retry overwrites instead of duplicating)
 """
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any, Dict, List, Optional
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from .actions import StoredAction, isoformat_utc, utc_now
@@ -27,14 +29,26 @@ def _decode(record: SQSRecord) -> List[StoredAction]:
     return decode_message_body(record.body)
 
 
-def new_processor() -> BatchProcessor:
-    return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+def _decode_kinesis(record: KinesisStreamRecord) -> List[StoredAction]:
+    return decode_message_body(base64.b64decode(record.kinesis.data).decode("utf-8"))
+
+
+def new_processor(transport: str = "sqs") -> BatchProcessor:
+    event_type = EventType.KinesisDataStreams if transport == "kinesis" else EventType.SQS
+    return BatchProcessor(event_type=event_type, raise_on_entire_batch_failure=False)
+
+
+def store_kinesis_batch(event: Dict[str, Any], processor: BatchProcessor, store: ActionStore,
+                        counters: Optional[StateStore] = None) -> Dict[str, Any]:
+    """Kinesis event source: failed records are reported by sequence number (the mapping then
+    retries from the first of them, and sends them on to the on-failure destination when exhausted)."""
+    return store_sqs_batch(event, processor, store, counters, decode=_decode_kinesis)
 
 
 def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, store: ActionStore,
-                    counters: Optional[StateStore] = None) -> Dict[str, Any]:
+                    counters: Optional[StateStore] = None, decode: Any = _decode) -> Dict[str, Any]:
     """Returns the partial-batch response ({"batchItemFailures": [...]}) for the event source."""
-    with processor(records=event.get("Records", []), handler=_decode) as batch:
+    with processor(records=event.get("Records", []), handler=decode) as batch:
         processed = batch.process()
     unique: Dict[str, StoredAction] = {}
     for status, result, _ in processed:

@@ -97,6 +97,45 @@ class SqsActionPublisher(ActionPublisher):
             raise PublishError(failed, reason)
 
 
+class KinesisActionPublisher(ActionPublisher):
+    """Kinesis Data Streams transport: one envelope per record (at most 240 KB, under Kinesis' 1 MB),
+    partitioned by the first action's user so one user's actions keep their order in a shard."""
+
+    MAX_RECORDS_PER_CALL = 500  # PutRecords' limit
+
+    def __init__(self, kinesis_client: Any, stream_name: str) -> None:
+        if not stream_name:
+            raise ValueError("ACTIONS_STREAM_NAME is not configured")
+        self._kinesis = kinesis_client
+        self._stream = stream_name
+
+    def publish(self, actions: Sequence[StoredAction]) -> None:
+        pending = [(body, members) for body, members in encode_envelopes(actions)]
+        failed: List[str] = []
+        reason = ""
+        for attempt in range(2):  # throttled records are retried once; botocore retries the call itself
+            retry: List[Tuple[str, List[StoredAction]]] = []
+            for start in range(0, len(pending), self.MAX_RECORDS_PER_CALL):
+                chunk = pending[start:start + self.MAX_RECORDS_PER_CALL]
+                try:
+                    answer = self._kinesis.put_records(StreamName=self._stream, Records=[
+                        {"Data": body.encode("utf-8"), "PartitionKey": str(members[0].user_id)[:256]}
+                        for body, members in chunk])
+                except Exception as exc:  # noqa: BLE001 - report which actions did not make it
+                    reason = str(exc)
+                    retry.extend(chunk)
+                    continue
+                for entry, item in zip(answer.get("Records", []), chunk):
+                    if entry.get("ErrorCode"):
+                        reason = "{}: {}".format(entry["ErrorCode"], entry.get("ErrorMessage", ""))
+                        retry.append(item)
+            pending = retry
+            if not pending:
+                return
+        failed = [a.event_id for _, members in pending for a in members]
+        raise PublishError(failed, reason)
+
+
 class ActionStore:
     """Durable storage of accepted actions, partitioned by the day they were accepted."""
 

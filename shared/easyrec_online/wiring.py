@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from . import aws
 from .config import Settings
-from .ingest import S3ActionStore, SqsActionPublisher
+from .ingest import ActionPublisher, KinesisActionPublisher, S3ActionStore, SqsActionPublisher
 from .launcher import EcsTrainingLauncher
 from .profiles import DynamoProfileStore
 from .registry import DynamoStateStore
@@ -17,7 +17,11 @@ def action_store(settings: Settings) -> S3ActionStore:
     return S3ActionStore(aws.client("s3", settings), settings.data_bucket, settings.actions_prefix)
 
 
-def action_publisher(settings: Settings) -> SqsActionPublisher:
+def action_publisher(settings: Settings) -> ActionPublisher:
+    if settings.stream_transport == "kinesis":
+        return KinesisActionPublisher(aws.client("kinesis", settings), settings.actions_stream_name)
+    if settings.stream_transport != "sqs":
+        raise ValueError("STREAM_TRANSPORT must be sqs or kinesis, not {!r}".format(settings.stream_transport))
     return SqsActionPublisher(aws.client("sqs", settings), settings.actions_queue_url)
 
 
