@@ -29,7 +29,7 @@ from botocore.config import Config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.quickstart import percentile  # noqa: E402
+from bench.quickstart import percentile, report  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
 
@@ -150,12 +150,7 @@ def main():
     finally:
         service.stop()
 
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "results", "freshness.json"), "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True)
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print("{:<{}}  {}".format(key, width, "{:.2f}".format(value) if isinstance(value, float) else value))
+    report("freshness", results)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,16 @@ def timed(call, repeats):
     return percentile(samples, 0.5), percentile(samples, 0.99)
 
 
+def report(name, results):
+    """Write bench/results/<name>.json and print the figures as a table."""
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", name + ".json"), "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        print("{:<{}}  {}".format(key, width, "{:.2f}".format(value) if isinstance(value, float) else value))
+
+
 def _stored(service):
     import boto3
     from botocore.config import Config
@@ -119,12 +129,7 @@ def main():
     finally:
         service.stop()
 
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "results", "quickstart.json"), "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True)
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print("{:<{}}  {}".format(key, width, "{:.2f}".format(value) if isinstance(value, float) else value))
+    report("quickstart", results)
 
 
 if __name__ == "__main__":

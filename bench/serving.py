@@ -28,7 +28,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.quickstart import percentile, timed  # noqa: E402
+from bench.quickstart import percentile, report, timed  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
 USER = 123
@@ -174,12 +174,7 @@ def main():
     finally:
         service.stop()
 
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "results", "serving.json"), "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True)
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print("{:<{}}  {}".format(key, width, "{:.2f}".format(value) if isinstance(value, float) else value))
+    report("serving", results)
 
 
 if __name__ == "__main__":

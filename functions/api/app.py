@@ -35,6 +35,11 @@ def _json_body():
     return parse_json_body(app.current_request.raw_body)
 
 
+def _optional_json_body():
+    """For endpoints whose body may be left out (the seed's calls send none)."""
+    return _json_body() if app.current_request.raw_body else {}
+
+
 @app.route("/health", methods=["GET"])
 @json_route
 def get_health():
@@ -65,7 +70,7 @@ def _keep_trainer_running(ensure):
 @app.route("/online/training/start", methods=["POST"], content_types=JSON_CONTENT_TYPES)
 @json_route
 def start_training():
-    body = _json_body() if app.current_request.raw_body else {}
+    body = _optional_json_body()
     return json_response(training.start(validate(TrainingStartRequest, body).mode), status=202)
 
 
@@ -113,7 +118,7 @@ def get_item(item_id):
 @app.route("/model/export", methods=["POST"], content_types=JSON_CONTENT_TYPES)
 @json_route
 def export_model():
-    body = _json_body() if app.current_request.raw_body else {}
+    body = _optional_json_body()
     return exporter.export(validate(ExportRequest, body))
 
 
@@ -152,5 +157,5 @@ def streaming_status():
 @app.route("/online/streaming/consume", methods=["POST"], content_types=JSON_CONTENT_TYPES)
 @json_route
 def streaming_consume():
-    body = _json_body() if app.current_request.raw_body else {}
+    body = _optional_json_body()
     return streaming.consume(validate(ConsumeRequest, body))

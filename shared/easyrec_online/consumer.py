@@ -65,3 +65,10 @@ def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, store: Act
         except Exception:  # noqa: BLE001
             logger.exception("could not update the ingest counters")
     return response
+
+
+def untrained_actions(state: StateStore) -> int:
+    """Stored actions the current version has not trained on yet (its holdout included): the lag."""
+    current = state.get_current()
+    stored = int(state.counts(INGEST_COUNTERS).get("stored_actions", 0))
+    return max(0, stored - (current.num_actions if current else 0))

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import __version__
 from .actions import MAX_ID_LENGTH, AddDataRequest, StoredAction, isoformat_utc, utc_now
 from .config import Settings
-from .http import ApiError
+from .consumer import untrained_actions
+from .http import ApiError, query_int
 from .ingest import ActionPublisher, PublishError
 from .labels import LabelRuleError
 from .launcher import TrainingLauncher
@@ -222,7 +223,6 @@ def model_info(state: StateStore) -> Dict[str, Any]:
     if latest_job is not None and latest_job.mode == "continuous" and latest_job.active:
         # The online trainer's view: what it has done and how far behind the stream it is.
         warm = [v for v in versions if v.job_id == latest_job.job_id and v.mode == "incremental"]
-        stored = int(state.counts("ingest").get("stored_actions", 0))
         info["online"] = {
             "trainer_job": latest_job.job_id, "status": latest_job.status, "started_at": latest_job.started_at,
             "updates": len(warm), "promoted": sum(v.status == "ready" for v in warm),
@@ -230,7 +230,7 @@ def model_info(state: StateStore) -> Dict[str, Any]:
             "last_update_s": warm[0].timings.get("total_s") if warm else None,
             "last_trigger": warm[0].gate.get("trigger") if warm else None,
             "trained_actions": current.num_actions if current else 0,
-            "untrained_actions": max(0, stored - (current.num_actions if current else 0)),
+            "untrained_actions": untrained_actions(state),
         }
     return info
 
@@ -251,13 +251,7 @@ class TrainingLogs:
         self._logs = logs_client
 
     def tail(self, lines_param: Optional[str], job_id: Optional[str]) -> Dict[str, Any]:
-        try:
-            lines = int(lines_param) if lines_param else 100
-        except ValueError:
-            lines = -1
-        if not 1 <= lines <= MAX_LOG_LINES:
-            raise ApiError(400, "invalid_request", "lines: an integer between 1 and {}".format(MAX_LOG_LINES),
-                           ["lines"])
+        lines = query_int(lines_param, "lines", 100, MAX_LOG_LINES)
         job = self._state.get_job(job_id) if job_id else self._state.latest_job()
         if job is None:
             raise ApiError(404, "not_found", "no training job {}".format(job_id) if job_id else "no training job yet")

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from .config import Settings
-from .http import ApiError
+from .http import ApiError, query_int
 from .registry import ModelVersion, StateStore
 
 EXPORTS_PREFIX = "exports/"
@@ -121,12 +121,4 @@ def list_updates(state: StateStore, limit: int = 20, lineage: Optional[str] = No
 
 
 def parse_limit(raw: Optional[str], default: int = 20, maximum: int = 100) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_request", "limit: an integer between 1 and {}".format(maximum), ["limit"])
-    if not 1 <= value <= maximum:
-        raise ApiError(400, "invalid_request", "limit: an integer between 1 and {}".format(maximum), ["limit"])
-    return value
+    return query_int(raw, "limit", default, maximum)

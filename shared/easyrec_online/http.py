@@ -45,6 +45,19 @@ def json_response(body: Any, status: int = 200, headers: Optional[Dict[str, str]
     return Response(body=json.dumps(body), status_code=status, headers=all_headers)
 
 
+def query_int(raw: Optional[str], field: str, default: int, maximum: int) -> int:
+    """An integer query-string parameter between 1 and `maximum` (absent: `default`), else a 400."""
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= maximum:
+        raise ApiError(400, "invalid_request", "{}: an integer between 1 and {}".format(field, maximum), [field])
+    return value
+
+
 def parse_json_body(raw_body: Optional[bytes]) -> Any:
     if not raw_body:
         raise ApiError(400, "invalid_json", "request body is empty; send a JSON object")

@@ -87,6 +87,11 @@ class ModelVersion:
         return self.s3_prefix + "checkpoint/"
 
     @property
+    def pipeline_key(self) -> str:
+        """The EasyRec pipeline config it was trained with (a lineage's warm trainer rebuilds from it)."""
+        return self.s3_prefix + "pipeline.config"
+
+    @property
     def catalog_key(self) -> str:
         """JSON (catalog.Catalog): item popularity and trends, users' recent items."""
         return self.s3_prefix + "catalog.json"
@@ -135,6 +140,13 @@ class StateStore:
 
     def _counters(self, pk: str, sk: str) -> Dict[str, Any]:
         raise NotImplementedError
+
+    def get_config(self, name: str) -> Optional[Dict[str, Any]]:
+        """A service setting stored at run time (e.g. the trainer's restart policy)."""
+        return self._get("config", name)
+
+    def put_config(self, name: str, doc: Dict[str, Any]) -> None:
+        self._put("config", name, doc)
 
     def add_counts(self, name: str, stamp: str, **deltas: int) -> None:
         """Running totals, e.g. the ingest consumer's stored actions and poison messages."""

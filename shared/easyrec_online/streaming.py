@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from .config import Settings
-from .consumer import INGEST_COUNTERS, new_processor, store_sqs_batch
+from .consumer import INGEST_COUNTERS, new_processor, store_sqs_batch, untrained_actions
 from .http import ApiError
 from .ingest import ActionStore
 from .registry import StateStore
@@ -50,18 +50,17 @@ class StreamingService:
             raise ApiError(503, "stream_unavailable", "could not read the queue: {}".format(exc))
         consumer = self._state.counts(INGEST_COUNTERS)
         current = self._state.get_current()
-        stored = int(consumer.get("stored_actions", 0))
         return {
             "transport": "sqs",
             "status": "ok" if not dead or dead["waiting"] == 0 else "dead_letters",
             "queue": queue,
             "dead_letter_queue": dead,
             "consumer": {"batches": int(consumer.get("batches", 0)), "messages": int(consumer.get("messages", 0)),
-                         "stored_actions": stored, "poison_messages": int(consumer.get("poison_messages", 0)),
+                         "stored_actions": int(consumer.get("stored_actions", 0)),
+                         "poison_messages": int(consumer.get("poison_messages", 0)),
                          "last_batch_at": consumer.get("last_at")},
             "current_version": current.version if current else None,
-            # Accepted-and-stored actions the current version has not trained on (its holdout included).
-            "untrained_actions": max(0, stored - (current.num_actions if current else 0)),
+            "untrained_actions": untrained_actions(self._state),
         }
 
     def consume(self, request: ConsumeRequest) -> Dict[str, Any]:

@@ -26,7 +26,7 @@ from .config import Settings
 from .registry import StateStore
 
 ENSURE_INTERVAL_S = 5.0
-POLICY_KEY = ("config", "restart_policy")
+POLICY = "restart_policy"
 DEFAULT_POLICY: Dict[str, Any] = {"policy": "on-failure", "max_restarts": 5, "backoff_s": 10.0, "restarts": 0}
 
 
@@ -39,7 +39,7 @@ class RestartPolicyPatch(BaseModel):
 
 
 def get_policy(state: StateStore) -> Dict[str, Any]:
-    return dict(DEFAULT_POLICY, **(state._get(*POLICY_KEY) or {}))  # noqa: SLF001 - a registry document
+    return dict(DEFAULT_POLICY, **(state.get_config(POLICY) or {}))
 
 
 def patch_policy(state: StateStore, patch: RestartPolicyPatch) -> Dict[str, Any]:
@@ -47,7 +47,7 @@ def patch_policy(state: StateStore, patch: RestartPolicyPatch) -> Dict[str, Any]
     policy.update({k: v for k, v in patch.model_dump().items() if v is not None})
     policy["restarts"] = 0  # a changed policy starts counting afresh
     policy["updated_at"] = isoformat_utc(utc_now())
-    state._put(POLICY_KEY[0], POLICY_KEY[1], policy)  # noqa: SLF001
+    state.put_config(POLICY, policy)
     return {"restart_policy": policy}
 
 
@@ -87,7 +87,7 @@ class TrainingSupervisor:
                 return None
             policy["restarts"] = int(policy["restarts"]) + 1
             policy["last_restart_at"] = isoformat_utc(now or utc_now())
-            self._state._put(POLICY_KEY[0], POLICY_KEY[1], policy)  # noqa: SLF001
+            self._state.put_config(POLICY, policy)
         try:
             started = self._training.start("continuous")
         except Exception:  # noqa: BLE001 - someone else started one meanwhile; the next call looks again

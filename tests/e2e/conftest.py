@@ -67,6 +67,17 @@ class RunningService:
         return subprocess.run(argv + ["-s", "-w", "\n%{http_code}"], capture_output=True, text=True, timeout=60)
 
 
+def wait_for(predicate, timeout_s: float, what: str):
+    """predicate()'s first truthy value, polled every 0.5 s; AssertionError after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting for " + what)
+
+
 def seed_commands() -> List[str]:
     with open(SEED_COMMANDS) as f:
         blocks = f.read().split("\n\n")

@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-from tests.e2e.conftest import RunningService
+from tests.e2e.conftest import RunningService, wait_for as _wait_for
 
 pytestmark = pytest.mark.model_runtime
 USER = 42
@@ -22,16 +22,6 @@ def online(tmp_path_factory):
     yield running
     if running.process is not None and running.process.poll() is None:
         running.stop()
-
-
-def _wait_for(predicate, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def _scores(service):

@@ -13,7 +13,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from tests.e2e.conftest import seed_commands
+from tests.e2e.conftest import seed_commands, wait_for as _wait_for
 
 pytestmark = pytest.mark.model_runtime
 
@@ -38,16 +38,6 @@ def _stored_event_ids(service):
         for line in s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode().splitlines():
             ids.add(json.loads(line)["event_id"])
     return ids, s3.list_objects_v2(Bucket=bucket, Prefix="actions/").get("Contents", [])
-
-
-def _wait_for(predicate, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def test_recommend_before_any_model_is_a_clear_503(service):

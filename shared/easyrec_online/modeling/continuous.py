@@ -35,7 +35,8 @@ from ..ingest import ActionStore, CachingActionStore
 from ..profiles import ProfileStore
 from ..registry import ModelVersion, StateStore, new_id
 from .job import (TrainingFailed, download_checkpoint, latest_checkpoint, load_training_data, parent_catalog,
-                  plan_training, promotion_decision, read_manifest, run_training_job)
+                  plan_training, promotion_decision, read_manifest, run_training_job, score_examples,
+                  upload_checkpoint, write_version_documents)
 
 logger = logging.getLogger(__name__)
 
@@ -52,17 +53,17 @@ class _Lineage:
         self.version = current
         self.workdir = workdir
         bucket = settings.data_bucket
-        pipeline_text = s3.get_object(Bucket=bucket, Key=current.s3_prefix + "pipeline.config")["Body"].read().decode()
+        pipeline_text = s3.get_object(Bucket=bucket, Key=current.pipeline_key)["Body"].read().decode()
         self.trainer = WarmTrainer(pipeline_text, current.spec, os.path.join(workdir, "graph"))
         ckpt_dir = os.path.join(workdir, "ckpt-" + current.version)
         download_checkpoint(s3, bucket, current, ckpt_dir)
         self.checkpoint, _ = latest_checkpoint(ckpt_dir)
         self.trainer.restore(self.checkpoint)
         base = download_saved_model(s3, bucket, current, os.path.join(workdir, "saved"))
-        self.graph_files = [os.path.relpath(os.path.join(root, name), base)
-                            for root, _, names in os.walk(base) for name in names
-                            if not os.path.relpath(os.path.join(root, name), base).startswith("variables")
-                            and not name.startswith(".")]
+        # The serving graph's files (saved_model.pb, assets/), as S3-style relative keys.
+        every = [os.path.relpath(os.path.join(root, name), base).replace(os.sep, "/")
+                 for root, _, names in os.walk(base) for name in names if not name.startswith(".")]
+        self.graph_files = [rel for rel in every if not rel.startswith("variables/")]
         self.base_dir = base
         self.scorer = SavedModelScorer(base)
         self.pipeline_text = pipeline_text
@@ -101,7 +102,7 @@ def update_trigger(actions: Sequence[StoredAction], settings: Settings, now: dt.
 def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: Any, lineage: _Lineage,
                 job_id: str, profile_store: Optional[ProfileStore]) -> Optional[ModelVersion]:
     """One incremental update on the warm lineage; None when there is nothing new or it is not time yet."""
-    from ..serving.scorer import SavedModelScorer, auc_and_logloss
+    from ..serving.scorer import SavedModelScorer
 
     started = time.monotonic()
     timings: Dict[str, float] = {}
@@ -122,7 +123,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
 
     t0 = time.monotonic()
     holdout = data.holdout_rows
-    baseline = auc_and_logloss([e.label for e in holdout], lineage.scorer.score(_columns(holdout, data)))
+    baseline = score_examples(lineage.scorer, holdout, data.spec, data.profiles)
     batch_size = min(settings.train_batch_size, max(1, len(data.train_rows)))
     steps = max(settings.incremental_min_steps,
                 int(math.ceil(settings.incremental_epochs * len(data.train_rows) / float(batch_size))))
@@ -135,7 +136,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     checkpoint = lineage.trainer.save(ckpt_dir)
     local_model = lineage.saved_model_from(checkpoint, os.path.join(lineage.workdir, "saved-" + version))
     candidate = SavedModelScorer(local_model)
-    metrics = auc_and_logloss([e.label for e in holdout], candidate.score(_columns(holdout, data)))
+    metrics = score_examples(candidate, holdout, data.spec, data.profiles)
     gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance, current.version)
     gate["trigger"] = trigger
     timings["evaluate_s"] = round(time.monotonic() - t0, 3)
@@ -151,26 +152,16 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
         global_step=global_step, metrics=metrics, gate=gate, feature_columns=current.feature_columns,
         feature_spec=current.feature_spec, optimizer=current.optimizer, serving_defaults=current.serving_defaults,
     )
+    upload_checkpoint(s3, bucket, checkpoint, record.checkpoint_prefix)
     name = os.path.basename(checkpoint)
     for suffix in (".index", ".data-00000-of-00001"):
-        with open(checkpoint + suffix, "rb") as f:
-            s3.put_object(Bucket=bucket, Key=record.checkpoint_prefix + name + suffix, Body=f.read())
         # The same bytes are the SavedModel's variables: a server-side copy, not a second upload.
         s3.copy_object(Bucket=bucket, Key=record.saved_model_prefix + "variables/variables" + suffix,
                        CopySource={"Bucket": bucket, "Key": record.checkpoint_prefix + name + suffix})
-    s3.put_object(Bucket=bucket, Key=record.checkpoint_prefix + "checkpoint",
-                  Body='model_checkpoint_path: "{}"\n'.format(name).encode())
     for rel in lineage.graph_files:
-        s3.copy_object(Bucket=bucket, Key=record.saved_model_prefix + rel.replace(os.sep, "/"),
-                       CopySource={"Bucket": bucket, "Key": current.saved_model_prefix + rel.replace(os.sep, "/")})
-    s3.put_object(Bucket=bucket, Key=prefix + "pipeline.config", Body=lineage.pipeline_text.encode())
-    s3.put_object(Bucket=bucket, Key=record.catalog_key,
-                  Body=parent_catalog(settings, s3, plan).add(data.train_actions).to_json().encode())
-    s3.put_object(Bucket=bucket, Key=prefix + "metrics.json",
-                  Body=json.dumps({"holdout": metrics, "gate": gate}, sort_keys=True).encode())
-    s3.put_object(Bucket=bucket, Key=record.manifest_key, Body=json.dumps({
-        "keys": sorted(set(plan.trained_keys) | set(plan.new_keys)), "held_out": data.held_out_next,
-        "items": data.catalog}).encode())
+        s3.copy_object(Bucket=bucket, Key=record.saved_model_prefix + rel,
+                       CopySource={"Bucket": bucket, "Key": current.saved_model_prefix + rel})
+    write_version_documents(settings, s3, record, plan, data, lineage.pipeline_text, metrics, gate)
     timings["upload_s"] = round(time.monotonic() - t0, 3)
     timings["total_s"] = round(time.monotonic() - started, 3)
     timings["warm"] = 1.0
@@ -187,13 +178,6 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
                 "promoted" if gate["promote"] else "rejected", len(data.train_actions), timings["total_s"],
                 json.dumps(timings))
     return record
-
-
-def _columns(examples: Any, data: Any) -> Dict[str, Any]:
-    from ..features import encode
-
-    rows = [encode(e, data.spec, data.profiles) for e in examples]
-    return {name: [r[name] for r in rows] for name in data.spec.names}
 
 
 def run_continuous(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,

@@ -208,17 +208,39 @@ def parent_catalog(settings: Settings, s3: Any, plan: TrainingPlan) -> Catalog:
     return Catalog(settings.trending_half_life_hours)
 
 
+def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles) -> Dict[str, float]:
+    """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec."""
+    from ..serving.scorer import auc_and_logloss
+
+    rows = [encode(e, spec, profiles) for e in examples]
+    probs = scorer.score({n: [r[n] for r in rows] for n in spec.names})
+    return auc_and_logloss([e.label for e in examples], probs)
+
+
 def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles) -> Dict[str, float]:
-    """Holdout metrics of a SavedModel, its inputs built with its own lineage's spec."""
-    from ..serving.scorer import SavedModelScorer, auc_and_logloss
+    """Holdout metrics of a SavedModel on disk."""
+    from ..serving.scorer import SavedModelScorer
 
     scorer = SavedModelScorer(export_dir)
     try:
-        rows = [encode(e, spec, profiles) for e in examples]
-        probs = scorer.score({n: [r[n] for r in rows] for n in spec.names})
+        return score_examples(scorer, examples, spec, profiles)
     finally:
         scorer.close()
-    return auc_and_logloss([e.label for e in examples], probs)
+
+
+def write_version_documents(settings: Settings, s3: Any, record: ModelVersion, plan: TrainingPlan,
+                            data: "TrainingData", pipeline_text: str, metrics: Dict[str, float],
+                            gate: Dict[str, Any]) -> None:
+    """A version's documents beside its model files: pipeline config, catalog, metrics, manifest."""
+    bucket = settings.data_bucket
+    s3.put_object(Bucket=bucket, Key=record.pipeline_key, Body=pipeline_text.encode())
+    s3.put_object(Bucket=bucket, Key=record.catalog_key,
+                  Body=parent_catalog(settings, s3, plan).add(data.train_actions).to_json().encode())
+    s3.put_object(Bucket=bucket, Key=record.s3_prefix + "metrics.json",
+                  Body=json.dumps({"holdout": metrics, "gate": gate}, sort_keys=True).encode())
+    s3.put_object(Bucket=bucket, Key=record.manifest_key, Body=json.dumps({
+        "keys": sorted(set(plan.trained_keys) | set(plan.new_keys)), "held_out": data.held_out_next,
+        "items": data.catalog}).encode())
 
 
 def promotion_decision(candidate: Dict[str, float], baseline: Optional[Dict[str, float]], tolerance: float,
@@ -397,14 +419,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         )
         upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)
         upload_checkpoint(s3, settings.data_bucket, checkpoint, record.checkpoint_prefix)
-        s3.put_object(Bucket=settings.data_bucket, Key=prefix + "pipeline.config", Body=pipeline_text.encode())
-        s3.put_object(Bucket=settings.data_bucket, Key=record.catalog_key,
-                      Body=parent_catalog(settings, s3, plan).add(data.train_actions).to_json().encode())
-        s3.put_object(Bucket=settings.data_bucket, Key=prefix + "metrics.json",
-                      Body=json.dumps({"holdout": metrics, "gate": gate}, sort_keys=True).encode())
-        s3.put_object(Bucket=settings.data_bucket, Key=record.manifest_key, Body=json.dumps({
-            "keys": sorted(set(plan.trained_keys) | set(plan.new_keys)), "held_out": data.held_out_next,
-            "items": data.catalog}).encode())
+        write_version_documents(settings, s3, record, plan, data, pipeline_text, metrics, gate)
         timings["upload_s"] = round(time.monotonic() - t0, 3)
         timings["total_s"] = round(time.monotonic() - started, 3)
         record.timings = timings

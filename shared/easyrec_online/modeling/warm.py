@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 from ..features import CONVERSION_LABEL, LABEL, Example, FeatureSpec, Profiles, encode
 

@@ -8,6 +8,7 @@ wait for one.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -124,7 +125,9 @@ class ModelCache:
             checker.join(timeout)
 
     def _check(self, raise_if_cold: bool = False) -> None:
-        with self._lock if raise_if_cold else _NoLock():
+        # The request path (cold, or checks in the foreground) serialises on the lock; the background
+        # checker needs none: current() starts at most one at a time.
+        with self._lock if raise_if_cold else contextlib.nullcontext():
             try:
                 self._refresh()
             except Exception:
@@ -150,10 +153,3 @@ class ModelCache:
         self.last_load_s = time.monotonic() - started
         logger.info("serving model version %s (loaded in %.3f s)", current.version, self.last_load_s)
 
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
