@@ -12,7 +12,7 @@ import json
 import uuid
 from typing import Any, Dict, List, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, StringConstraints, field_validator
 from typing_extensions import Annotated
 
 from .labels import DEFAULT_LABEL_RULES, derive_label
@@ -20,17 +20,11 @@ from .labels import DEFAULT_LABEL_RULES, derive_label
 MAX_ID_LENGTH = 256
 
 
-def _entity_id(value: Any) -> Any:
-    # IDs are ints or non-empty strings, never floats or booleans: 6 and "6" name the same item
-    # (see `id_key`), 6.0 or true is almost certainly a client bug.
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError("must be an integer or a string")
-    if isinstance(value, str) and not (0 < len(value.strip()) <= MAX_ID_LENGTH):
-        raise ValueError("must be a non-empty string of at most {} characters".format(MAX_ID_LENGTH))
-    return value
-
-
-EntityId = Annotated[Union[StrictInt, StrictStr], BeforeValidator(_entity_id)]
+# IDs are ints or non-empty strings, never floats or booleans: 6 and "6" name the same item (see
+# `id_key`); 6.0 or true is almost certainly a client bug. Checked natively by pydantic-core, with no
+# Python call per id: /recommend validates up to 1000 candidates per request.
+EntityId = Union[StrictInt, Annotated[StrictStr, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH,
+                                                                   pattern=r"\S")]]
 MAX_PARAMETERS_JSON_BYTES = 16 * 1024
 
 

@@ -277,7 +277,10 @@ def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], 
     for features, position, lookup in ((user_side, 0, profiles.user), (item_side, 1, profiles.item)):
         ids = [pair[position] for pair in pairs]
         if len(features) == 1:  # just the id: no profile fields to join
-            columns[features[0].name] = [feature_value(i) for i in ids]
+            if ids.count(ids[0]) == n:  # one user, many items (/recommend): encode the user once
+                columns[features[0].name] = [feature_value(ids[0])] * n
+            else:  # feature_value inlined for int ids (nothing to clean): one call fewer per candidate
+                columns[features[0].name] = [str(i) if type(i) is int else feature_value(i) for i in ids]
             continue
         keys = [id_key(i) for i in ids]
         encoded: Dict[str, Dict[str, Value]] = {}

@@ -68,7 +68,12 @@ def parse_json_body(raw_body: Optional[bytes]) -> Any:
 
 
 # Parts of a pydantic error location that name a union branch or validator, not a field.
-_BRANCH_TAGS = ("int", "str", "float", "bool")
+_BRANCH_TAGS = {"int": "an integer", "str": "a string", "constrained-str": "a string", "float": "a number",
+                "bool": "a boolean"}
+
+
+def _is_branch(part: Any) -> bool:
+    return isinstance(part, str) and (part in _BRANCH_TAGS or "[" in part or part.startswith("constrained-"))
 
 
 def _field_path(loc: Any) -> str:
@@ -76,11 +81,39 @@ def _field_path(loc: Any) -> str:
     for part in loc:
         if isinstance(part, int):
             path += "[{}]".format(part)
-        elif part in _BRANCH_TAGS or "[" in part or part.startswith("constrained-"):
+        elif _is_branch(part):
             continue
         else:
             path += ("." if path else "") + str(part)
     return path or "body"
+
+
+def _message(err: Dict[str, Any]) -> str:
+    kind, message = err.get("type", ""), err.get("msg", "invalid")
+    if kind == "extra_forbidden":
+        return "unknown field (put extra details in `parameters`)"
+    if kind == "string_pattern_mismatch":
+        return "must not be blank"
+    if message.startswith("Value error, "):
+        return message[len("Value error, "):]
+    return message
+
+
+def _union_message(errors: List[Dict[str, Any]]) -> str:
+    """One sentence for a value no branch of a union accepted (pydantic reports once per branch).
+
+    A branch whose type matched but whose constraint failed says most ("String should have at most
+    256 characters"); when no branch's type matched: "must be an integer or a string".
+    """
+    for err in errors:
+        if not err.get("type", "").endswith("_type"):
+            return _message(err)
+    names: List[str] = []
+    for err in errors:
+        name = _BRANCH_TAGS.get(err["loc"][-1], str(err["loc"][-1]))
+        if name not in names:
+            names.append(name)
+    return "must be " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
 
 
 def validate(model: Type[M], data: Any) -> M:
@@ -89,16 +122,13 @@ def validate(model: Type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems: Dict[str, str] = {}
+        by_path: Dict[str, List[Dict[str, Any]]] = {}
         for err in exc.errors():
-            path = _field_path(err.get("loc", ()))
-            if path not in problems:  # a union reports once per branch; the first says enough
-                message = err.get("msg", "invalid")
-                if message.startswith("Value error, "):
-                    message = message[len("Value error, "):]
-                if err.get("type") == "extra_forbidden":
-                    message = "unknown field (put extra details in `parameters`)"
-                problems[path] = message
+            by_path.setdefault(_field_path(err.get("loc", ())), []).append(err)
+        problems: Dict[str, str] = {}
+        for path, errors in by_path.items():
+            branches = [e for e in errors if e.get("loc") and _is_branch(e["loc"][-1])]
+            problems[path] = _union_message(branches) if len(branches) == len(errors) else _message(errors[0])
         detail = "; ".join("{}: {}".format(path, message) for path, message in problems.items())
         raise ApiError(400, "invalid_request", detail, list(problems))
 

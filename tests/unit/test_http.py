@@ -42,3 +42,23 @@ def test_json_route_maps_errors_and_hides_internals():
     response = broken()
     assert response.status_code == 500
     assert "secret" not in response.body and json.loads(response.body)["error"] == "internal_error"
+
+
+@pytest.mark.parametrize("value, message", [
+    (True, "must be an integer or a string"),
+    (None, "must be an integer or a string"),
+    ("", "at least 1 character"),
+    ("   ", "must not be blank"),
+    ("x" * 300, "at most 256 characters"),
+])
+def test_entity_id_errors_say_what_an_id_must_be(value, message):
+    with pytest.raises(ApiError) as caught:
+        validate(AddDataRequest, {"samples": [{"user_id": 1, "item_id": value}]})
+    assert caught.value.fields == ["samples[0].item_id"]
+    assert message in caught.value.detail
+
+
+def test_union_of_three_types_is_listed():
+    with pytest.raises(ApiError) as caught:
+        validate(AddDataRequest, {"samples": [{"user_id": 1, "item_id": 2, "timestamp": [1]}]})
+    assert caught.value.detail == "samples[0].timestamp: must be an integer, a number or a string"

@@ -165,22 +165,29 @@ class ScoringService:
             raise ApiError(500, "scoring_failed", "the model could not score this request: {}".format(exc))
 
     def _score(self, loaded: LoadedModel, pairs: Sequence[Pair],
-               request_context: Optional[RequestContext]) -> List[Tuple[float, bool]]:
-        """(score, cold_start) per pair."""
+               request_context: Optional[RequestContext]) -> Tuple[List[float], List[bool]]:
+        """(scores, cold_start flags), one each per pair, in order."""
         version, scorer, catalog = loaded
-        cold = [False] * len(pairs)
+        cold: List[bool] = []
         if catalog.actions:  # versions from before catalogs score every pair with the model
-            known_users = {u: catalog.knows_user(u) for u in {id_key(u) for u, _ in pairs}}
+            # Hot path (1000 candidates): one dict lookup per pair, no function call.
+            known_users = {u: catalog.knows_user(u) for u in {u for u, _ in pairs}}
             known_items = catalog.items
-            cold = [not (known_users[id_key(u)] and id_key(i) in known_items) for u, i in pairs]
-        warm = [pair for pair, is_cold in zip(pairs, cold) if not is_cold]
+            if len(known_users) == 1 and all(known_users.values()):  # /recommend: one known user
+                cold = [id_key(i) not in known_items for _, i in pairs]
+            else:
+                cold = [not (known_users[u] and id_key(i) in known_items) for u, i in pairs]
+        any_cold = any(cold)
+        warm = [pair for pair, is_cold in zip(pairs, cold) if not is_cold] if any_cold else pairs
         scores: List[float] = []
         if warm:
             context = self._context(version, request_context)
             columns = columns_for_pairs(warm, context, version.spec, self._profiles_for(loaded, warm))
-            scores = [float(p) for p in list(self._run(scorer, columns))]
+            scores = list(map(float, self._run(scorer, columns)))
+        if not any_cold:
+            return scores, [False] * len(pairs)
         it = iter(scores)
-        return [(catalog.prior(i), True) if is_cold else (next(it), False) for (_, i), is_cold in zip(pairs, cold)]
+        return [catalog.prior(i) if is_cold else next(it) for (_, i), is_cold in zip(pairs, cold)], cold
 
     # --- candidates ------------------------------------------------------------------------------
     def _nearest_items(self, loaded: LoadedModel, user_id: Union[int, str],
@@ -287,12 +294,12 @@ class ScoringService:
         else:
             candidates = list(request.candidate_items)
         candidates = self._apply_filters(loaded, request, candidates, request.candidate_items is None)
-        scored = self._score(loaded, [(request.user_id, item) for item in candidates], request.context)
-        ranked = heapq.nlargest(request.top_k, zip(candidates, scored), key=lambda pair: pair[1][0])
+        scores, cold = self._score(loaded, [(request.user_id, item) for item in candidates], request.context)
+        best = heapq.nlargest(request.top_k, range(len(candidates)), key=scores.__getitem__)
         result: Dict[str, Any] = {
             "user_id": request.user_id,
-            "recommendations": [dict({"item_id": item, "score": score}, **({"cold_start": True} if cold else {}))
-                                for item, (score, cold) in ranked],
+            "recommendations": [dict({"item_id": candidates[i], "score": scores[i]},
+                                     **({"cold_start": True} if cold[i] else {})) for i in best],
             "model_version": loaded.version.version,
         }
         if request.candidate_items is None:
@@ -306,9 +313,9 @@ class ScoringService:
                            "at most {} pairs per request (got {})".format(self._settings.max_candidates, len(pairs)),
                            ["pairs"])
         loaded = self._model()
-        scored = self._score(loaded, pairs, request.context)
-        predictions = [dict({"user_id": u, "item_id": i, "score": score}, **({"cold_start": True} if cold else {}))
-                       for (u, i), (score, cold) in zip(pairs, scored)]
+        scores, cold = self._score(loaded, pairs, request.context)
+        predictions = [dict({"user_id": u, "item_id": i, "score": score}, **({"cold_start": True} if is_cold else {}))
+                       for (u, i), score, is_cold in zip(pairs, scores, cold)]
         if single:
             result = dict(predictions[0])
             result["model_version"] = loaded.version.version
