@@ -1,14 +1,17 @@
-"""What AWS does between services, done locally: the SQS event source mapping and the ECS agent."""
+"""What AWS does between services, done locally: the SQS, Kinesis and Kafka (MSK) event source
+mappings and the ECS agent."""
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import logging
 import os
 import signal
 import subprocess
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .workers import InvokeError, console, pump_lines
 
@@ -100,6 +103,177 @@ class SqsPoller(threading.Thread):
             except Exception:  # noqa: BLE001 - keep polling; the cloud may be restarting
                 log.exception("SQS poller for %s", self.function)
                 self.stopping.wait(1.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+class KinesisPoller(threading.Thread):
+    """Lambda's Kinesis event source mapping: each shard's records in order, in batches.
+
+    With ReportBatchItemFailures the batch is retried from its first failed record; a failed
+    invocation retries the whole batch. After MaximumRetryAttempts the records still failing are
+    reported to the on-failure destination (an SQS queue; as on AWS, the message names the shard and
+    sequence numbers, the records stay in the stream) and the shard moves on. Positions are kept in
+    memory: moto's Kinesis does not outlive the runner either.
+    """
+
+    def __init__(self, kinesis: Any, stream_name: str, stream_arn: str, function: str,
+                 invoke: Callable[[str, Dict], Any], batch_size: int, starting_position: str,
+                 max_retries: int, on_failure: Optional[Tuple[Any, str]], region: str) -> None:
+        super().__init__(name="kinesis-" + function, daemon=True)
+        self.kinesis = kinesis
+        self.stream_name = stream_name
+        self.stream_arn = stream_arn
+        self.function = function
+        self.invoke = invoke
+        self.batch_size = batch_size
+        self.starting_position = "LATEST" if starting_position == "LATEST" else "TRIM_HORIZON"
+        self.max_retries = max_retries
+        self.on_failure = on_failure  # (sqs client, queue url) or None
+        self.region = region
+        self.stopping = threading.Event()
+        self._iterators: Dict[str, Optional[str]] = {}
+
+    def _record(self, shard_id: str, record: Dict[str, Any]) -> Dict[str, Any]:
+        return {
+            "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventName": "aws:kinesis:record",
+            "eventID": "{}:{}".format(shard_id, record["SequenceNumber"]), "eventSourceARN": self.stream_arn,
+            "awsRegion": self.region, "invokeIdentityArn": "arn:aws:iam::123456789012:role/local",
+            "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": record["PartitionKey"],
+                        "sequenceNumber": record["SequenceNumber"],
+                        "data": base64.b64encode(record["Data"]).decode(),
+                        "approximateArrivalTimestamp": record["ApproximateArrivalTimestamp"].timestamp()},
+        }
+
+    def _refresh_shards(self) -> None:
+        shards = self.kinesis.list_shards(StreamName=self.stream_name)["Shards"]
+        for shard in shards:
+            if shard["ShardId"] not in self._iterators:
+                self._iterators[shard["ShardId"]] = self.kinesis.get_shard_iterator(
+                    StreamName=self.stream_name, ShardId=shard["ShardId"],
+                    ShardIteratorType=self.starting_position)["ShardIterator"]
+
+    def poll_once(self) -> int:
+        self._refresh_shards()
+        delivered = 0
+        for shard_id, iterator in list(self._iterators.items()):
+            if iterator is None or self.stopping.is_set():
+                continue
+            answer = self.kinesis.get_records(ShardIterator=iterator, Limit=self.batch_size)
+            records = answer["Records"]
+            if records:
+                self._deliver(shard_id, records)
+                delivered += len(records)
+            self._iterators[shard_id] = answer.get("NextShardIterator")
+        return delivered
+
+    def _deliver(self, shard_id: str, records: List[Dict[str, Any]]) -> None:
+        pending = records
+        for attempt in range(self.max_retries + 1):
+            try:
+                result = self.invoke(self.function, {"Records": [self._record(shard_id, r) for r in pending]})
+            except Exception as exc:  # noqa: BLE001 - InvokeError, or the cloud restarting
+                log.error("%s failed on %d Kinesis records: %s", self.function, len(pending), exc)
+            else:
+                failed = {f.get("itemIdentifier") for f in (result or {}).get("batchItemFailures") or []} \
+                    if isinstance(result, dict) else set()
+                first = next((i for i, r in enumerate(pending) if r["SequenceNumber"] in failed), None)
+                if first is None:
+                    return
+                pending = pending[first:]
+            if self.stopping.wait(min(10.0, 0.5 * 2 ** attempt)):
+                return
+        self._report_failure(shard_id, pending)
+
+    def _report_failure(self, shard_id: str, records: List[Dict[str, Any]]) -> None:
+        log.error("%s: %d Kinesis records of %s failed every retry", self.function, len(records), shard_id)
+        if self.on_failure is None:
+            return
+        sqs, queue_url = self.on_failure
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({
+            "requestContext": {"functionArn": "arn:aws:lambda:{}:123456789012:function:{}".format(
+                self.region, self.function), "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": self.max_retries + 1},
+            "KinesisBatchInfo": {"shardId": shard_id, "startSequenceNumber": records[0]["SequenceNumber"],
+                                 "endSequenceNumber": records[-1]["SequenceNumber"], "batchSize": len(records),
+                                 "streamArn": self.stream_arn}}))
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                if not self.poll_once():
+                    self.stopping.wait(0.25)
+            except Exception:  # noqa: BLE001 - keep polling; the cloud may be restarting
+                log.exception("Kinesis poller for %s", self.function)
+                self.stopping.wait(1.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+class KafkaPoller(threading.Thread):
+    """Lambda's Kafka event source mapping (MSK or self-managed Kafka): a consumer group of its own,
+    batches of up to BatchSize records (waiting at most MaximumBatchingWindowInSeconds) in the
+    Kafka event shape. Offsets are committed only after the function succeeded; a failed
+    invocation gets the same batch again (with backoff), and a poller that dies before committing
+    leaves the batch to be delivered again to the next one: at least once, as on AWS."""
+
+    def __init__(self, client_config: Dict[str, Any], topics: List[str], function: str,
+                 invoke: Callable[[str, Dict], Any], batch_size: int, window_s: float, starting_position: str,
+                 source_arn: str) -> None:
+        super().__init__(name="kafka-" + function, daemon=True)
+        self.config = dict(client_config, **{
+            "group.id": "lambda-" + function, "enable.auto.commit": False,
+            "auto.offset.reset": "latest" if starting_position == "LATEST" else "earliest",
+            # Fast group (re)joins after a restart; an invocation may take minutes.
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "max.poll.interval.ms": 600000,
+        })
+        self.topics = topics
+        self.function = function
+        self.invoke = invoke
+        self.batch_size = batch_size
+        self.window_s = max(0.1, window_s)
+        self.source_arn = source_arn
+        self.stopping = threading.Event()
+        self.batches = 0
+        self.ready = threading.Event()  # set once the group has assigned partitions to this poller
+
+    def run(self) -> None:
+        from confluent_kafka import Consumer
+
+        from easyrec_online.kafka import kafka_event
+
+        consumer = Consumer(self.config)
+        consumer.subscribe(self.topics, on_assign=lambda c, partitions: self.ready.set())
+        try:
+            while not self.stopping.is_set():
+                messages = consumer.consume(self.batch_size, self.window_s)
+                good = []
+                for message in messages:
+                    if message.error():
+                        log.warning("Kafka poller for %s: %s", self.function, message.error())
+                    else:
+                        good.append(message)
+                if not good:
+                    continue
+                event = kafka_event([(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value())
+                                     for m in good], self.source_arn, self.config["bootstrap.servers"])
+                attempt = 0
+                while not self.stopping.is_set():
+                    try:
+                        self.invoke(self.function, event)
+                    except Exception as exc:  # noqa: BLE001 - InvokeError, or the cloud restarting
+                        log.error("%s failed on %d Kafka records (attempt %d): %s", self.function, len(good),
+                                  attempt + 1, exc)
+                        self.stopping.wait(min(30.0, 0.5 * 2 ** attempt))
+                        attempt += 1
+                        continue
+                    consumer.commit(asynchronous=False)
+                    self.batches += 1
+                    break
+        finally:
+            consumer.close()
 
     def stop(self) -> None:
         self.stopping.set()

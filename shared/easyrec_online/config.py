@@ -43,9 +43,20 @@ SETTINGS: Dict[str, Setting] = {
     "actions_prefix": Setting("ACTIONS_PREFIX", "actions/", "S3 prefix of stored actions (partitioned dt=YYYY-MM-DD)."),
     "models_prefix": Setting("MODELS_PREFIX", "models/", "S3 prefix of model versions (<lineage>/<version>/)."),
     "stream_transport": Setting(
-        "STREAM_TRANSPORT", "sqs", "Where /online/data/add writes actions: sqs (default) or kinesis."),
+        "STREAM_TRANSPORT", "sqs", "Where /online/data/add writes actions: sqs (default), kinesis or kafka."),
     "actions_stream_name": Setting(
         "ACTIONS_STREAM_NAME", "", "Kinesis data stream of actions (STREAM_TRANSPORT=kinesis)."),
+    "kafka_bootstrap_servers": Setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "", "Kafka / MSK brokers, host:port,... (STREAM_TRANSPORT=kafka)."),
+    "kafka_topic": Setting("KAFKA_TOPIC", "easyrec-actions", "Kafka topic of actions."),
+    "kafka_security_protocol": Setting(
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (MSK: SSL or SASL_SSL)."),
+    "kafka_sasl_mechanism": Setting(
+        "KAFKA_SASL_MECHANISM", "", "SASL mechanism with SASL_*: SCRAM-SHA-512 (MSK), SCRAM-SHA-256 or PLAIN."),
+    "kafka_sasl_username": Setting("KAFKA_SASL_USERNAME", "", "SASL user name."),
+    "kafka_sasl_password": Setting("KAFKA_SASL_PASSWORD", "", "SASL password (on AWS, inject it from Secrets Manager)."),
+    "kafka_ssl_ca_location": Setting(
+        "KAFKA_SSL_CA_LOCATION", "", "CA bundle for SSL (empty: the system's; MSK's certificates are public)."),
     "actions_queue_url": Setting("ACTIONS_QUEUE_URL", "", "SQS queue URL that /online/data/add writes to."),
     "actions_dlq_url": Setting(
         "ACTIONS_DLQ_URL", "", "Dead-letter queue of the actions queue (poison messages end there)."),
@@ -166,6 +177,13 @@ class Settings:
     models_prefix: str
     stream_transport: str
     actions_stream_name: str
+    kafka_bootstrap_servers: str
+    kafka_topic: str
+    kafka_security_protocol: str
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str
+    kafka_sasl_password: str
+    kafka_ssl_ca_location: str
     actions_queue_url: str
     actions_dlq_url: str
     state_table: str

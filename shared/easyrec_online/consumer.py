@@ -1,10 +1,12 @@
 """The ingest consumer's logic: a batch of stream records -> one durable S3 object.
 
-Powertools BatchProcessor semantics: each record is decoded on its own; records that do not decode
-(poison messages) are reported as batch item failures, so the stream retries only them and
-eventually moves them to the dead-letter queue. The good records of a batch are stored together
-as one object; if that write fails the whole invocation fails and the batch is retried (the object
-key is derived from the event ids, so a retry overwrites instead of duplicating).
+Powertools BatchProcessor semantics (SQS, Kinesis): each record is decoded on its own; records that
+do not decode (poison messages) are reported as batch item failures, so the stream retries only
+them and eventually moves them to the dead-letter queue. Kafka event sources take no partial
+batch response, so the Kafka consumer sends its poison records to the dead-letter queue itself.
+The good records of a batch are stored together as one object; if that write fails the whole
+invocation fails and the batch is retried (the object key is derived from the event ids, so a
+retry overwrites instead of duplicating).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from . import kafka
 from .actions import StoredAction, isoformat_utc, utc_now
 from .ingest import ActionStore, decode_message_body
 from .registry import StateStore
@@ -57,14 +60,62 @@ def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, store: Act
                 unique.setdefault(action.event_id, action)  # a producer may send an event twice
     store.put_batch(list(unique.values()))
     response = processor.response()
-    if counters is not None:
-        records = len(event.get("Records", []))
-        try:  # observability only: a lost increment must never fail (and so repeat) a stored batch
-            counters.add_counts(INGEST_COUNTERS, isoformat_utc(utc_now()), batches=1, messages=records,
-                                stored_actions=len(unique), poison_messages=len(response["batchItemFailures"]))
-        except Exception:  # noqa: BLE001
-            logger.exception("could not update the ingest counters")
+    _count(counters, len(event.get("Records", [])), len(unique), len(response["batchItemFailures"]))
     return response
+
+
+class DeadLetters:
+    """The actions dead-letter queue, written to directly by consumers whose event source has no
+    redrive of its own (Kafka)."""
+
+    def __init__(self, sqs_client: Any, queue_url: str) -> None:
+        self._sqs = sqs_client
+        self._url = queue_url
+
+    def send(self, bodies: List[str]) -> None:
+        if not self._url:
+            raise RuntimeError("ACTIONS_DLQ_URL is not configured: poison records cannot be set aside")
+        for start in range(0, len(bodies), 10):
+            chunk = bodies[start:start + 10]
+            answer = self._sqs.send_message_batch(QueueUrl=self._url, Entries=[
+                {"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)])
+            if answer.get("Failed"):
+                raise RuntimeError("dead-letter queue refused {} records: {}".format(
+                    len(answer["Failed"]), answer["Failed"][0].get("Message", "")))
+
+
+def store_kafka_batch(event: Dict[str, Any], store: ActionStore, dead_letters: DeadLetters,
+                      counters: Optional[StateStore] = None) -> Dict[str, Any]:
+    """Kafka event source (MSK or self-managed): the whole batch succeeds or the invocation fails
+    and the mapping delivers the batch again (its offsets are committed only after a success).
+    Poison records go to the dead-letter queue, with where they came from, before the success."""
+    unique: Dict[str, StoredAction] = {}
+    poison: List[str] = []
+    records = list(kafka.event_records(event))
+    for record in records:
+        try:
+            actions = decode_message_body(kafka.record_value(record))
+        except Exception as exc:  # noqa: BLE001 - any undecodable record is a poison record
+            logger.warning("poison Kafka record %s: %s", kafka.record_reference(record), exc)
+            poison.append(kafka.dead_letter_body(record, str(exc)))
+            continue
+        for action in actions:
+            unique.setdefault(action.event_id, action)
+    store.put_batch(list(unique.values()))
+    if poison:
+        dead_letters.send(poison)  # raises -> the batch is retried; storing it again is idempotent
+    _count(counters, len(records), len(unique), len(poison))
+    return {"records": len(records), "stored_actions": len(unique), "poison_records": len(poison)}
+
+
+def _count(counters: Optional[StateStore], records: int, stored: int, poison: int) -> None:
+    if counters is None:
+        return
+    try:  # observability only: a lost increment must never fail (and so repeat) a stored batch
+        counters.add_counts(INGEST_COUNTERS, isoformat_utc(utc_now()), batches=1, messages=records,
+                            stored_actions=stored, poison_messages=poison)
+    except Exception:  # noqa: BLE001
+        logger.exception("could not update the ingest counters")
 
 
 def untrained_actions(state: StateStore) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import aws
 from .config import Settings
+from .consumer import DeadLetters
 from .ingest import ActionPublisher, KinesisActionPublisher, S3ActionStore, SqsActionPublisher
 from .launcher import EcsTrainingLauncher
 from .profiles import DynamoProfileStore
@@ -20,9 +21,17 @@ def action_store(settings: Settings) -> S3ActionStore:
 def action_publisher(settings: Settings) -> ActionPublisher:
     if settings.stream_transport == "kinesis":
         return KinesisActionPublisher(aws.client("kinesis", settings), settings.actions_stream_name)
+    if settings.stream_transport == "kafka":
+        from .kafka import KafkaActionPublisher, new_producer  # confluent-kafka only for this transport
+
+        return KafkaActionPublisher(new_producer(settings), settings.kafka_topic)
     if settings.stream_transport != "sqs":
-        raise ValueError("STREAM_TRANSPORT must be sqs or kinesis, not {!r}".format(settings.stream_transport))
+        raise ValueError("STREAM_TRANSPORT must be sqs, kinesis or kafka, not {!r}".format(settings.stream_transport))
     return SqsActionPublisher(aws.client("sqs", settings), settings.actions_queue_url)
+
+
+def dead_letters(settings: Settings) -> DeadLetters:
+    return DeadLetters(aws.client("sqs", settings), settings.actions_dlq_url)
 
 
 def training_launcher(settings: Settings) -> EcsTrainingLauncher:
