@@ -3,7 +3,8 @@
   moto (durable)  <- resources the template declares, state restored from .local/state
   functions       <- one warm worker pool per function, in the function's runtime
   API Gateway     <- http://127.0.0.1:5000, the template's routes as REST proxy events
-  SQS -> Lambda   <- event source mapping with partial batch failures
+  SQS/Kinesis/Kafka -> Lambda <- event source mappings (partial batch failures; commit after success)
+  Kafka (MSK)     <- a real Kafka-protocol broker (Tansu) when StreamTransport=kafka
   ECS RunTask     <- training tasks run as model-runtime processes
 
 Ctrl-C (or SIGTERM) stops everything it started.
@@ -20,7 +21,11 @@ import time
 from typing import Any, Dict, List, Optional
 
 from .cloud import REGION, LocalCloud
-from .event_sources import EcsAgent, SqsPoller
+from easyrec_online.config import Settings
+from easyrec_online.kafka import client_config as kafka_client_config
+
+from .event_sources import EcsAgent, KafkaPoller, KinesisPoller, SqsPoller
+from .kafka_broker import LocalKafkaBroker
 from .gateway import Gateway
 from .provision import Provisioner, default_network
 from .template import CONTROL_RUNTIME, MODEL_RUNTIME, load_template, parse_app
@@ -30,12 +35,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 log = logging.getLogger("runner")
 
 
-def _parse_env(pairs: List[str]) -> Dict[str, str]:
+def _parse_env(pairs: List[str], flag: str = "--env") -> Dict[str, str]:
     out: Dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit("--env takes KEY=VALUE, got {!r}".format(pair))
+            raise SystemExit("{} takes KEY=VALUE, got {!r}".format(flag, pair))
         out[key] = value
     return out
 
@@ -53,8 +58,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--model-python", default=os.path.join(ROOT, ".venv-model", "bin", "python"))
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="environment override for every function and task (repeatable)")
+    p.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE",
+                   help="template parameter override, as sam deploy --parameter-overrides (repeatable), "
+                        "e.g. StreamTransport=kafka; also LOCAL_PARAMETERS='A=1 B=2'")
     p.add_argument("--max-workers", type=int, default=2, help="concurrent warm workers per function")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.parameter = os.environ.get("LOCAL_PARAMETERS", "").split() + args.parameter
+    return args
 
 
 class LocalRunner:
@@ -62,7 +72,8 @@ class LocalRunner:
         self.args = args
         self.cloud = LocalCloud(os.path.join(args.state_dir, "cloud"), port=args.cloud_port)
         self.pools: Dict[str, FunctionPool] = {}
-        self.pollers: List[SqsPoller] = []
+        self.pollers: List[Any] = []
+        self.kafka_broker: Optional[LocalKafkaBroker] = None
         self.agent: Optional[EcsAgent] = None
         self.gateway: Optional[Gateway] = None
 
@@ -74,12 +85,19 @@ class LocalRunner:
 
     def start(self) -> None:
         started = time.monotonic()
-        app = parse_app(load_template(self.args.template))
+        template = load_template(self.args.template)
+        overrides = _parse_env(self.args.parameter, "--parameter")
         self.cloud.start()
         subnets, groups = default_network(self.cloud)
-        resolver = Provisioner(self.cloud, app, self.args.stack, {
-            "TrainingSubnets": ",".join(subnets), "TrainingSecurityGroups": ",".join(groups),
-        }).run()
+        overrides.update({"TrainingSubnets": ",".join(subnets), "TrainingSecurityGroups": ",".join(groups)})
+        if parse_app(template, overrides).kafka_sources and not overrides.get("KafkaBootstrapServers"):
+            # No Kafka named: the runner's own broker stands in for the MSK cluster.
+            self.kafka_broker = LocalKafkaBroker(log=None).start()
+            overrides.update({"KafkaBootstrapServers": self.kafka_broker.bootstrap_servers,
+                              "KafkaSecurityProtocol": "PLAINTEXT"})
+            console("runner", "Kafka broker (Tansu) on {}".format(self.kafka_broker.bootstrap_servers))
+        app = parse_app(template, overrides)
+        resolver = Provisioner(self.cloud, app, self.args.stack).run()
         restored = self.cloud.restore()
         log.info("restored from %s: %s", self.cloud.state_dir, restored)
 
@@ -114,6 +132,28 @@ class LocalRunner:
                 self.cloud.client("sqs"), resolver.refs[source.queue], resolver.attrs[(source.queue, "Arn")],
                 source.function, self.invoke, source.batch_size, source.window_s, source.report_failures, REGION,
             )
+            poller.start()
+            self.pollers.append(poller)
+        for kinesis_source in app.kinesis_sources:
+            on_failure = kinesis_source.on_failure
+            poller = KinesisPoller(
+                self.cloud.client("kinesis"), resolver.refs[kinesis_source.stream],
+                resolver.attrs[(kinesis_source.stream, "Arn")], kinesis_source.function, self.invoke,
+                kinesis_source.batch_size, kinesis_source.starting_position, kinesis_source.max_retries,
+                (self.cloud.client("sqs"), resolver.refs[on_failure]) if on_failure else None, REGION,
+            )
+            poller.start()
+            self.pollers.append(poller)
+        for kafka_source in app.kafka_sources:
+            env = self.pools[kafka_source.function].env
+            settings = Settings.from_env(env)
+            topics = [str(t) for t in resolver.resolve(kafka_source.topics)]
+            if self.kafka_broker is not None:
+                for topic in topics:
+                    self.kafka_broker.create_topic(topic)
+            poller = KafkaPoller(kafka_client_config(settings), topics, kafka_source.function, self.invoke,
+                                 kafka_source.batch_size, kafka_source.window_s, kafka_source.starting_position,
+                                 str(resolver.resolve(kafka_source.cluster)))
             poller.start()
             self.pollers.append(poller)
 
@@ -172,6 +212,8 @@ class LocalRunner:
             self.agent.stop()
         for pool in self.pools.values():
             pool.stop()
+        if self.kafka_broker is not None:
+            self.kafka_broker.stop()
         self.cloud.stop()
         console("runner", "stopped")
 

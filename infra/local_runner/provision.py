@@ -10,7 +10,7 @@ import logging
 from typing import Any, Callable, Dict, List, Tuple
 
 from .cloud import LocalCloud, REGION
-from .template import AppSpec, Resolver, UnresolvedReference, parameter_values, references
+from .template import AppSpec, Resolver, UnresolvedReference, references
 
 log = logging.getLogger("local-cloud")
 
@@ -31,7 +31,7 @@ def _camel(node: Any) -> Any:
 
 
 class Provisioner:
-    def __init__(self, cloud: LocalCloud, app: AppSpec, stack: str, parameter_overrides: Dict[str, Any]) -> None:
+    def __init__(self, cloud: LocalCloud, app: AppSpec, stack: str) -> None:
         self.cloud = cloud
         self.app = app
         self.stack = stack
@@ -39,11 +39,11 @@ class Provisioner:
             "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": stack,
             "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": None,
         }
-        refs.update(parameter_values(app.template, parameter_overrides))
-        self.resolver = Resolver(refs, {})
+        refs.update(app.parameters)
+        self.resolver = Resolver(refs, {}, app.conditions)
 
     def run(self) -> Resolver:
-        resources = self.app.template.get("Resources", {})
+        resources = self.app.resources
         pending = list(resources)
         handlers: Dict[str, Callable[[str, Dict[str, Any]], None]] = {
             "AWS::S3::Bucket": self._bucket,
@@ -53,6 +53,7 @@ class Provisioner:
             "AWS::ECS::TaskDefinition": self._task_definition,
             "AWS::IAM::Role": self._role,
             "AWS::Logs::LogGroup": self._log_group,
+            "AWS::Kinesis::Stream": self._stream,
             "AWS::Serverless::Function": self._named,
             "AWS::Serverless::LayerVersion": self._named,
             "AWS::Serverless::Api": self._named,
@@ -119,6 +120,16 @@ class Provisioner:
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self._set(logical, url, Arn=arn, QueueName=name, QueueUrl=url)
+
+    def _stream(self, logical: str, props: Dict[str, Any]) -> None:
+        props = self._props(props)
+        name = props.get("Name") or _physical_name(self.stack, logical, 128)
+        kinesis = self.cloud.client("kinesis")
+        if name not in kinesis.list_streams().get("StreamNames", []):
+            kinesis.create_stream(StreamName=name, ShardCount=int(props.get("ShardCount", 1)))
+            kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+        arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+        self._set(logical, name, Arn=arn)
 
     def _table(self, logical: str, props: Dict[str, Any]) -> None:
         props = self._props(props)

@@ -55,20 +55,84 @@ class UnresolvedReference(Exception):
     pass
 
 
-class Resolver:
-    """Evaluates intrinsic functions against known references and attributes."""
+NO_VALUE_MARK = object()
 
-    def __init__(self, refs: Dict[str, Any], attrs: Dict[Tuple[str, str], Any]) -> None:
+
+NO_VALUE = "AWS::NoValue"
+
+
+def evaluate_conditions(template: Dict[str, Any], parameters: Dict[str, Any]) -> Dict[str, bool]:
+    """The template's Conditions (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition) for these
+    parameter values."""
+    declared = template.get("Conditions", {}) or {}
+    known: Dict[str, bool] = {}
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and list(node) == ["Ref"]:
+            return parameters.get(node["Ref"], node["Ref"])
+        return node
+
+    def truth(node: Any, seen: Tuple[str, ...] = ()) -> bool:
+        if isinstance(node, dict) and len(node) == 1:
+            (key, arg), = node.items()
+            if key == "Fn::Equals":
+                return str(value(arg[0])) == str(value(arg[1]))
+            if key == "Fn::Not":
+                return not truth(arg[0], seen)
+            if key == "Fn::And":
+                return all(truth(a, seen) for a in arg)
+            if key == "Fn::Or":
+                return any(truth(a, seen) for a in arg)
+            if key in ("Condition", "Ref") and isinstance(arg, str) and arg in declared:
+                return named(arg, seen)
+        raise ValueError("unsupported condition {!r}".format(node))
+
+    def named(name: str, seen: Tuple[str, ...] = ()) -> bool:
+        if name in seen:
+            raise ValueError("circular conditions: {}".format(" -> ".join(seen + (name,))))
+        if name not in known:
+            known[name] = truth(declared[name], seen + (name,))
+        return known[name]
+
+    for name in declared:
+        named(name)
+    return known
+
+
+def active_resources(template: Dict[str, Any], conditions: Dict[str, bool]) -> Dict[str, Any]:
+    """The resources CloudFormation would create: those without a Condition or whose Condition holds."""
+    return {name: resource for name, resource in (template.get("Resources") or {}).items()
+            if conditions.get(resource.get("Condition", ""), True)}
+
+
+class Resolver:
+    """Evaluates intrinsic functions against known references, attributes and conditions."""
+
+    def __init__(self, refs: Dict[str, Any], attrs: Dict[Tuple[str, str], Any],
+                 conditions: Optional[Dict[str, bool]] = None) -> None:
         self.refs = refs
         self.attrs = attrs
+        self.conditions = conditions or {}
 
     def resolve(self, node: Any) -> Any:
+        resolved = self._resolve(node)
+        return None if resolved is NO_VALUE_MARK else resolved
+
+    def _resolve(self, node: Any) -> Any:
+        # AWS::NoValue removes the list item or property it stands for.
         if isinstance(node, list):
-            return [self.resolve(n) for n in node]
+            return [r for r in (self._resolve(n) for n in node) if r is not NO_VALUE_MARK]
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
             (key, value), = node.items()
+            if key == "Ref" and value == NO_VALUE:
+                return NO_VALUE_MARK
+            if key == "Fn::If":
+                name, when_true, when_false = value
+                if name not in self.conditions:
+                    raise UnresolvedReference("condition " + name)
+                return self._resolve(when_true if self.conditions[name] else when_false)
             if key == "Ref":
                 if value not in self.refs:
                     raise UnresolvedReference(value)
@@ -94,7 +158,8 @@ class Resolver:
             if key == "Fn::Split":
                 sep, text = value
                 return str(self.resolve(text)).split(sep)
-        return {k: self.resolve(v) for k, v in node.items()}
+        resolved = {k: self._resolve(v) for k, v in node.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE_MARK}
 
     def _sub_var(self, name: str, extra: Dict[str, Any]) -> Any:
         if name in extra:
@@ -153,6 +218,29 @@ class SqsSource:
 
 
 @dataclass
+class KinesisSource:
+    function: str
+    stream: str  # logical id
+    batch_size: int
+    starting_position: str
+    max_retries: int
+    on_failure: Optional[str]  # logical id of the on-failure destination queue
+
+
+@dataclass
+class KafkaSource:
+    """An MSK (or self-managed Kafka) event source. Locally the runner's broker stands in for the
+    cluster: its records come from the function's KAFKA_BOOTSTRAP_SERVERS."""
+
+    function: str
+    topics: List[str]  # unresolved
+    batch_size: int
+    window_s: float
+    starting_position: str
+    cluster: Any  # unresolved (the MSK cluster ARN)
+
+
+@dataclass
 class FunctionSpec:
     name: str
     runtime: str  # CONTROL_RUNTIME or MODEL_RUNTIME
@@ -181,7 +269,15 @@ class AppSpec:
     routes: List[Route]
     sqs_sources: List[SqsSource]
     tasks: Dict[str, TaskSpec]
-    parameters: Dict[str, Any]
+    parameters: Dict[str, Any]  # values, as CloudFormation hands them over (strings)
+    conditions: Dict[str, bool] = field(default_factory=dict)
+    kinesis_sources: List[KinesisSource] = field(default_factory=list)
+    kafka_sources: List[KafkaSource] = field(default_factory=list)
+
+    @property
+    def resources(self) -> Dict[str, Any]:
+        """The resources that exist for these parameter values (Conditions applied)."""
+        return active_resources(self.template, self.conditions)
 
 
 def _function_runtime(props: Dict[str, Any], meta: Dict[str, Any], name: str) -> Tuple[str, str, str]:
@@ -201,13 +297,17 @@ def _function_runtime(props: Dict[str, Any], meta: Dict[str, Any], name: str) ->
     return runtime, props["CodeUri"].rstrip("/"), props["Handler"]
 
 
-def parse_app(template: Dict[str, Any]) -> AppSpec:
+def parse_app(template: Dict[str, Any], parameter_overrides: Optional[Dict[str, Any]] = None) -> AppSpec:
+    parameters = parameter_values(template, parameter_overrides)
+    conditions = evaluate_conditions(template, parameters)
     globals_fn = template.get("Globals", {}).get("Function", {})
     functions: Dict[str, FunctionSpec] = {}
     routes: List[Route] = []
     sources: List[SqsSource] = []
+    kinesis_sources: List[KinesisSource] = []
+    kafka_sources: List[KafkaSource] = []
     tasks: Dict[str, TaskSpec] = {}
-    for name, resource in template.get("Resources", {}).items():
+    for name, resource in active_resources(template, conditions).items():
         kind = resource.get("Type")
         props = resource.get("Properties", {})
         meta = resource.get("Metadata", {})
@@ -232,6 +332,22 @@ def parse_app(template: Dict[str, Any]) -> AppSpec:
                         window_s=float(eprops.get("MaximumBatchingWindowInSeconds", 0)),
                         report_failures="ReportBatchItemFailures" in eprops.get("FunctionResponseTypes", []),
                     ))
+                elif event.get("Type") == "Kinesis":
+                    on_failure = (eprops.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
+                    kinesis_sources.append(KinesisSource(
+                        function=name, stream=references(eprops["Stream"])[0],
+                        batch_size=int(eprops.get("BatchSize", 100)),
+                        starting_position=eprops.get("StartingPosition", "TRIM_HORIZON"),
+                        max_retries=int(eprops.get("MaximumRetryAttempts", 3)),
+                        on_failure=references(on_failure)[0] if on_failure else None,
+                    ))
+                elif event.get("Type") in ("MSK", "SelfManagedKafka"):
+                    kafka_sources.append(KafkaSource(
+                        function=name, topics=eprops.get("Topics", []), batch_size=int(eprops.get("BatchSize", 100)),
+                        window_s=float(eprops.get("MaximumBatchingWindowInSeconds", 0.5)),
+                        starting_position=eprops.get("StartingPosition", "TRIM_HORIZON"),
+                        cluster=eprops.get("Stream", "self-managed"),
+                    ))
         elif kind == "AWS::ECS::TaskDefinition":
             code_dir = meta.get("DockerBuildArgs", {}).get("FUNCTION_DIR")
             if meta.get("Dockerfile") != MODEL_RUNTIME_DOCKERFILE or not code_dir:
@@ -243,7 +359,7 @@ def parse_app(template: Dict[str, Any]) -> AppSpec:
                 environment={e["Name"]: e["Value"] for e in container.get("Environment", [])},
                 log_options=dict((container.get("LogConfiguration") or {}).get("Options") or {}),
             )
-    return AppSpec(template, functions, routes, sources, tasks, template.get("Parameters", {}))
+    return AppSpec(template, functions, routes, sources, tasks, parameters, conditions, kinesis_sources, kafka_sources)
 
 
 def parameter_values(template: Dict[str, Any], overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:

@@ -140,6 +140,7 @@ class FunctionPool:
                  timeout_s: float, max_workers: int = 2) -> None:
         self.name = name
         self.timeout_s = timeout_s
+        self.env = env
         self._factory = lambda: Worker(name, python, code_dir, handler, env)
         self._idle: List[Worker] = []
         self._all: List[Worker] = []

@@ -41,19 +41,29 @@ class StreamingService:
         attrs = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=list(_DEPTH))["Attributes"]
         return {name: int(attrs.get(key, 0)) for key, name in _DEPTH.items()}
 
+    def _stream(self) -> Dict[str, Any]:
+        """Where actions travel. Queue depth for SQS; Kinesis and Kafka report positions per
+        shard/partition, not a depth, so their consumer's progress is the totals and the lag below."""
+        s = self._settings
+        if s.stream_transport == "kinesis":
+            return {"stream": s.actions_stream_name}
+        if s.stream_transport == "kafka":
+            return {"topic": s.kafka_topic, "bootstrap_servers": s.kafka_bootstrap_servers}
+        return dict(self._depth(s.actions_queue_url), url=s.actions_queue_url)
+
     def status(self) -> Dict[str, Any]:
         s = self._settings
         try:
-            queue = dict(self._depth(s.actions_queue_url), url=s.actions_queue_url)
+            queue = self._stream()
             dead = dict(self._depth(s.actions_dlq_url), url=s.actions_dlq_url) if s.actions_dlq_url else None
         except Exception as exc:  # noqa: BLE001
             raise ApiError(503, "stream_unavailable", "could not read the queue: {}".format(exc))
         consumer = self._state.counts(INGEST_COUNTERS)
         current = self._state.get_current()
         return {
-            "transport": "sqs",
+            "transport": s.stream_transport,
             "status": "ok" if not dead or dead["waiting"] == 0 else "dead_letters",
-            "queue": queue,
+            ("queue" if s.stream_transport == "sqs" else "stream"): queue,
             "dead_letter_queue": dead,
             "consumer": {"batches": int(consumer.get("batches", 0)), "messages": int(consumer.get("messages", 0)),
                          "stored_actions": int(consumer.get("stored_actions", 0)),
@@ -64,6 +74,10 @@ class StreamingService:
         }
 
     def consume(self, request: ConsumeRequest) -> Dict[str, Any]:
+        if self._settings.stream_transport != "sqs":
+            raise ApiError(409, "not_a_queue", "POST /online/streaming/consume drains the SQS queue; with "
+                           "STREAM_TRANSPORT={} the event source mapping consumes the stream continuously "
+                           "(GET /online/streaming/status shows its progress)".format(self._settings.stream_transport))
         url = self._settings.actions_queue_url
         messages: List[Dict[str, Any]] = []
         while len(messages) < request.max_messages:

@@ -4,7 +4,7 @@ import shlex
 import signal
 import subprocess
 import time
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import pytest
 import requests
@@ -16,10 +16,11 @@ SEED_COMMANDS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed_q
 
 
 class RunningService:
-    def __init__(self, state_dir: str, log_path: str, extra_env: List[str]):
+    def __init__(self, state_dir: str, log_path: str, extra_env: List[str], parameters: Sequence[str] = ()):
         self.state_dir = state_dir
         self.log_path = log_path
         self.extra_env = extra_env
+        self.parameters = list(parameters)  # template parameter overrides, e.g. StreamTransport=kafka
         self.port = free_port()
         self.cloud_port = free_port()
         self.process: Optional[subprocess.Popen] = None
@@ -37,6 +38,8 @@ class RunningService:
                 "--cloud-port", str(self.cloud_port), "--state-dir", self.state_dir]
         for pair in self.extra_env:
             argv += ["--env", pair]
+        for pair in self.parameters:
+            argv += ["--parameter", pair]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s

@@ -33,7 +33,7 @@ def test_every_seed_endpoint_is_declared_once(app):
 
 def test_each_function_has_one_runtime_and_existing_code(app):
     runtimes = {f.name: f.runtime for f in app.functions.values()}
-    assert runtimes == {"ApiFunction": CONTROL_RUNTIME, "IngestConsumerFunction": CONTROL_RUNTIME,
+    assert runtimes == {"ApiFunction": CONTROL_RUNTIME, "IngestConsumerFunction": CONTROL_RUNTIME,  # default: sqs
                         "InferenceFunction": MODEL_RUNTIME}
     for spec in app.functions.values():
         module = spec.handler.rsplit(".", 1)[0]
@@ -63,3 +63,44 @@ def test_parameters_are_strings_like_cloudformation_gives_them():
     template = {"Parameters": {"N": {"Type": "Number", "Default": 5}, "L": {"Type": "CommaDelimitedList", "Default": ""}}}
     assert parameter_values(template) == {"N": "5", "L": []}
     assert parameter_values(template, {"L": "a,b"})["L"] == ["a", "b"]
+
+
+@pytest.mark.parametrize("transport, consumer, kinds", [
+    ("sqs", "IngestConsumerFunction", ("sqs",)),
+    ("kinesis", "IngestKinesisConsumerFunction", ("kinesis",)),
+    ("kafka", "IngestKafkaConsumerFunction", ("kafka",)),
+])
+def test_stream_transport_selects_one_consumer_and_its_event_source(transport, consumer, kinds):
+    app = parse_app(load_template(os.path.join(ROOT, "template.yaml")), {"StreamTransport": transport})
+    consumers = sorted(name for name in app.functions if name.startswith("Ingest"))
+    assert consumers == [consumer]
+    sources = {"sqs": app.sqs_sources, "kinesis": app.kinesis_sources, "kafka": app.kafka_sources}
+    assert {k for k, v in sources.items() if v} == set(kinds)
+    assert all(s.function == consumer for s in sources[transport])
+    assert ("ActionsStream" in app.resources) == (transport == "kinesis")
+    if transport == "kinesis":
+        (source,) = app.kinesis_sources
+        assert source.stream == "ActionsStream" and source.on_failure == "ActionsDeadLetterQueue"
+    env = app.functions["ApiFunction"].environment
+    resolver = Resolver(dict(app.parameters, ActionsStream="stream-name", DataBucket="b", StateTable="s",
+                             ProfilesTable="p", ActionsQueue="q", ActionsDeadLetterQueue="d",
+                             TrainingCluster="c", TrainerTaskDefinition="t", TrainerLogGroup="g"),
+                        {}, app.conditions)
+    resolved = resolver.resolve(env)
+    assert resolved["STREAM_TRANSPORT"] == transport
+    assert resolved["ACTIONS_STREAM_NAME"] == ("stream-name" if transport == "kinesis" else "")
+
+
+def test_conditions_and_if_with_no_value():
+    template = {"Parameters": {"Mode": {"Type": "String", "Default": "a"}},
+                "Conditions": {"IsA": {"Fn::Equals": [{"Ref": "Mode"}, "a"]},
+                               "NotA": {"Fn::Not": [{"Condition": "IsA"}]},
+                               "Both": {"Fn::And": [{"Condition": "IsA"}, {"Fn::Or": [{"Condition": "NotA"},
+                                                                                        {"Fn::Equals": ["x", "x"]}]}]}}}
+    from infra.local_runner.template import evaluate_conditions
+    assert evaluate_conditions(template, parameter_values(template)) == {"IsA": True, "NotA": False, "Both": True}
+    assert evaluate_conditions(template, parameter_values(template, {"Mode": "b"}))["NotA"] is True
+    r = Resolver({"X": "x"}, {}, {"IsA": False})
+    node = {"List": [1, {"Fn::If": ["IsA", 2, {"Ref": "AWS::NoValue"}]}], "Key": {"Fn::If": ["IsA", 1, {"Ref": "AWS::NoValue"}]},
+            "Other": {"Fn::If": ["IsA", 1, {"Ref": "X"}]}}
+    assert r.resolve(node) == {"List": [1], "Other": "x"}
