@@ -1,6 +1,6 @@
 # EasyRec Online. `make run` serves the whole service on http://127.0.0.1:5000; `make test` runs
 # every test. Both set up what they need first (infra/setup.sh; fast when nothing changed).
-.PHONY: setup run test test-unit test-integration test-e2e lint readme clean-state
+.PHONY: setup run test test-unit test-integration test-localstack test-e2e lint readme clean-state
 
 setup:
 	@infra/setup.sh
@@ -8,14 +8,19 @@ setup:
 run: setup
 	.venv/bin/python -m infra.local_runner
 
+# Everything, then the integration suite again on LocalStack (host mode) instead of moto.
 test: setup
 	.venv/bin/python -m pytest
+	.venv/bin/python -m infra.localstack -- .venv/bin/python -m pytest tests/integration
 
 test-unit: setup
 	.venv/bin/python -m pytest tests/unit
 
 test-integration: setup
 	.venv/bin/python -m pytest tests/integration
+
+test-localstack: setup
+	.venv/bin/python -m infra.localstack -- .venv/bin/python -m pytest tests/integration
 
 test-e2e: setup
 	.venv/bin/python -m pytest tests/e2e

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-command set-up: the control-plane env (.venv, Python 3.12), the model-runtime env
-# (.venv-model, Python 3.7 + TensorFlow 1.15 + EasyRec) and the tools env (.venv-tools, SAM CLI).
+# (.venv-model, Python 3.7 + TensorFlow 1.15 + EasyRec), the tools env (.venv-tools, SAM CLI) and
+# the LocalStack env (.venv-localstack, Python 3.13: the integration suite's second backend).
 # Safe and fast to re-run: an env is rebuilt only when its requirements file changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,9 +59,11 @@ add_to_env() {
 
 PY312=$(need_python 3.12 "control plane: API, ingest, local runner, tests")
 PY37=$(need_python 3.7 "model runtime: TensorFlow 1.15 runs only on Python 3.7")
+PY313=$(need_python 3.13 "LocalStack 2026.3 (integration tests' second backend) needs Python 3.13")
 
 make_env .venv "$PY312" requirements.txt
 add_to_env .venv infra/datasets-requirements.txt
 make_env .venv-model "$PY37" infra/model-runtime/requirements.txt --no-deps
 make_env .venv-tools "$PY312" infra/tools/requirements.txt
+make_env .venv-localstack "$PY313" infra/localstack/requirements.txt
 echo "setup: done"

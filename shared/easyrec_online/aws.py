@@ -21,7 +21,8 @@ _clients: Dict[Tuple[str, Optional[str], str], Any] = {}
 def client(service: str, settings: Optional[Settings] = None) -> Any:
     """A cached boto3 client for `service` (clients are thread-safe; creating them is not cheap)."""
     settings = settings or Settings.from_env()
-    key = (service, settings.aws_endpoint_url, settings.aws_region)
+    endpoint = (settings.aws_endpoint_url_dynamodb if service == "dynamodb" else None) or settings.aws_endpoint_url
+    key = (service, endpoint, settings.aws_region)
     with _lock:
         found = _clients.get(key)
         if found is None:
@@ -29,16 +30,26 @@ def client(service: str, settings: Optional[Settings] = None) -> Any:
                 retries={"max_attempts": 5, "mode": "standard"},
                 connect_timeout=5,
                 read_timeout=60,
-                s3={"addressing_style": "path"} if settings.aws_endpoint_url else None,
+                s3={"addressing_style": "path"} if endpoint else None,
             )
             found = boto3.session.Session().client(
                 service,
                 region_name=settings.aws_region,
-                endpoint_url=settings.aws_endpoint_url,
+                endpoint_url=endpoint,
                 config=config,
             )
+            if endpoint and service == "s3":
+                # Local emulators only: the model runtime's older urllib3 misreads LocalStack's
+                # "100 Continue" interim response (BadStatusLine), so large uploads go without the
+                # Expect header there. On AWS botocore's default stays.
+                found.meta.events.register("before-sign.s3", _drop_expect_header)
             _clients[key] = found
         return found
+
+
+def _drop_expect_header(request: Any, **_: Any) -> None:
+    if "Expect" in request.headers:
+        del request.headers["Expect"]
 
 
 def reset_clients() -> None:

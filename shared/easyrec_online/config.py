@@ -39,6 +39,10 @@ SETTINGS: Dict[str, Setting] = {
     "aws_endpoint_url": Setting(
         "AWS_ENDPOINT_URL", None,
         "Endpoint for every AWS client (moto or LocalStack locally); unset on AWS.", _optional),
+    "aws_endpoint_url_dynamodb": Setting(
+        "AWS_ENDPOINT_URL_DYNAMODB", None,
+        "Endpoint for DynamoDB alone (e.g. moto beside LocalStack, which cannot serve DynamoDB offline); "
+        "default AWS_ENDPOINT_URL.", _optional),
     "data_bucket": Setting("DATA_BUCKET", "easyrec-online-data", "S3 bucket for stored actions and models."),
     "actions_prefix": Setting("ACTIONS_PREFIX", "actions/", "S3 prefix of stored actions (partitioned dt=YYYY-MM-DD)."),
     "models_prefix": Setting("MODELS_PREFIX", "models/", "S3 prefix of model versions (<lineage>/<version>/)."),
@@ -172,6 +176,7 @@ SETTINGS: Dict[str, Setting] = {
 class Settings:
     aws_region: str
     aws_endpoint_url: Optional[str]
+    aws_endpoint_url_dynamodb: Optional[str]
     data_bucket: str
     actions_prefix: str
     models_prefix: str

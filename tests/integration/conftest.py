@@ -1,5 +1,15 @@
-"""Integration tests talk over the wire to a real moto server on 127.0.0.1 (a fresh state per test)."""
+"""Integration tests talk over the wire to a local cloud on 127.0.0.1: a real moto server (the
+default), or LocalStack in host mode (INTEGRATION_BACKEND=localstack, LOCALSTACK_ENDPOINT; started
+and stopped by `make test-localstack`, see infra/localstack.py) for S3, SQS and Kinesis.
+
+LocalStack cannot serve DynamoDB here (it downloads a JRE) nor Lambda (it needs Docker): with it,
+DynamoDB goes to a moto server beside it (AWS_ENDPOINT_URL_DYNAMODB), and tests *about* DynamoDB
+skip with that reason (`dynamodb_itself`). Every test gets fresh resources: moto is reset; on
+LocalStack, which has no reset, names are unique per test.
+"""
+import os
 import socket
+import uuid
 
 import pytest
 import requests
@@ -15,23 +25,58 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+BACKEND = os.environ.get("INTEGRATION_BACKEND", "moto")
+LOCALSTACK_SKIP_DYNAMODB = ("LocalStack cannot serve DynamoDB offline (it downloads a JRE at first use): "
+                            "this test is about DynamoDB itself and runs on the moto backend")
+
+
+class CloudEndpoints(str):
+    """The endpoint for S3/SQS/Kinesis (a str, as before) and, beside it, DynamoDB's."""
+
+    dynamodb: str
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    yield "http://127.0.0.1:{}".format(port)
+    moto = "http://127.0.0.1:{}".format(port)
+    if BACKEND == "localstack":
+        localstack = os.environ.get("LOCALSTACK_ENDPOINT", "")
+        try:
+            requests.get(localstack + "/_localstack/health", timeout=5).raise_for_status()
+        except Exception as exc:  # noqa: BLE001
+            pytest.fail("INTEGRATION_BACKEND=localstack but LocalStack does not answer at {!r} ({}); "
+                        "run `make test-localstack`".format(localstack, exc))
+        endpoints = CloudEndpoints(localstack)
+    else:
+        endpoints = CloudEndpoints(moto)
+    endpoints.dynamodb = moto
+    yield endpoints
     server.stop()
 
 
+@pytest.fixture
+def dynamodb_itself():
+    """For tests about DynamoDB: skipped (with the reason) on LocalStack."""
+    if BACKEND == "localstack":
+        pytest.skip(LOCALSTACK_SKIP_DYNAMODB)
+
+
 def make_cloud(endpoint: str, **env: str) -> Settings:
-    """Reset the moto server and create the service's bucket, queue and table; settings for them."""
-    requests.post(endpoint + "/moto-api/reset", timeout=10)
+    """Fresh bucket, queue and tables of the service on the local cloud; settings for them."""
+    dynamodb = getattr(endpoint, "dynamodb", endpoint)
+    requests.post(dynamodb + "/moto-api/reset", timeout=10)
+    suffix = ""
+    if dynamodb != endpoint:  # LocalStack: no reset, so names of this test's own
+        suffix = "-" + uuid.uuid4().hex[:8]
     aws.reset_clients()
-    settings = Settings.from_env(dict({"AWS_ENDPOINT_URL": endpoint, "DATA_BUCKET": "test-data",
-                                       "STATE_TABLE": "test-state", "PROFILES_TABLE": "test-profiles"}, **env))
+    settings = Settings.from_env(dict({"AWS_ENDPOINT_URL": str(endpoint), "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
+                                       "DATA_BUCKET": "test-data" + suffix, "STATE_TABLE": "test-state",
+                                       "PROFILES_TABLE": "test-profiles"}, **env))
     aws.client("s3", settings).create_bucket(Bucket=settings.data_bucket)
-    queue_url = aws.client("sqs", settings).create_queue(QueueName="test-actions")["QueueUrl"]
+    queue_url = aws.client("sqs", settings).create_queue(QueueName="test-actions" + suffix)["QueueUrl"]
     aws.client("dynamodb", settings).create_table(
         TableName=settings.state_table, BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},

@@ -40,7 +40,7 @@ def kafka_cloud(cloud, broker):
     """Settings for a fresh moto cloud plus a fresh topic on the broker, with a dead-letter queue."""
     topic = "actions-" + uuid.uuid4().hex[:8]
     broker.create_topic(topic, partitions=2)
-    dlq = aws.client("sqs", cloud).create_queue(QueueName="test-actions-dlq")["QueueUrl"]
+    dlq = aws.client("sqs", cloud).create_queue(QueueName=cloud.data_bucket.replace("test-data", "test-dlq"))["QueueUrl"]
     return Settings.from_env(dict(cloud.as_env(), STREAM_TRANSPORT="kafka", KAFKA_TOPIC=topic,
                                   KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers, ACTIONS_DLQ_URL=dlq))
 

@@ -29,17 +29,18 @@ def _event(kinesis, stream):
 
 
 def test_kinesis_publish_and_consume_store_each_action_once(cloud):
-    settings = Settings.from_env(dict(cloud.as_env(), STREAM_TRANSPORT="kinesis", ACTIONS_STREAM_NAME="test-actions"))
+    stream = cloud.data_bucket.replace("test-data", "test-actions")  # unique per test on LocalStack
+    settings = Settings.from_env(dict(cloud.as_env(), STREAM_TRANSPORT="kinesis", ACTIONS_STREAM_NAME=stream))
     kinesis = aws.client("kinesis", settings)
-    kinesis.create_stream(StreamName="test-actions", ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName="test-actions")
+    kinesis.create_stream(StreamName=stream, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream)
     publisher = wiring.action_publisher(settings)
     publisher.publish(_actions(30))
     publisher.publish(_actions(5, start=28))  # k28, k29 again: a producer retry
     # A producer writing to the stream directly, not through the API, with one malformed record.
-    kinesis.put_record(StreamName="test-actions", Data=b"{not an envelope", PartitionKey="x")
+    kinesis.put_record(StreamName=stream, Data=b"{not an envelope", PartitionKey="x")
 
-    event = _event(kinesis, "test-actions")
+    event = _event(kinesis, stream)
     assert len(event["Records"]) == 3
     state, store = wiring.state_store(settings), wiring.action_store(settings)
     response = store_kinesis_batch(event, new_processor("kinesis"), store, state)

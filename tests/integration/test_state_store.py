@@ -9,6 +9,7 @@ from easyrec_online.registry import InMemoryStateStore, ModelVersion, TrainingJo
 def store(request):
     if request.param == "memory":
         return InMemoryStateStore()
+    request.getfixturevalue("dynamodb_itself")  # skipped, with the reason, on LocalStack
     return wiring.state_store(request.getfixturevalue("cloud"))
 
 
@@ -59,6 +60,7 @@ def profiles(request, moto_endpoint):
 
     if request.param == "memory":
         return InMemoryProfileStore()
+    request.getfixturevalue("dynamodb_itself")
     return wiring.profile_store(request.getfixturevalue("cloud"))
 
 
