@@ -9,6 +9,8 @@ One run, fresh state, the real service through the local runner:
     held out for its evaluation); p50 and max over the trials, with the warm update's own timings;
   - cold: the trainer stopped, the same for a one-shot incremental training task
     (POST /online/training/start {"mode": "incremental"}: new process, graph build, export).
+  - then, still warm: from one accepted purchase to a changed /predict score for that pair
+    (trained, published, and swapped in by inference), p50 and p95 over `--predict-trials`.
 Target (issue 3): warm p50 <= 5 s for 1k actions. Prints a table, writes bench/results/freshness.json.
 The promotion gate is set to always promote (PROMOTION_AUC_TOLERANCE=1.0) so every trial ends in a
 version; the gate's own cost (two holdout evaluations) is still paid.
@@ -29,7 +31,7 @@ from botocore.config import Config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.quickstart import percentile, report  # noqa: E402
+from bench.quickstart import peak_rss_mb, percentile, report  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
 
@@ -89,6 +91,27 @@ def _wait_covered(service, covered, ids, timeout_s=180):
     raise AssertionError("no current version covered the actions within {} s".format(timeout_s))
 
 
+def predict_change_trials(service, rng, trials, timeout_s=120):
+    """Seconds from an accepted purchase of (user, item) until /predict's score for that pair changes
+    (the continuous trainer learned from it and inference swapped to that version)."""
+    out = []
+    session = requests.Session()
+    for _ in range(trials):
+        user, item = rng.randrange(300), rng.randrange(500)
+        pair = {"user_id": user, "item_id": item}
+        before = session.post(service.url + "/predict", json=pair, timeout=10).json()["score"]
+        r = session.post(service.url + "/online/data/add", timeout=10, json={"samples": [
+            dict(pair, label=1, action_type="purchase")]})
+        assert r.status_code == 200, r.text
+        accepted = time.monotonic()
+        while session.post(service.url + "/predict", json=pair, timeout=10).json()["score"] == before:
+            assert time.monotonic() - accepted < timeout_s, "the score never changed"
+            time.sleep(0.05)
+        out.append(time.monotonic() - accepted)
+        time.sleep(0.5)
+    return out
+
+
 def _wait_status(service, statuses, timeout_s=300):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -103,6 +126,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--actions", type=int, default=1000)
+    parser.add_argument("--predict-trials", type=int, default=10)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-freshness-")
     service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"),
@@ -136,6 +160,12 @@ def main():
         results["warm_update_total_s"] = update_totals
         results["target_p50_s"] = 5.0
         results["target_met"] = results["warm_accept_to_current_p50_s"] <= 5.0
+        changed = predict_change_trials(service, rng, args.predict_trials)
+        results["predict_changed_p50_s"] = percentile(changed, 0.5)
+        results["predict_changed_p95_s"] = percentile(changed, 0.95)
+        results["predict_changed_trials_s"] = [round(c, 2) for c in changed]
+        # Every function has served by now and the continuous trainer is running.
+        results["peak_rss_mb"] = {k: round(v, 1) for k, v in sorted(peak_rss_mb(service.process.pid).items())}
 
         r = requests.post(service.url + "/online/training/stop", timeout=10)
         assert r.status_code == 200, r.text

@@ -40,6 +40,40 @@ def timed(call, repeats):
     return percentile(samples, 0.5), percentile(samples, 0.99)
 
 
+def peak_rss_mb(root_pid):
+    """Peak resident memory (VmHWM, MB) of each function worker and task under a runner process,
+    by what it runs: the function's code folder (api, inference, ingest_consumer) or the trainer."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/{}/stat".format(entry)) as f:
+                    children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+            except OSError:
+                continue
+    peaks, stack = {}, [root_pid]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            with open("/proc/{}/cmdline".format(pid)) as f:
+                argv = f.read().split("\0")
+            with open("/proc/{}/status".format(pid)) as f:
+                hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            continue
+        if pid == root_pid:
+            name = "local runner (gateway + moto)"
+        elif any(a.endswith("worker_main.py") for a in argv):
+            name = os.path.basename(argv[argv.index(next(a for a in argv if a.endswith("worker_main.py"))) + 1].rstrip("/"))
+        elif "task.py" in argv:
+            name = "trainer task"
+        else:
+            continue
+        peaks[name] = max(peaks.get(name, 0.0), hwm / 1024.0)
+    return peaks
+
+
 def report(name, results):
     """Write bench/results/<name>.json and print the figures as a table."""
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)

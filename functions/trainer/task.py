@@ -14,7 +14,7 @@ from easyrec_online.config import Settings
 from easyrec_online.modeling.job import job_from_environment, run_training_job
 
 # Enough to reach the job record when the rest of the configuration does not parse.
-_LOCATION_VARIABLES = ("AWS_REGION", "AWS_ENDPOINT_URL", "STATE_TABLE")
+_LOCATION_VARIABLES = ("AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "STATE_TABLE")
 
 
 def main() -> int:

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -114,6 +115,17 @@ def main(argv=None) -> int:
     env = _environment(args.port)
     _loopback_kinesis_mock(env)
     url = "http://127.0.0.1:{}".format(args.port)
+    try:
+        urllib.request.urlopen(url + "/_localstack/health", timeout=2)
+        busy = True
+    except urllib.error.HTTPError:
+        busy = True
+    except OSError:
+        busy = False  # nothing there, as it should be
+    if busy:
+        raise SystemExit("localstack: something already answers on {}: stop it first".format(url))
+    # Stopped by a signal (CI timeout, Ctrl-C): still stop LocalStack and its kinesis-mock.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     log = open(os.path.join(HOME, "localstack.log"), "ab")
     process = subprocess.Popen([PYTHON, "-m", "localstack.runtime.main"], env=env, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)

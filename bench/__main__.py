@@ -1,0 +1,71 @@
+"""Every benchmark in one run: `.venv/bin/python -m bench` (about 15-20 minutes on 2 cores).
+
+Runs, one after another, each on a fresh local service it starts and stops itself:
+  bench.serving    /recommend at 100 and 1000 candidates vs raw TF Session.run; swaps under load
+  bench.freshness  accept -> new current version (warm, cold); accept -> changed /predict score;
+                   peak RSS of each function's process and of the trainer
+  bench.ingest     actions/s accepted and stored, requests of 1 and of 100, with a loss count
+  bench.quality    MovieLens-100k split by time: popularity vs frozen vs online, AUC/HR@10/NDCG@10,
+                   DeepFM and Wide&Deep
+then prints one table and writes bench/results/all.json (each part also writes its own file).
+`--skip quality` (repeatable) leaves a part out.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PARTS = ["serving", "freshness", "ingest", "quality"]
+
+
+def _rows(name, results):
+    if name == "quality":
+        for m in results["models"]:
+            for scorer in ("popularity", "frozen", "online"):
+                r = m[scorer]
+                yield "quality {} {}: AUC / HR@10 / NDCG@10".format(m["model"], scorer), \
+                    "{:.3f} / {:.3f} / {:.3f}".format(r["auc"], r["hr@10"], r["ndcg@10"])
+        return
+    for key, value in results.items():
+        if key in ("date", "machine"):
+            continue
+        if isinstance(value, float):
+            value = "{:.2f}".format(value)
+        yield "{} {}".format(name, key), value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip", action="append", default=[], choices=PARTS)
+    args = parser.parse_args()
+    started = time.monotonic()
+    combined = {"date": time.strftime("%Y-%m-%d"), "parts": {}, "seconds": {}}
+    for name in PARTS:
+        if name in args.skip:
+            continue
+        part_started = time.monotonic()
+        print("bench: {} ...".format(name), flush=True)
+        done = subprocess.run([sys.executable, "-m", "bench." + name], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              env=dict(os.environ, LOCAL_QUIET_ACCESS_LOG="1"))
+        if done.returncode != 0:
+            raise SystemExit("bench: {} failed (exit {})".format(name, done.returncode))
+        with open(os.path.join(ROOT, "bench", "results", name + ".json")) as f:
+            combined["parts"][name] = json.load(f)
+        combined["seconds"][name] = round(time.monotonic() - part_started, 1)
+    combined["total_seconds"] = round(time.monotonic() - started, 1)
+    with open(os.path.join(ROOT, "bench", "results", "all.json"), "w") as f:
+        json.dump(combined, f, indent=2)
+    print("| measure | value |")
+    print("| --- | --- |")
+    for name, results in combined["parts"].items():
+        for key, value in _rows(name, results):
+            print("| {} | {} |".format(key, value))
+    print("| total run | {:.0f} s ({}) |".format(combined["total_seconds"], ", ".join(
+        "{} {:.0f} s".format(k, v) for k, v in combined["seconds"].items())))
+
+
+if __name__ == "__main__":
+    main()

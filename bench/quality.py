@@ -1,0 +1,204 @@
+"""Learning quality on real data: MovieLens-100k split by time, replayed through the API.
+
+  .venv/bin/python -m bench.quality [--models deepfm,wide_and_deep] [--steps 1000] [--per-day 100]
+
+Per model, one fresh local service (python -m infra.local_runner):
+  1. the first 80 % of the ratings (by time) go in through POST /online/data/add; a continuous
+     trainer starts and its first version (a full training on them) is the *frozen* model;
+  2. the remaining 20 % are replayed day by day through the API; ratings are immediate action
+     types, so each day's actions start a warm incremental update; the next day waits until the
+     current version covers them (trained or held out). The version current before a day is the
+     *online* model for that day;
+  3. each replayed day is scored before its own actions are learned from, by (a) popularity (positive
+     ratings before that day), (b) the frozen model, (c) the online model. AUC over the day's ratings
+     (label: 4 stars or more); HR@10 and NDCG@10 ranking each positive among 99 items the user never
+     rated (sampled with a fixed seed, up to --per-day positives a day).
+Models are scored as /predict scores (same features, same cold-start rule) by bench/quality_eval.py
+in the model runtime. The gate always promotes and drift retraining is off during the replay
+(PROMOTION_AUC_TOLERANCE=1.0, AUTO_RETRAIN_AUC_THRESHOLD=0): this measures incremental learning.
+Prints a table, writes bench/results/quality.json.
+"""
+import argparse
+import collections
+import datetime as dt
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "shared"))
+
+from bench.freshness import Covered, _current, _wait_covered  # noqa: E402
+from easyrec_online.datasets.movielens import load_movielens_100k, split_by_time  # noqa: E402
+from tests.e2e.conftest import RunningService  # noqa: E402
+
+NEGATIVES = 99
+
+
+def auc(labels, scores):
+    """Rank AUC with ties averaged (None when a class is missing)."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2.0 + 1
+        i = j + 1
+    positives = sum(1 for y in labels if y)
+    negatives = len(labels) - positives
+    if not positives or not negatives:
+        return None
+    return (sum(r for r, y in zip(ranks, labels) if y) - positives * (positives + 1) / 2.0) / (positives * negatives)
+
+
+def rank_metrics(scores):
+    """scores[0] is the positive; HR@10 and NDCG@10 with ties counted half (random tie-break)."""
+    above = sum(1 for s in scores[1:] if s > scores[0])
+    ties = sum(1 for s in scores[1:] if s == scores[0])
+    rank = above + 0.5 * ties
+    return (1.0 if rank < 10 else 0.0), (1.0 / math.log2(rank + 2) if rank < 10 else 0.0)
+
+
+def _day(action):
+    return dt.datetime.fromtimestamp(action["timestamp"], tz=dt.timezone.utc).date()
+
+
+def _post(service, samples):
+    ids = set()
+    for i in range(0, len(samples), 500):
+        r = requests.post(service.url + "/online/data/add", json={"samples": samples[i:i + 500]}, timeout=60)
+        assert r.status_code == 200, r.text
+        ids.update(r.json()["event_ids"])
+    return ids
+
+
+def _service_settings(service):
+    """The env the service's functions use, for the evaluator (runner's physical names on moto)."""
+    return {"AWS_ENDPOINT_URL": service.cloud_url, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x", "DATA_BUCKET": "easyrec-online-databucket",
+            "STATE_TABLE": "easyrec-online-statetable", "PROFILES_TABLE": "easyrec-online-profilestable"}
+
+
+def run_model(model, args, ml, first, replay_days):
+    tmp = tempfile.mkdtemp(prefix="bench-quality-{}-".format(model))
+    service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"), [
+        "MODEL_NAME=" + model, "TRAIN_STEPS={}".format(args.steps), "CONTINUOUS_POLL_MS=200",
+        "PROMOTION_AUC_TOLERANCE=1.0", "AUTO_RETRAIN_AUC_THRESHOLD=0", "LOCAL_QUIET_ACCESS_LOG=1"] + args.env)
+    out = {"model": model}
+    service.start()
+    try:
+        covered = Covered(service)
+        started = time.monotonic()
+        first_ids = _post(service, first)
+        r = requests.post(service.url + "/online/training/start", json={"mode": "continuous"}, timeout=30)
+        assert r.status_code == 202, r.text
+        frozen = _wait_covered(service, covered, first_ids, timeout_s=900)["version"]
+        out["first_training_s"] = time.monotonic() - started
+        before = []
+        replay_started = time.monotonic()
+        for day, actions in replay_days:
+            before.append(_current(service)["version"])
+            _wait_covered(service, covered, _post(service, actions), timeout_s=300)
+        out["replay_s"] = time.monotonic() - replay_started
+        out["online_versions"] = len(set(before))
+
+        tasks, plan = [], []
+        rng = random.Random(17)
+        rated = collections.defaultdict(set)
+        for a in ml.actions:
+            rated[a["user_id"]].add(a["item_id"])
+        items = sorted(ml.items)
+        for (day, actions), online in zip(replay_days, before):
+            pairs = [[a["user_id"], a["item_id"]] for a in actions]
+            labels = [a["label"] for a in actions]
+            positives = [a for a in actions if a["label"]]
+            rng.shuffle(positives)
+            ranking = []
+            for a in positives[:args.per_day]:
+                unseen = [i for i in rng.sample(items, NEGATIVES * 3) if i not in rated[a["user_id"]]][:NEGATIVES]
+                ranking.append([[a["user_id"], a["item_id"]]] + [[a["user_id"], i] for i in unseen])
+            flat = pairs + [p for group in ranking for p in group]
+            plan.append((day, labels, [len(g) for g in ranking]))
+            tasks.append({"version": frozen, "pairs": flat})
+            tasks.append({"version": online, "pairs": flat})
+        evaluated = subprocess.run(
+            [os.path.join(ROOT, ".venv-model", "bin", "python"), os.path.join(ROOT, "bench", "quality_eval.py")],
+            input=json.dumps({"settings": _service_settings(service), "tasks": tasks}), capture_output=True,
+            text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=1800)
+        assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+        scores = json.loads(evaluated.stdout)["scores"]
+    finally:
+        service.stop()
+
+    # Popularity: positive ratings of each item before the day.
+    positives_before = collections.Counter(a["item_id"] for a in first if a["label"])
+    results = {name: {"labels": [], "scores": [], "hr": [], "ndcg": []} for name in ("popularity", "frozen", "online")}
+    for index, ((day, actions), (_, labels, groups)) in enumerate(zip(replay_days, plan)):
+        flat_pairs = tasks[2 * index]["pairs"]
+        per_model = {"frozen": scores[2 * index], "online": scores[2 * index + 1],
+                     "popularity": [float(positives_before[i]) for _, i in flat_pairs]}
+        for name, values in per_model.items():
+            results[name]["labels"] += labels
+            results[name]["scores"] += values[:len(labels)]
+            at = len(labels)
+            for size in groups:
+                hit, gain = rank_metrics(values[at:at + size])
+                results[name]["hr"].append(hit)
+                results[name]["ndcg"].append(gain)
+                at += size
+        positives_before.update(a["item_id"] for a in actions if a["label"])
+    for name, r in results.items():
+        out[name] = {"auc": auc(r["labels"], r["scores"]), "hr@10": sum(r["hr"]) / len(r["hr"]),
+                     "ndcg@10": sum(r["ndcg"]) / len(r["ndcg"]), "rankings": len(r["hr"]),
+                     "rated_pairs": len(r["labels"])}
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="deepfm,wide_and_deep")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--per-day", type=int, default=100)
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="service setting")
+    parser.add_argument("--out", default="quality", help="results file name under bench/results/")
+    args = parser.parse_args()
+    ml = load_movielens_100k()
+    first, rest = split_by_time(ml.actions, 0.8)
+    by_day = collections.OrderedDict()
+    for a in rest:
+        by_day.setdefault(_day(a), []).append(a)
+    replay_days = list(by_day.items())
+    results = {"date": time.strftime("%Y-%m-%d"), "machine": "{} cores, {}".format(os.cpu_count(), platform.platform()),
+               "dataset": "MovieLens-100k: {} ratings before the split, {} replayed over {} days".format(
+                   len(first), len(rest), len(replay_days)), "models": []}
+    for model in args.models.split(","):
+        results["models"].append(run_model(model, args, ml, first, replay_days))
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", args.out + ".json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(results["date"], results["machine"])
+    print(results["dataset"])
+    print("| model | scorer | AUC | HR@10 | NDCG@10 |")
+    print("| --- | --- | --- | --- | --- |")
+    for m in results["models"]:
+        for name in ("popularity", "frozen", "online"):
+            r = m[name]
+            print("| {} | {} | {:.3f} | {:.3f} | {:.3f} |".format(m["model"], name, r["auc"], r["hr@10"], r["ndcg@10"]))
+        print("| {} | (first training {:.0f} s, replay {:.0f} s, {} online versions) | | | |".format(
+            m["model"], m["first_training_s"], m["replay_s"], m["online_versions"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Scores (user, item) pairs with given model versions, as /predict would (model runtime, Python 3.7).
+
+  .venv-model/bin/python bench/quality_eval.py < tasks.json > scores.json
+
+Input: {"settings": {...env of the service's cloud...}, "tasks": [{"version": "v...", "pairs": [[u, i], ...]}]}.
+Each version is loaded once from the registry and S3 (download_saved_model, load_catalog) and scored
+through ScoringService.predict: the same features and the same cold-start rule as the service.
+Output: {"scores": [[...], ...]} in task order.
+"""
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "shared"))
+
+from easyrec_online import aws, wiring  # noqa: E402
+from easyrec_online.config import Settings  # noqa: E402
+from easyrec_online.serving.cache import LoadedModel, download_saved_model, load_catalog  # noqa: E402
+from easyrec_online.serving.scorer import SavedModelScorer  # noqa: E402
+from easyrec_online.serving.service import PredictRequest, ScoringService  # noqa: E402
+
+
+class Fixed(object):
+    def __init__(self, loaded):
+        self.loaded = loaded
+
+    def current(self):
+        return self.loaded
+
+
+def main():
+    request = json.load(sys.stdin)
+    settings = Settings.from_env(request["settings"])
+    state, s3 = wiring.state_store(settings), aws.client("s3", settings)
+    cache_dir = tempfile.mkdtemp(prefix="quality-eval-")
+    loaded = {}
+    out = []
+    for task in request["tasks"]:
+        name = task["version"]
+        if name not in loaded:
+            version = state.get_version(name)
+            path = download_saved_model(s3, settings.data_bucket, version, cache_dir)
+            loaded[name] = ScoringService(settings, Fixed(LoadedModel(
+                version, SavedModelScorer(path), load_catalog(s3, settings.data_bucket, version, cache_dir))))
+        service = loaded[name]
+        scores = []
+        pairs = task["pairs"]
+        for start in range(0, len(pairs), 1000):
+            chunk = [{"user_id": u, "item_id": i} for u, i in pairs[start:start + 1000]]
+            answer = service.predict(PredictRequest.model_validate({"pairs": chunk}))
+            scores.extend(p["score"] for p in answer["predictions"])
+        out.append(scores)
+    json.dump({"scores": out}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
