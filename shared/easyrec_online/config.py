@@ -99,6 +99,10 @@ SETTINGS: Dict[str, Setting] = {
     "negatives_per_positive": Setting(
         "NEGATIVES_PER_POSITIVE", 2,
         "Sampled negatives per positive action when the data holds too few explicit negatives.", int),
+    "negative_sampling": Setting(
+        "NEGATIVE_SAMPLING", "auto",
+        "auto: sample negatives when at least 80 % of the actions are positive; always: also beside "
+        "explicit negatives (e.g. ratings), so the model learns liked-vs-unseen, not only liked-vs-disliked; never."),
     "label_rules": Setting(
         "LABEL_RULES", None,
         "JSON action_type -> label rule, for samples sent without a label (default: labels.DEFAULT_LABEL_RULES, "
@@ -208,6 +212,7 @@ class Settings:
     train_batch_size: int
     train_min_actions: int
     negatives_per_positive: int
+    negative_sampling: str
     label_rules: Optional[Dict[str, Any]]
     feature_min_support: float
     max_parameter_features: int

@@ -403,14 +403,15 @@ def histories_before(actions: Sequence[StoredAction],
 
 def training_examples(
     actions: Sequence[StoredAction], negatives_per_positive: int, seed: int, catalog: Optional[Sequence[str]] = None,
-    histories: Optional[Mapping[str, Tuple[str, ...]]] = None,
+    histories: Optional[Mapping[str, Tuple[str, ...]]] = None, sampling: str = "auto",
 ) -> List[Example]:
     """One example per action, plus sampled negatives when the data is (almost) all positive.
 
     Implicit feedback (clicks, likes, purchases) rarely carries negatives; a model trained on
     positives alone learns nothing. We then pair each positive with `negatives_per_positive`
     random catalog items (default: the items of `actions`) the user has not acted on here,
-    labelled 0 (the standard approach), in the positive's context.
+    labelled 0 (the standard approach), in the positive's context. `sampling`: "auto" (only for
+    (almost) all-positive data), "always" (also beside explicit negatives), "never".
     """
     def history(a: StoredAction) -> Optional[Tuple[str, ...]]:
         return histories.get(a.event_id, ()) if histories is not None else None
@@ -419,7 +420,9 @@ def training_examples(
                         float(a.label >= 0.5 and a.action_type in CONVERSION_ACTION_TYPES), history(a))
                 for a in actions]
     positives = [a for a in actions if a.label >= 0.5]
-    if not positives or negatives_per_positive <= 0 or len(positives) < 0.8 * len(actions):
+    mostly_positive = len(positives) >= 0.8 * len(actions)
+    if (not positives or negatives_per_positive <= 0 or sampling == "never"
+            or (sampling != "always" and not mostly_positive)):
         return examples
     items = sorted(set(catalog) if catalog is not None else {id_key(a.item_id) for a in actions})
     seen: Dict[str, Set[str]] = {}

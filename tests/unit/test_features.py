@@ -187,3 +187,15 @@ def test_history_is_the_users_earlier_positives_in_training_and_the_catalogs_at_
     columns = columns_for_pairs([(1, "x"), (3, "x")], Context("like", FRIDAY_EVENING), spec,
                                 Profiles(histories=catalog.histories()))
     assert columns["hist_item_id"] == ["a|c", "__none__"]
+
+
+@pytest.mark.parametrize("sampling, expected_negatives", [("auto", 0), ("always", 4), ("never", 0)])
+def test_negative_sampling_beside_explicit_negatives(sampling, expected_negatives):
+    # Ratings: half liked, half not (explicit negatives), so "auto" samples none; "always" adds
+    # unseen catalog items for each liked one (2 per positive here).
+    actions = [_action(1, 10, 1), _action(1, 11, 0), _action(2, 12, 1), _action(2, 13, 0)]
+    examples = training_examples(actions, 2, 7, catalog=[str(i) for i in range(10, 30)], sampling=sampling)
+    sampled = examples[len(actions):]
+    assert len(sampled) == expected_negatives
+    seen = {"1": {"10", "11"}, "2": {"12", "13"}}
+    assert all(e.label == 0.0 and str(e.item_id) not in seen[str(e.user_id)] for e in sampled)

@@ -308,9 +308,10 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     histories = (histories_before(train_actions + holdout_actions, prior.histories() if prior else None)
                  if with_history else None)
     train_rows = training_examples(train_actions, settings.negatives_per_positive, settings.random_seed,
-                                   catalog=items, histories=histories)
+                                   catalog=items, histories=histories, sampling=settings.negative_sampling)
     holdout_rows = (training_examples(holdout_actions, settings.negatives_per_positive, settings.random_seed + 1,
-                                      catalog=items, histories=histories) if holdout_actions else train_rows)
+                                      catalog=items, histories=histories, sampling=settings.negative_sampling)
+                    if holdout_actions else train_rows)
     held_out_next: Dict[str, List[str]] = {}
     for action in holdout_actions:
         held_out_next.setdefault(key_of[action.event_id], []).append(action.event_id)
