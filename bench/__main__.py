@@ -5,6 +5,8 @@ Runs, one after another, each on a fresh local service it starts and stops itsel
   bench.freshness  accept -> new current version (warm, cold); accept -> changed /predict score;
                    peak RSS of each function's process and of the trainer
   bench.ingest     actions/s accepted and stored, requests of 1 and of 100, with a loss count
+  bench.training   our incremental training task vs plain EasyRec train_eval --continue_train,
+                   same new data (ratio)
   bench.quality    MovieLens-100k split by time: popularity vs frozen vs online, AUC/HR@10/NDCG@10,
                    DeepFM and Wide&Deep
 then prints one table and writes bench/results/all.json (each part also writes its own file).
@@ -18,7 +20,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARTS = ["serving", "freshness", "ingest", "quality"]
+PARTS = ["serving", "freshness", "ingest", "training", "quality"]
 
 
 def _rows(name, results):

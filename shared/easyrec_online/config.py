@@ -123,6 +123,9 @@ SETTINGS: Dict[str, Setting] = {
         "INCREMENTAL_EPOCHS", 3, "Passes over the new actions in an incremental update.", int),
     "incremental_min_steps": Setting(
         "INCREMENTAL_MIN_STEPS", 20, "Fewest training steps of an incremental update.", int),
+    "train_keep_workdir": Setting(
+        "TRAIN_KEEP_WORKDIR", False,
+        "Keep a training task's working folder (CSV rows, pipeline.config, model_dir) for inspection.", _bool),
     "continuous_training": Setting(
         "CONTINUOUS_TRAINING", False,
         "Keep a continuous trainer running: the API starts one when actions arrive and none runs, and "
@@ -221,6 +224,7 @@ class Settings:
     random_seed: int
     incremental_epochs: int
     incremental_min_steps: int
+    train_keep_workdir: bool
     continuous_training: bool
     immediate_action_types: str
     batch_min_actions: int

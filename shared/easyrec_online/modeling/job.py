@@ -439,7 +439,10 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
                          error="{}: {}".format(type(exc).__name__, exc)[:2000])
         raise
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if settings.train_keep_workdir:
+            logger.info("job %s: working folder kept at %s", job_id, workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def job_from_environment(environ: Optional[Dict[str, str]] = None) -> Tuple[str, str]:
