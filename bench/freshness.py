@@ -76,6 +76,17 @@ def _current(service):
     return requests.get(service.url + "/model/info", timeout=10).json().get("current") or {}
 
 
+def start_continuous(service, timeout_s=300):
+    """Start the continuous trainer; seconds until its first version is current."""
+    r = requests.post(service.url + "/online/training/start", json={"mode": "continuous"}, timeout=30)
+    assert r.status_code == 202, r.text
+    started = time.monotonic()
+    while not _current(service):
+        time.sleep(0.3)
+        assert time.monotonic() - started < timeout_s, "no first version"
+    return time.monotonic() - started
+
+
 def _wait_covered(service, covered, ids, timeout_s=180):
     deadline = time.monotonic() + timeout_s
     seen = set()
@@ -138,13 +149,7 @@ def main():
         rng = random.Random(5)
         covered = Covered(service)
         _post(service, _samples(3000, rng))
-        r = requests.post(service.url + "/online/training/start", json={"mode": "continuous"}, timeout=30)
-        assert r.status_code == 202, r.text
-        started = time.monotonic()
-        while not _current(service):
-            time.sleep(0.3)
-            assert time.monotonic() - started < 300, "no first version"
-        results["first_version_s"] = time.monotonic() - started
+        results["first_version_s"] = start_continuous(service)
 
         warm, update_totals = [], []
         for _ in range(args.trials):

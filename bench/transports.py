@@ -26,7 +26,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.freshness import Covered, _current, _post, _samples, _wait_covered  # noqa: E402
+from bench.freshness import Covered, _post, _samples, _wait_covered, start_continuous  # noqa: E402
 from bench.quickstart import percentile, report  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
@@ -90,12 +90,7 @@ def run_transport(transport, args):
         out["accepted_per_s"] = args.actions / accepted_s
         out["accepted_and_stored_per_s"] = args.actions / stored_s
         out["lost"] = len(ids - stored)
-        r = requests.post(service.url + "/online/training/start", json={"mode": "continuous"}, timeout=30)
-        assert r.status_code == 202, r.text
-        started = time.monotonic()
-        while not _current(service):
-            time.sleep(0.3)
-            assert time.monotonic() - started < 300, "no first version"
+        start_continuous(service)
         trials = []
         for _ in range(args.trials):
             trial_ids = _post(service, _samples(500, rng))

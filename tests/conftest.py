@@ -1,6 +1,7 @@
 """Test-wide set-up: the shared package and the repo root are importable; paths to both runtimes."""
 import os
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for path in (ROOT, os.path.join(ROOT, "shared")):
@@ -16,3 +17,14 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 MODEL_PYTHON = os.path.join(ROOT, ".venv-model", "bin", "python")
 CONTROL_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+
+
+def wait_for(predicate, timeout_s: float, what: str):
+    """predicate()'s first truthy value, polled every 0.5 s; AssertionError after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting for " + what)

@@ -26,22 +26,23 @@ def _record_metrics(stored: int, poison: int) -> None:
     metrics.add_metric(name="PoisonMessages", unit=MetricUnit.Count, value=poison)
 
 
-@metrics.log_metrics
-@logger.inject_lambda_context
-def sqs_handler(event, context):
-    response = store_sqs_batch(event, sqs_processor, store, state)
+def _partial_batch(store_batch, processor, event):
+    response = store_batch(event, processor, store, state)
     failed = len(response["batchItemFailures"])
     _record_metrics(len(event.get("Records", [])) - failed, failed)
     return response
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def sqs_handler(event, context):
+    return _partial_batch(store_sqs_batch, sqs_processor, event)
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context
 def kinesis_handler(event, context):
-    response = store_kinesis_batch(event, kinesis_processor, store, state)
-    failed = len(response["batchItemFailures"])
-    _record_metrics(len(event.get("Records", [])) - failed, failed)
-    return response
+    return _partial_batch(store_kinesis_batch, kinesis_processor, event)
 
 
 @metrics.log_metrics

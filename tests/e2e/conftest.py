@@ -9,7 +9,7 @@ from typing import List, Optional, Sequence
 import pytest
 import requests
 
-from tests.conftest import CONTROL_PYTHON, ROOT
+from tests.conftest import CONTROL_PYTHON, ROOT, wait_for  # noqa: F401  (wait_for: the e2e modules import it from here)
 from tests.integration.conftest import free_port
 
 SEED_COMMANDS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed_quickstart.txt")
@@ -68,17 +68,6 @@ class RunningService:
         argv = shlex.split(command.replace("http://localhost:5000", self.url))
         assert argv[0] == "curl"
         return subprocess.run(argv + ["-s", "-w", "\n%{http_code}"], capture_output=True, text=True, timeout=60)
-
-
-def wait_for(predicate, timeout_s: float, what: str):
-    """predicate()'s first truthy value, polled every 0.5 s; AssertionError after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def seed_commands() -> List[str]:

@@ -24,6 +24,7 @@ from easyrec_online.ingest import PublishError
 from easyrec_online.kafka import KafkaActionPublisher, client_config, new_producer
 from infra.local_runner.event_sources import KafkaPoller
 from infra.local_runner.kafka_broker import LocalKafkaBroker
+from tests.conftest import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -56,16 +57,6 @@ def _consumer_invoke(settings):
     return lambda function, event: store_kafka_batch(event, store, dead_letters, state)
 
 
-def _wait(predicate, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def _poller(settings, invoke):
     return KafkaPoller(client_config(settings), [settings.kafka_topic], "IngestKafkaConsumer", invoke,
                        batch_size=100, window_s=0.5, starting_position="TRIM_HORIZON",
@@ -89,7 +80,7 @@ def test_published_and_directly_produced_actions_are_stored_once(kafka_cloud):
     poller.start()
     try:
         store, state = wiring.action_store(settings), wiring.state_store(settings)
-        _wait(lambda: state.counts("ingest").get("messages", 0) >= 4, 60, "every record consumed")
+        wait_for(lambda: state.counts("ingest").get("messages", 0) >= 4, 60, "every record consumed")
     finally:
         poller.stop()
         poller.join(15)
@@ -140,7 +131,7 @@ def test_consumer_killed_before_committing_loses_nothing_and_each_action_is_read
     poller = _poller(settings, _consumer_invoke(settings))  # the restarted consumer, same group
     poller.start()
     try:
-        _wait(lambda: state.counts("ingest").get("stored_actions", 0) >= 120 + first_batch, 90,
+        wait_for(lambda: state.counts("ingest").get("stored_actions", 0) >= 120 + first_batch, 90,
               "the uncommitted batch delivered again and the rest consumed")
     finally:
         poller.stop()
