@@ -109,8 +109,8 @@ def test_consumer_killed_before_committing_loses_nothing_and_each_action_is_read
     script.write_text(textwrap.dedent("""
         import os, signal, sys
         from easyrec_online.config import Settings
+        settings = Settings.from_env()  # before the test modules' import (tests/conftest clears AWS_ENDPOINT_URL)
         from tests.integration.test_kafka import _consumer_invoke, _poller
-        settings = Settings.from_env()
         store = _consumer_invoke(settings)
         def invoke(function, event):
             store(function, event)
