@@ -411,8 +411,11 @@ class LogShipper:
         self._source = source
 
     def add(self, line: str) -> None:
+        message = line.rstrip("\n")
+        if not message:  # CloudWatch Logs refuses empty events (and would refuse the whole batch)
+            return
         with self._lock:
-            self._lines.append({"timestamp": int(time.time() * 1000), "message": line.rstrip("\n")})
+            self._lines.append({"timestamp": int(time.time() * 1000), "message": message})
 
     def _run(self) -> None:
         while True:
