@@ -51,7 +51,9 @@ def _certificate() -> str:
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
                         "-days", "3650", "-subj", "/CN=localhost.localstack.cloud"], check=True, capture_output=True)
         with open(path, "w") as out:
-            out.write(open(key).read() + open(cert).read())
+            for part in (key, cert):  # LocalStack wants the key and the certificate in one file
+                with open(part) as f:
+                    out.write(f.read())
     return path
 
 

@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from . import kafka
 from .actions import StoredAction, isoformat_utc, utc_now
-from .ingest import ActionStore, decode_message_body
+from .ingest import ActionStore, decode_message_body, dedupe_actions
 from .registry import StateStore
 
 logger = logging.getLogger(__name__)
@@ -53,12 +53,9 @@ def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, store: Act
     """Returns the partial-batch response ({"batchItemFailures": [...]}) for the event source."""
     with processor(records=event.get("Records", []), handler=decode) as batch:
         processed = batch.process()
-    unique: Dict[str, StoredAction] = {}
-    for status, result, _ in processed:
-        if status == "success":
-            for action in result:
-                unique.setdefault(action.event_id, action)  # a producer may send an event twice
-    store.put_batch(list(unique.values()))
+    # A producer may send an event twice: each event id stored once.
+    unique = list(dedupe_actions(a for status, result, _ in processed if status == "success" for a in result))
+    store.put_batch(unique)
     response = processor.response()
     _count(counters, len(event.get("Records", [])), len(unique), len(response["batchItemFailures"]))
     return response
@@ -89,19 +86,17 @@ def store_kafka_batch(event: Dict[str, Any], store: ActionStore, dead_letters: D
     """Kafka event source (MSK or self-managed): the whole batch succeeds or the invocation fails
     and the mapping delivers the batch again (its offsets are committed only after a success).
     Poison records go to the dead-letter queue, with where they came from, before the success."""
-    unique: Dict[str, StoredAction] = {}
+    decoded: List[StoredAction] = []
     poison: List[str] = []
     records = list(kafka.event_records(event))
     for record in records:
         try:
-            actions = decode_message_body(kafka.record_value(record))
+            decoded.extend(decode_message_body(kafka.record_value(record)))
         except Exception as exc:  # noqa: BLE001 - any undecodable record is a poison record
             logger.warning("poison Kafka record %s: %s", kafka.record_reference(record), exc)
             poison.append(kafka.dead_letter_body(record, str(exc)))
-            continue
-        for action in actions:
-            unique.setdefault(action.event_id, action)
-    store.put_batch(list(unique.values()))
+    unique = list(dedupe_actions(decoded))
+    store.put_batch(unique)
     if poison:
         dead_letters.send(poison)  # raises -> the batch is retried; storing it again is idempotent
     _count(counters, len(records), len(unique), len(poison))
