@@ -199,8 +199,8 @@ def run_continuous(settings: Settings, state: StateStore, store: ActionStore, s3
                     lineage = None
                 if store.keys():
                     # The first version of a lineage is a cold full training, recorded on this job.
-                    record = run_training_job(settings, state, store, s3, sqs, job_id, "full", profile_store)
-                    state.update_job(job_id, status="running", finished_at=None)
+                    record = run_training_job(settings, state, store, s3, sqs, job_id, "full", profile_store,
+                                              keep_running=True)
                     if record is not None and record.status != "ready":
                         time.sleep(poll_s)  # rejected: wait for more data rather than retrain at once
                 else:

@@ -327,8 +327,11 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
 
 def run_training_job(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
                      requested_mode: str = "auto",
-                     profile_store: Optional[ProfileStore] = None) -> Optional[ModelVersion]:
-    """Returns the new version (promoted or rejected), or None when there was nothing new to train."""
+                     profile_store: Optional[ProfileStore] = None, keep_running: bool = False) -> Optional[ModelVersion]:
+    """Returns the new version (promoted or rejected), or None when there was nothing new to train.
+
+    `keep_running`: the job goes on after this training (the continuous trainer's first version), so
+    its record stays "running" instead of passing through "succeeded" while the trainer carries on."""
     started = time.monotonic()
     timings: Dict[str, float] = {}
     state.update_job(job_id, status="running", started_at=isoformat_utc(utc_now()))
@@ -428,8 +431,9 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         state.put_version(record)
         if gate["promote"]:
             state.set_current(version)
-        state.update_job(job_id, status="succeeded", finished_at=isoformat_utc(utc_now()), version=version,
-                         num_actions=len(data.train_actions), outcome="promoted" if gate["promote"] else "rejected")
+        ended = {} if keep_running else {"status": "succeeded", "finished_at": isoformat_utc(utc_now())}
+        state.update_job(job_id, version=version, num_actions=len(data.train_actions),
+                         outcome="promoted" if gate["promote"] else "rejected", **ended)
         logger.info("job %s: version %s %s (%s): %s", job_id, version,
                     "promoted" if gate["promote"] else "rejected", gate["reason"], json.dumps(metrics))
         return record
