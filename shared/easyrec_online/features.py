@@ -404,13 +404,16 @@ def histories_before(actions: Sequence[StoredAction],
 def training_examples(
     actions: Sequence[StoredAction], negatives_per_positive: int, seed: int, catalog: Optional[Sequence[str]] = None,
     histories: Optional[Mapping[str, Tuple[str, ...]]] = None, sampling: str = "auto",
+    acted_on: Optional[Mapping[str, Set[str]]] = None,
 ) -> List[Example]:
     """One example per action, plus sampled negatives when the data is (almost) all positive.
 
     Implicit feedback (clicks, likes, purchases) rarely carries negatives; a model trained on
     positives alone learns nothing. We then pair each positive with `negatives_per_positive`
-    random catalog items (default: the items of `actions`) the user has not acted on here,
-    labelled 0 (the standard approach), in the positive's context. `sampling`: "auto" (only for
+    random catalog items (default: the items of `actions`) the user has not acted on, here or
+    before (`acted_on`: user -> items, the lineage's catalog in an update), labelled 0 (the
+    standard approach), in the positive's context. Without `acted_on` an update would label the
+    items a user liked last week as negatives and pull the user's scores down for buying more. `sampling`: "auto" (only for
     (almost) all-positive data), "always" (also beside explicit negatives), "never".
     """
     def history(a: StoredAction) -> Optional[Tuple[str, ...]]:
@@ -427,7 +430,10 @@ def training_examples(
     items = sorted(set(catalog) if catalog is not None else {id_key(a.item_id) for a in actions})
     seen: Dict[str, Set[str]] = {}
     for a in actions:
-        seen.setdefault(id_key(a.user_id), set()).add(id_key(a.item_id))
+        user = id_key(a.user_id)
+        if user not in seen:
+            seen[user] = set(acted_on.get(user, ())) if acted_on is not None else set()
+        seen[user].add(id_key(a.item_id))
     rng = random.Random(seed)
     for a in positives:
         unseen = [item for item in items if item not in seen[id_key(a.user_id)]]

@@ -63,6 +63,7 @@ def test_continuous_trainer_follows_new_actions_with_warm_updates(moto_endpoint,
                     break
                 time.sleep(0.2)
             assert status == 200 and body["model_version"] == second.version, body
+            print("score of (4, item-7) before / after 60 purchases:", before, body["score"])
             assert body["score"] > before + 0.05, (before, body)
 
         trained = _trained_event_ids(settings, second)

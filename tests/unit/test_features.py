@@ -134,6 +134,15 @@ def test_negatives_come_from_the_lineage_catalog():
     assert sorted(e.item_id for e in examples if e.label == 0.0) == ["b", "c"]
 
 
+def test_an_update_never_samples_as_negative_what_the_user_acted_on_before():
+    catalog = ["a", "b", "c", "d", "e"]
+    examples = training_examples([_action(1, "a"), _action(2, "a")], negatives_per_positive=3, seed=1,
+                                 catalog=catalog, acted_on={"1": {"b", "c"}})
+    assert sorted(e.item_id for e in examples if e.label == 0.0 and e.user_id == 1) == ["d", "e"]
+    others = [e.item_id for e in examples if e.label == 0.0 and e.user_id == 2]
+    assert len(others) == 3 and "a" not in others  # another user's history does not matter
+
+
 def test_csv_lines_match_feature_order():
     spec = derive_spec([_action("u", "i", 1, None, {"price": 1}), _action("v", "i", 1, None, {"price": 3})],
                        min_support=0)

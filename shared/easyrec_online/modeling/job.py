@@ -307,10 +307,15 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     # Sequence models: each action sees the user's positives before it (the lineage's, then this run's).
     histories = (histories_before(train_actions + holdout_actions, prior.histories() if prior else None)
                  if with_history else None)
+    # Sampled negatives skip what each user acted on before this run too (the lineage's catalog).
+    acted_on = ({user: prior.acted_on(user) for user in {id_key(a.user_id) for a in new_actions}}
+                if prior is not None else None)
     train_rows = training_examples(train_actions, settings.negatives_per_positive, settings.random_seed,
-                                   catalog=items, histories=histories, sampling=settings.negative_sampling)
+                                   catalog=items, histories=histories, sampling=settings.negative_sampling,
+                                   acted_on=acted_on)
     holdout_rows = (training_examples(holdout_actions, settings.negatives_per_positive, settings.random_seed + 1,
-                                      catalog=items, histories=histories, sampling=settings.negative_sampling)
+                                      catalog=items, histories=histories, sampling=settings.negative_sampling,
+                                      acted_on=acted_on)
                     if holdout_actions else train_rows)
     held_out_next: Dict[str, List[str]] = {}
     for action in holdout_actions:
