@@ -87,6 +87,27 @@ def _post(service, samples):
     return ids
 
 
+def _put_profiles(service, ml):
+    """Every user's and item's profile through PUT /users/{id} and /items/{id}, as a client would at sign-up
+    and when an item is listed (demographics; genres and release year), before any rating."""
+    import concurrent.futures
+
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=4)
+    session.mount("http://", adapter)
+    items = {i: {"genres": p["genres"], "release_year": p["release_year"]} for i, p in ml.items.items()}
+    users = {u: {"age": p["age"], "gender": p["gender"], "occupation": p["occupation"]} for u, p in ml.users.items()}
+    work = [("/users/{}".format(u), p) for u, p in users.items()] + [("/items/{}".format(i), p) for i, p in items.items()]
+
+    def put(job):
+        r = session.put(service.url + job[0], json=job[1], timeout=30)
+        assert r.status_code == 200, r.text
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(put, work))
+    return len(work)
+
+
 def _service_settings(service):
     """The env the service's functions use, for the evaluator (runner's physical names on moto)."""
     return {"AWS_ENDPOINT_URL": service.cloud_url, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x",
@@ -116,6 +137,10 @@ def run_model(model, args, ml, first, replay_days):
     service.start()
     try:
         covered = Covered(service)
+        if args.profiles:
+            t0 = time.monotonic()
+            out["profiles"] = _put_profiles(service, ml)
+            out["profiles_s"] = time.monotonic() - t0
         started = time.monotonic()
         first_ids = _post(service, first)
         r = requests.post(service.url + "/online/training/start", json={"mode": "continuous"}, timeout=30)
@@ -194,6 +219,8 @@ def main():
     parser.add_argument("--per-day", type=int, default=50)
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="service setting")
     parser.add_argument("--out", default="quality", help="results file name under bench/results/")
+    parser.add_argument("--no-profiles", dest="profiles", action="store_false",
+                        help="do not PUT the users' and items' profiles (ids and context only)")
     parser.add_argument("--compare-cold-start", action="store_true",
                         help="also score cold pairs with the model instead of the popularity prior")
     args = parser.parse_args()

@@ -4,7 +4,7 @@
 
 Input: {"settings": {...env of the service's cloud...}, "tasks": [{"version": "v...", "pairs": [[u, i], ...]}]}.
 Each version is loaded once from the registry and S3 (download_saved_model, load_catalog) and scored
-through ScoringService.predict: the same features and the same cold-start rule as the service.
+through ScoringService.predict: the same features, profiles and cold-start rule as the service.
 Output: {"scores": [[...], ...]} in task order.
 """
 import json
@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from easyrec_online import aws, wiring  # noqa: E402
 from easyrec_online.config import Settings  # noqa: E402
+from easyrec_online.profiles import CachedProfiles  # noqa: E402
 from easyrec_online.serving.cache import LoadedModel, download_saved_model, load_catalog  # noqa: E402
 from easyrec_online.serving.scorer import SavedModelScorer  # noqa: E402
 from easyrec_online.serving.service import PredictRequest, ScoringService  # noqa: E402
@@ -34,6 +35,7 @@ def main():
     settings = Settings.from_env(request["settings"])
     state, s3 = wiring.state_store(settings), aws.client("s3", settings)
     cache_dir = tempfile.mkdtemp(prefix="quality-eval-")
+    profiles = CachedProfiles(wiring.profile_store(settings), 3600.0)  # the profiles PUT through the API
     loaded = {}
     out = []
     for task in request["tasks"]:
@@ -44,7 +46,8 @@ def main():
             catalog = load_catalog(s3, settings.data_bucket, version, cache_dir)
             if os.environ.get("QUALITY_COLD_START") == "model":  # experiment: the model scores unknown ids too
                 catalog.actions = 0
-            loaded[name] = ScoringService(settings, Fixed(LoadedModel(version, SavedModelScorer(path), catalog)))
+            loaded[name] = ScoringService(settings, Fixed(LoadedModel(version, SavedModelScorer(path), catalog)),
+                                          profiles)
         service = loaded[name]
         scores = []
         pairs = task["pairs"]

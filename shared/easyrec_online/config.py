@@ -29,6 +29,13 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return number
+
+
 def _optional(value: str) -> Optional[str]:
     return value or None
 
@@ -103,6 +110,11 @@ SETTINGS: Dict[str, Setting] = {
         "NEGATIVE_SAMPLING", "auto",
         "auto: sample negatives when at least 80 % of the actions are positive; always: also beside "
         "explicit negatives (e.g. ratings), so the model learns liked-vs-unseen, not only liked-vs-disliked; never."),
+    "cold_user_rate": Setting(
+        "COLD_USER_RATE", 0.1,
+        "Share of training examples also learnt as if from a new user (a copy without the user id, keeping "
+        "the user's profile), so that a lineage scores users it never trained on from their profile, the "
+        "item and the context; 0: such users get the item's popularity prior instead.", _fraction),
     "label_rules": Setting(
         "LABEL_RULES", None,
         "JSON action_type -> label rule, for samples sent without a label (default: labels.DEFAULT_LABEL_RULES, "
@@ -216,6 +228,7 @@ class Settings:
     train_min_actions: int
     negatives_per_positive: int
     negative_sampling: str
+    cold_user_rate: float
     label_rules: Optional[Dict[str, Any]]
     feature_min_support: float
     max_parameter_features: int

@@ -29,7 +29,7 @@ import datetime as dt
 import math
 import random
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from .actions import StoredAction, id_key, parse_timestamp
@@ -50,6 +50,9 @@ SOURCES = ("base", "param", "user", "item", "history")
 # first, up to MAX_HISTORY. An empty history is one placeholder token (a sequence is never empty).
 MAX_HISTORY = 20
 NO_HISTORY = "__none__"
+# The user id feature of a user the lineage does not know. Real ids are never blank (validated at
+# the edge); inside the graph a blank id hashes to no bucket at all: a zero embedding.
+COLD_USER = ""
 HISTORY_FEATURE_NAME = "hist_item_id"
 EMBEDDING_DIM = 16  # one dimension for every feature: FM and AutoInt interact embeddings pairwise
 RAW_CLIP = 5.0
@@ -129,6 +132,10 @@ class Example:
     conversion: float = 0.0
     # The user's history at the time of the action (training); None: the Profiles' (serving).
     history: Optional[Tuple[str, ...]] = None
+    # Encoded as a user the model does not know: the user id feature is blank (COLD_USER), the
+    # profile fields are the user's own. Training copies teach the model new users; serving uses it
+    # for users the version never trained on.
+    cold_user: bool = False
 
 
 class Profiles:
@@ -221,7 +228,8 @@ def encode_history(items: Sequence[str]) -> str:
 def encode(example: Example, spec: FeatureSpec, profiles: Profiles = NO_PROFILES) -> Dict[str, Value]:
     """The model inputs of one example: the single definition shared by training and serving."""
     moment = example.context.moment.astimezone(dt.timezone.utc)
-    base: Dict[str, Value] = {"user_id": feature_value(example.user_id), "item_id": feature_value(example.item_id),
+    base: Dict[str, Value] = {"user_id": COLD_USER if example.cold_user else feature_value(example.user_id),
+                              "item_id": feature_value(example.item_id),
                               "action_type": feature_value(example.context.action_type),
                               "hour": str(moment.hour), "dow": str(moment.weekday())}
     sources: Dict[str, Mapping[str, Any]] = {}
@@ -249,11 +257,13 @@ def feature_row(user_id: Union[int, str], item_id: Union[int, str], context: Con
 
 
 def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], context: Context,
-                      spec: Optional[FeatureSpec] = None, profiles: Profiles = NO_PROFILES) -> Dict[str, List[Value]]:
+                      spec: Optional[FeatureSpec] = None, profiles: Profiles = NO_PROFILES,
+                      cold_users: Optional[Set[str]] = None) -> Dict[str, List[Value]]:
     """Model inputs for scoring pairs in one context (columnar, as the SavedModel wants).
 
     The same values as `encode` gives pair by pair (tested), computed once per context, per
     distinct user and per distinct item: a 1000-candidate request encodes one user, not 1000.
+    Users in `cold_users` (id keys) are encoded as `Example.cold_user` is.
     """
     spec = spec or FeatureSpec()
     if not pairs:
@@ -290,6 +300,9 @@ def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], 
         for f in features:
             by_key = {k: v[f.name] for k, v in encoded.items()}
             columns[f.name] = [by_key[k] for k in keys]
+    if cold_users and "user_id" in columns:
+        columns["user_id"] = [COLD_USER if id_key(u) in cold_users else value
+                              for (u, _), value in zip(pairs, columns["user_id"])]
     return {name: columns[name] for name in spec.names}
 
 
@@ -404,7 +417,7 @@ def histories_before(actions: Sequence[StoredAction],
 def training_examples(
     actions: Sequence[StoredAction], negatives_per_positive: int, seed: int, catalog: Optional[Sequence[str]] = None,
     histories: Optional[Mapping[str, Tuple[str, ...]]] = None, sampling: str = "auto",
-    acted_on: Optional[Mapping[str, Set[str]]] = None,
+    acted_on: Optional[Mapping[str, Set[str]]] = None, cold_user_rate: float = 0.0,
 ) -> List[Example]:
     """One example per action, plus sampled negatives when the data is (almost) all positive.
 
@@ -426,7 +439,7 @@ def training_examples(
     mostly_positive = len(positives) >= 0.8 * len(actions)
     if (not positives or negatives_per_positive <= 0 or sampling == "never"
             or (sampling != "always" and not mostly_positive)):
-        return examples
+        return examples + _cold_user_copies(examples, cold_user_rate, seed)
     items = sorted(set(catalog) if catalog is not None else {id_key(a.item_id) for a in actions})
     seen: Dict[str, Set[str]] = {}
     for a in actions:
@@ -439,7 +452,15 @@ def training_examples(
         unseen = [item for item in items if item not in seen[id_key(a.user_id)]]
         for item in rng.sample(unseen, min(negatives_per_positive, len(unseen))):
             examples.append(Example(a.user_id, item, Context.of(a), 0.0, history=history(a)))
-    return examples
+    return examples + _cold_user_copies(examples, cold_user_rate, seed)
+
+
+def _cold_user_copies(examples: Sequence[Example], rate: float, seed: int) -> List[Example]:
+    if rate <= 0:
+        return []
+    rng = random.Random(seed + 1)
+    return [replace(e, cold_user=True, history=() if e.history is not None else None)
+            for e in examples if rng.random() < rate]
 
 
 def _csv_value(value: Value) -> str:

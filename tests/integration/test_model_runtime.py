@@ -153,6 +153,14 @@ def test_inference_function_scores_with_the_current_version(trained, inference):
                                                     {"user_id": 4, "item_id": "item-3"}]})
     assert status == 200 and body["predictions"][0]["score"] > body["predictions"][1]["score"], body
 
+    # A user the version never trained on: the model scores them as a new user (COLD_USER_RATE), an
+    # unknown item gets the popularity prior; both flagged.
+    assert wiring.state_store(settings).get_current().serving_defaults["cold_user_rate"] == "0.1"
+    status, body = inference("/predict", {"user_id": "newcomer", "item_ids": ["item-2", "item-3", "no-such-item"]})
+    assert status == 200 and all(p["cold_start"] for p in body["predictions"]), body
+    scores = [p["score"] for p in body["predictions"]]
+    assert all(0.0 < s < 1.0 for s in scores) and scores[0] != scores[1], body
+
     status, body = inference("/recommend", {"user_id": 4, "candidate_items": "item-1"})
     assert status == 400 and body["fields"] == ["candidate_items"]
     assert os.path.isdir(str(tmp / "model-cache" / version))

@@ -1,10 +1,11 @@
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 
 from easyrec_online.actions import ActionIn, StoredAction
 from easyrec_online.features import (
-    BASE_NAMES, CSV_SEPARATOR, Context, FeatureSpec, Profiles, columns_for_pairs, csv_lines, derive_spec, encode,
+    BASE_NAMES, CSV_SEPARATOR, Context, Example, FeatureSpec, Profiles, columns_for_pairs, csv_lines, derive_spec, encode,
     feature_row, flatten, serving_action_type, training_examples,
 )
 from easyrec_online.labels import DEFAULT_LABEL_RULES
@@ -208,3 +209,27 @@ def test_negative_sampling_beside_explicit_negatives(sampling, expected_negative
     assert len(sampled) == expected_negatives
     seen = {"1": {"10", "11"}, "2": {"12", "13"}}
     assert all(e.label == 0.0 and str(e.item_id) not in seen[str(e.user_id)] for e in sampled)
+
+
+def test_cold_user_copies_teach_the_model_new_users_with_their_profile():
+    actions = [_action(u, "i%d" % i, int(i % 2 == 0), "like") for u in range(10) for i in range(10)]
+    profiles = Profiles({str(u): {"age": 20 + u} for u in range(10)})
+    spec = derive_spec(actions, profiles, min_support=0, with_history=True)
+    histories = {a.event_id: ("x",) for a in actions}
+    assert not [e for e in training_examples(actions, 0, 1) if e.cold_user]
+    examples = training_examples(actions, 0, 1, histories=histories, cold_user_rate=0.2)
+    copies = [e for e in examples if e.cold_user]
+    assert len(examples) == 100 + len(copies) and 8 <= len(copies) <= 35
+    assert examples == training_examples(actions, 0, 1, histories=histories, cold_user_rate=0.2)  # seeded
+    for copy in copies:
+        row = encode(copy, spec, profiles)
+        original = encode(replace(copy, cold_user=False, history=("x",)), spec, profiles)
+        assert row["user_id"] == "" and original["user_id"] == str(copy.user_id)
+        assert row["hist_item_id"] == "__none__" and original["hist_item_id"] == "x"
+        assert {n: v for n, v in row.items() if n not in ("user_id", "hist_item_id")} == \
+            {n: v for n, v in original.items() if n not in ("user_id", "hist_item_id")}  # profile kept
+    # Serving encodes the users it is told are new the same way.
+    columns = columns_for_pairs([(3, "i1"), (4, "i1")], Context("like", FRIDAY_EVENING), spec, profiles,
+                                cold_users={"4"})
+    assert columns["user_id"] == ["3", ""] and columns["u_age"][1] == encode(
+        Example(4, "i1", Context("like", FRIDAY_EVENING), cold_user=True), spec, profiles)["u_age"]

@@ -280,6 +280,17 @@ def load_profiles(profile_store: Optional[ProfileStore], examples: Sequence[Exam
     return Profiles(users, items)
 
 
+COLD_USER_RATE_KEY = "cold_user_rate"  # in a version's serving_defaults: its lineage learns new users
+
+
+def lineage_cold_user_default(settings: Settings, plan: TrainingPlan) -> Dict[str, str]:
+    """A lineage learns new users (COLD_USER_RATE) from its full training on, or never: fixed like its spec."""
+    if plan.parent is not None:
+        rate = plan.parent.serving_defaults.get(COLD_USER_RATE_KEY)
+        return {COLD_USER_RATE_KEY: rate} if rate else {}
+    return {COLD_USER_RATE_KEY: str(settings.cold_user_rate)} if settings.cold_user_rate > 0 else {}
+
+
 def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPlan,
                        profile_store: Optional[ProfileStore] = None,
                        catalog: Optional[Catalog] = None) -> TrainingData:
@@ -307,12 +318,13 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     # Sequence models: each action sees the user's positives before it (the lineage's, then this run's).
     histories = (histories_before(train_actions + holdout_actions, prior.histories() if prior else None)
                  if with_history else None)
+    cold_user_rate = float(lineage_cold_user_default(settings, plan).get(COLD_USER_RATE_KEY, 0.0))
     # Sampled negatives skip what each user acted on before this run too (the lineage's catalog).
     acted_on = ({user: prior.acted_on(user) for user in {id_key(a.user_id) for a in new_actions}}
                 if prior is not None else None)
     train_rows = training_examples(train_actions, settings.negatives_per_positive, settings.random_seed,
                                    catalog=items, histories=histories, sampling=settings.negative_sampling,
-                                   acted_on=acted_on)
+                                   acted_on=acted_on, cold_user_rate=cold_user_rate)
     holdout_rows = (training_examples(holdout_actions, settings.negatives_per_positive, settings.random_seed + 1,
                                       catalog=items, histories=histories, sampling=settings.negative_sampling,
                                       acted_on=acted_on)
@@ -424,7 +436,8 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             num_actions=(plan.parent.num_actions if plan.parent else 0) + len(data.train_actions),
             num_train_rows=len(data.train_rows), global_step=global_step, metrics=metrics, gate=gate,
             feature_columns=data.spec.names, feature_spec=data.spec.to_json(), optimizer=settings.optimizer,
-            serving_defaults={"action_type": serving_action_type(data.train_actions)},
+            serving_defaults=dict({"action_type": serving_action_type(data.train_actions)},
+                                  **lineage_cold_user_default(settings, plan)),
         )
         upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)
         upload_checkpoint(s3, settings.data_bucket, checkpoint, record.checkpoint_prefix)

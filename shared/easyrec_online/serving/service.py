@@ -6,7 +6,7 @@ is unit-testable with any scorer that maps feature columns to probabilities.
 from __future__ import annotations
 
 import heapq
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
@@ -118,8 +118,11 @@ class ScoringService:
     Candidates: the request's candidate_items, or (when it names none) the catalog's popular and
     trending items, plus nearest items by embedding for two-tower versions (DSSM), up to
     CATALOG_CANDIDATES. Filters then remove items (already acted on, include/exclude lists,
-    category). Cold start: pairs whose user or item the version never trained on get the item's
-    popularity prior (catalog.Catalog.prior) instead of a model score, flagged `cold_start`.
+    category). Cold start: pairs whose user or item the version never trained on are flagged
+    `cold_start`. A user it never trained on is scored by the model as a new user (no user id; the
+    profile, item and context as usual) when the lineage learnt new users (COLD_USER_RATE > 0);
+    an item it never trained on (or a new user on a lineage that did not learn them) gets the item's
+    popularity prior (catalog.Catalog.prior) instead of a model score.
     """
 
     def __init__(self, settings: Settings, models: Any, profiles: Any = None) -> None:
@@ -169,6 +172,7 @@ class ScoringService:
         """(scores, cold_start flags), one each per pair, in order."""
         version, scorer, catalog = loaded
         cold: List[bool] = []
+        new_users: Set[str] = set()  # unknown users the model scores as new users
         if catalog.actions:  # versions from before catalogs score every pair with the model
             # Hot path (1000 candidates): one dict lookup per pair, no function call.
             known_users = {u: catalog.knows_user(u) for u in {u for u, _ in pairs}}
@@ -177,17 +181,23 @@ class ScoringService:
                 cold = [id_key(i) not in known_items for _, i in pairs]
             else:
                 cold = [not (known_users[u] and id_key(i) in known_items) for u, i in pairs]
+                if any(cold) and float(version.serving_defaults.get("cold_user_rate") or 0) > 0:
+                    new_users = {id_key(u) for u, known in known_users.items() if not known}
         any_cold = any(cold)
-        warm = [pair for pair, is_cold in zip(pairs, cold) if not is_cold] if any_cold else pairs
+        # Cold pairs the model scores: a new user with a known item (its lineage learnt new users).
+        by_model = ([not is_cold or (id_key(i) in catalog.items and id_key(u) in new_users)
+                     for (u, i), is_cold in zip(pairs, cold)] if any_cold else None)
+        modelled = [pair for pair, use in zip(pairs, by_model) if use] if by_model is not None else pairs
         scores: List[float] = []
-        if warm:
+        if modelled:
             context = self._context(version, request_context)
-            columns = columns_for_pairs(warm, context, version.spec, self._profiles_for(loaded, warm))
+            columns = columns_for_pairs(modelled, context, version.spec, self._profiles_for(loaded, modelled),
+                                        cold_users=new_users)
             scores = list(map(float, self._run(scorer, columns)))
-        if not any_cold:
+        if by_model is None:
             return scores, [False] * len(pairs)
         it = iter(scores)
-        return [catalog.prior(i) if is_cold else next(it) for (_, i), is_cold in zip(pairs, cold)], cold
+        return [next(it) if use else catalog.prior(i) for (_, i), use in zip(pairs, by_model)], cold
 
     # --- candidates ------------------------------------------------------------------------------
     def _nearest_items(self, loaded: LoadedModel, user_id: Union[int, str],
