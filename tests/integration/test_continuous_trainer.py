@@ -46,7 +46,10 @@ def test_continuous_trainer_follows_new_actions_with_warm_updates(moto_endpoint,
 
         before = None
         with inference_worker(settings, tmp_path) as inference:
-            before = inference("/predict", {"user_id": 4, "item_id": "item-7"})[1]["score"]
+            # Scored as purchases: in the lineage's default context (actions without a type) user 4
+            # disliked odd items such as item-7, and the update also trains the parent's held-out ones.
+            as_purchase = {"user_id": 4, "item_id": "item-7", "context": {"action_type": "purchase"}}
+            before = inference("/predict", as_purchase)[1]["score"]
             purchases = [StoredAction.accept(ActionIn.model_validate(
                 {"user_id": 4, "item_id": "item-7", "label": 1, "action_type": "purchase"})) for _ in range(60)]
             store.put_batch(purchases)
@@ -58,12 +61,12 @@ def test_continuous_trainer_follows_new_actions_with_warm_updates(moto_endpoint,
             # The warm version is a complete SavedModel: it loads and serves, and it learnt.
             deadline = time.monotonic() + 30
             while True:
-                status, body = inference("/predict", {"user_id": 4, "item_id": "item-7"})
+                status, body = inference("/predict", as_purchase)
                 if body.get("model_version") == second.version or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
             assert status == 200 and body["model_version"] == second.version, body
-            print("score of (4, item-7) before / after 60 purchases:", before, body["score"])
+            print("purchase score of (4, item-7) before / after 60 purchases:", before, body["score"])
             assert body["score"] > before + 0.05, (before, body)
 
         trained = _trained_event_ids(settings, second)
