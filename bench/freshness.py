@@ -21,7 +21,6 @@ import os
 import platform
 import random
 import sys
-import tempfile
 import time
 
 import boto3
@@ -31,6 +30,7 @@ from botocore.config import Config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import scratch_dir  # noqa: E402
 from bench.quickstart import peak_rss_mb, percentile, report  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
@@ -140,7 +140,7 @@ def main():
     parser.add_argument("--actions", type=int, default=1000)
     parser.add_argument("--predict-trials", type=int, default=10)
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="bench-freshness-")
+    tmp = scratch_dir("bench-freshness-")
     service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"),
                              ["TRAIN_STEPS=200", "CONTINUOUS_POLL_MS=200", "PROMOTION_AUC_TOLERANCE=1.0"])
     results = {"date": time.strftime("%Y-%m-%d"),

@@ -11,12 +11,12 @@ import os
 import platform
 import random
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import scratch_dir  # noqa: E402
 from bench.freshness import Covered, _samples  # noqa: E402
 from bench.quickstart import report  # noqa: E402
 from bench.transports import ingest, stored_ids  # noqa: E402
@@ -39,7 +39,7 @@ def main():
     parser.add_argument("--actions", type=int, default=3000, help="actions posted in requests of 100")
     parser.add_argument("--single", type=int, default=400, help="actions posted one per request")
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="bench-ingest-")
+    tmp = scratch_dir("bench-ingest-")
     service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"), ["LOCAL_QUIET_ACCESS_LOG=1"])
     results = {"date": time.strftime("%Y-%m-%d"), "machine": "{} cores, {}".format(os.cpu_count(), platform.platform())}
     service.start()

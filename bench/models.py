@@ -13,13 +13,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "shared"))
 
+from bench import scratch_dir  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
 from easyrec_online import wiring  # noqa: E402
@@ -46,7 +46,7 @@ def main():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = "http://127.0.0.1:{}".format(port)
-    tmp = tempfile.mkdtemp(prefix="bench-models-")
+    tmp = scratch_dir("bench-models-")
     data = load_movielens_100k(max_users=args.users)
     past, future = split_by_time(data.actions, 0.9)
     results = {"date": time.strftime("%Y-%m-%d"), "users": args.users, "actions": len(data.actions),

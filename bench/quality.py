@@ -3,6 +3,8 @@
   .venv/bin/python -m bench.quality [--models deepfm,wide_and_deep] [--steps 1000] [--per-day 100]
 
 Per model, one fresh local service (python -m infra.local_runner):
+  0. every user's and item's profile goes in through PUT /users/{id} and /items/{id} (age, gender,
+     occupation; genres, release year), as a client would at sign-up and listing (--no-profiles: not);
   1. the first 80 % of the ratings (by time) go in through POST /online/data/add; a continuous
      trainer starts and its first version (a full training on them) is the *frozen* model;
   2. the remaining 20 % are replayed day by day through the API; ratings are immediate action
@@ -17,8 +19,9 @@ Models are scored as /predict scores (same features, same cold-start rule) by be
 in the model runtime. The gate always promotes and drift retraining is off during the replay
 (PROMOTION_AUC_TOLERANCE=1.0, AUTO_RETRAIN_AUC_THRESHOLD=0), and an update makes one pass over its
 day (INCREMENTAL_EPOCHS=1, INCREMENTAL_MIN_STEPS=1): this measures incremental learning.
-Note: 86 % of the replayed positive ratings come from users who joined after the split; the frozen
-model scores those with the service's cold-start prior (the item's smoothed like-rate).
+Note: 86 % of the replayed positive ratings come from users who joined after the split: both models
+score those as new users, by the service's cold-start rule (--compare-cold-start: also scored with
+their unknown user id fed to the model as if it were known, for comparison).
 Prints a table, writes bench/results/quality.json.
 """
 import argparse
@@ -29,9 +32,9 @@ import math
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import requests
@@ -40,6 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "shared"))
 
+from bench import scratch_dir  # noqa: E402
 from bench.freshness import Covered, _current, _wait_covered  # noqa: E402
 from easyrec_online.datasets.movielens import load_movielens_100k, split_by_time  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
@@ -125,7 +129,7 @@ def _evaluate(service, tasks, cold_start):
 
 
 def run_model(model, args, ml, first, replay_days):
-    tmp = tempfile.mkdtemp(prefix="bench-quality-{}-".format(model))
+    tmp = scratch_dir("bench-quality-{}-".format(model))
     service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"), [
         "MODEL_NAME=" + model, "TRAIN_STEPS={}".format(args.steps), "CONTINUOUS_POLL_MS=200",
         "PROMOTION_AUC_TOLERANCE=1.0", "AUTO_RETRAIN_AUC_THRESHOLD=0", "LOCAL_QUIET_ACCESS_LOG=1",
@@ -163,6 +167,7 @@ def run_model(model, args, ml, first, replay_days):
         items = sorted(ml.items)
         for (day, actions), online in zip(replay_days, before):
             pairs = [[a["user_id"], a["item_id"]] for a in actions]
+            moments = [a["timestamp"] for a in actions]
             labels = [a["label"] for a in actions]
             positives = [a for a in actions if a["label"]]
             rng.shuffle(positives)
@@ -170,15 +175,18 @@ def run_model(model, args, ml, first, replay_days):
             for a in positives[:args.per_day]:
                 unseen = [i for i in rng.sample(items, NEGATIVES * 3) if i not in rated[a["user_id"]]][:NEGATIVES]
                 ranking.append([[a["user_id"], a["item_id"]]] + [[a["user_id"], i] for i in unseen])
+                moments += [a["timestamp"]] * (1 + len(unseen))
             flat = pairs + [p for group in ranking for p in group]
             plan.append((day, labels, [len(g) for g in ranking]))
-            tasks.append({"version": frozen, "pairs": flat})
-            tasks.append({"version": online, "pairs": flat})
+            tasks.append({"version": frozen, "pairs": flat, "timestamps": moments})
+            tasks.append({"version": online, "pairs": flat, "timestamps": moments})
         scores = _evaluate(service, tasks, "prior")
         if args.compare_cold_start:
             model_scores = _evaluate(service, tasks, "model")
     finally:
         service.stop()
+        if os.environ.get("BENCH_KEEP_TMP") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)  # ~2.7 GB of versions: not until the whole bench ends
 
     out.update(_metrics(first, replay_days, plan, tasks, scores))
     if args.compare_cold_start:

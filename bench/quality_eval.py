@@ -2,13 +2,15 @@
 
   .venv-model/bin/python bench/quality_eval.py < tasks.json > scores.json
 
-Input: {"settings": {...env of the service's cloud...}, "tasks": [{"version": "v...", "pairs": [[u, i], ...]}]}.
+Input: {"settings": {...env of the service's cloud...},
+        "tasks": [{"version": "v...", "pairs": [[u, i], ...], "timestamps": [t, ...] (optional, one per pair)}]}.
 Each version is loaded once from the registry and S3 (download_saved_model, load_catalog) and scored
 through ScoringService.predict: the same features, profiles and cold-start rule as the service.
 Output: {"scores": [[...], ...]} in task order.
 """
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -51,11 +53,22 @@ def main():
         service = loaded[name]
         scores = []
         pairs = task["pairs"]
-        for start in range(0, len(pairs), 1000):
-            chunk = [{"user_id": u, "item_id": i} for u, i in pairs[start:start + 1000]]
-            answer = service.predict(PredictRequest.model_validate({"pairs": chunk}))
+        # The moment of each pair (its rating's), as a client's request at that moment says it: the
+        # context features (hour, day of week) are those of the action, not of the evaluation.
+        moments = task.get("timestamps") or [None] * len(pairs)
+        start = 0
+        while start < len(pairs):
+            end = start + 1
+            while end < len(pairs) and end - start < 1000 and moments[end] == moments[start]:
+                end += 1
+            body = {"pairs": [{"user_id": u, "item_id": i} for u, i in pairs[start:end]]}
+            if moments[start] is not None:
+                body["context"] = {"timestamp": moments[start]}
+            answer = service.predict(PredictRequest.model_validate(body))
             scores.extend(p["score"] for p in answer["predictions"])
+            start = end
         out.append(scores)
+    shutil.rmtree(cache_dir, ignore_errors=True)
     json.dump({"scores": out}, sys.stdout)
 
 

@@ -14,7 +14,6 @@ import platform
 import random
 import subprocess
 import sys
-import tempfile
 import time
 
 import requests
@@ -22,6 +21,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import scratch_dir  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
 
@@ -104,7 +104,7 @@ def main():
     parser.add_argument("--actions", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="bench-quickstart-")
+    tmp = scratch_dir("bench-quickstart-")
     service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"),
                              ["TRAIN_STEPS=200", "CURRENT_CHECK_INTERVAL_MS=1000"])
     results = {"date": time.strftime("%Y-%m-%d"), "machine": "{} cores, {}".format(os.cpu_count(), platform.platform())}

@@ -21,7 +21,6 @@ import platform
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -30,6 +29,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import scratch_dir  # noqa: E402
 from bench.quickstart import percentile, report, timed  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
@@ -129,7 +129,7 @@ def main():
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--swaps", type=int, default=4, help="rollbacks back and forth after the update")
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="bench-serving-")
+    tmp = scratch_dir("bench-serving-")
     service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"),
                              ["TRAIN_STEPS=200", "CURRENT_CHECK_INTERVAL_MS=500", "PROMOTION_AUC_TOLERANCE=1.0"])
     results = {"date": time.strftime("%Y-%m-%d"),

@@ -17,7 +17,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "shared"))
 
+from bench import scratch_dir  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
 from bench.quickstart import report  # noqa: E402
@@ -48,7 +48,7 @@ def main():
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-training-"))
+    tmp = Path(scratch_dir("bench-training-"))
     results = {"date": time.strftime("%Y-%m-%d"), "users": args.users, "new_actions": args.new}
     try:
         endpoint = "http://127.0.0.1:{}".format(port)

@@ -17,7 +17,6 @@ import os
 import platform
 import random
 import sys
-import tempfile
 import threading
 import time
 
@@ -26,6 +25,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import scratch_dir  # noqa: E402
 from bench.freshness import Covered, _post, _samples, _wait_covered, start_continuous  # noqa: E402
 from bench.quickstart import percentile, report  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
@@ -76,7 +76,7 @@ def ingest(service, samples, batch=100, clients=2):
 
 
 def run_transport(transport, args):
-    tmp = tempfile.mkdtemp(prefix="bench-transport-{}-".format(transport))
+    tmp = scratch_dir("bench-transport-{}-".format(transport))
     service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"),
                              ["TRAIN_STEPS=100", "CONTINUOUS_POLL_MS=200", "PROMOTION_AUC_TOLERANCE=1.0",
                               "LOCAL_QUIET_ACCESS_LOG=1"], parameters=["StreamTransport=" + transport])

@@ -50,9 +50,9 @@ SOURCES = ("base", "param", "user", "item", "history")
 # first, up to MAX_HISTORY. An empty history is one placeholder token (a sequence is never empty).
 MAX_HISTORY = 20
 NO_HISTORY = "__none__"
-# The user id feature of a user the lineage does not know. Real ids are never blank (validated at
-# the edge); inside the graph a blank id hashes to no bucket at all: a zero embedding.
-COLD_USER = ""
+# The id feature of a user or item the lineage does not know. Real ids are never blank (validated
+# at the edge); inside the graph a blank id hashes to no bucket at all: a zero embedding.
+UNKNOWN_ID = ""
 HISTORY_FEATURE_NAME = "hist_item_id"
 EMBEDDING_DIM = 16  # one dimension for every feature: FM and AutoInt interact embeddings pairwise
 RAW_CLIP = 5.0
@@ -132,10 +132,11 @@ class Example:
     conversion: float = 0.0
     # The user's history at the time of the action (training); None: the Profiles' (serving).
     history: Optional[Tuple[str, ...]] = None
-    # Encoded as a user the model does not know: the user id feature is blank (COLD_USER), the
-    # profile fields are the user's own. Training copies teach the model new users; serving uses it
-    # for users the version never trained on.
+    # Encoded as a user (an item) the model does not know: the id feature is blank (UNKNOWN_ID), the
+    # profile fields are the entity's own. Training copies teach the model new users and new items;
+    # serving uses them for users and items the version never trained on.
     cold_user: bool = False
+    cold_item: bool = False
 
 
 class Profiles:
@@ -228,8 +229,8 @@ def encode_history(items: Sequence[str]) -> str:
 def encode(example: Example, spec: FeatureSpec, profiles: Profiles = NO_PROFILES) -> Dict[str, Value]:
     """The model inputs of one example: the single definition shared by training and serving."""
     moment = example.context.moment.astimezone(dt.timezone.utc)
-    base: Dict[str, Value] = {"user_id": COLD_USER if example.cold_user else feature_value(example.user_id),
-                              "item_id": feature_value(example.item_id),
+    base: Dict[str, Value] = {"user_id": UNKNOWN_ID if example.cold_user else feature_value(example.user_id),
+                              "item_id": UNKNOWN_ID if example.cold_item else feature_value(example.item_id),
                               "action_type": feature_value(example.context.action_type),
                               "hour": str(moment.hour), "dow": str(moment.weekday())}
     sources: Dict[str, Mapping[str, Any]] = {}
@@ -258,12 +259,14 @@ def feature_row(user_id: Union[int, str], item_id: Union[int, str], context: Con
 
 def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], context: Context,
                       spec: Optional[FeatureSpec] = None, profiles: Profiles = NO_PROFILES,
-                      cold_users: Optional[Set[str]] = None) -> Dict[str, List[Value]]:
+                      cold_users: Optional[Set[str]] = None,
+                      cold_items: Optional[Set[str]] = None) -> Dict[str, List[Value]]:
     """Model inputs for scoring pairs in one context (columnar, as the SavedModel wants).
 
     The same values as `encode` gives pair by pair (tested), computed once per context, per
     distinct user and per distinct item: a 1000-candidate request encodes one user, not 1000.
-    Users in `cold_users` (id keys) are encoded as `Example.cold_user` is.
+    Users in `cold_users` and items in `cold_items` (id keys) are encoded as `Example.cold_user` and
+    `Example.cold_item` are.
     """
     spec = spec or FeatureSpec()
     if not pairs:
@@ -300,9 +303,10 @@ def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], 
         for f in features:
             by_key = {k: v[f.name] for k, v in encoded.items()}
             columns[f.name] = [by_key[k] for k in keys]
-    if cold_users and "user_id" in columns:
-        columns["user_id"] = [COLD_USER if id_key(u) in cold_users else value
-                              for (u, _), value in zip(pairs, columns["user_id"])]
+    for name, position, unknown in (("user_id", 0, cold_users), ("item_id", 1, cold_items)):
+        if unknown and name in columns:
+            columns[name] = [UNKNOWN_ID if id_key(pair[position]) in unknown else value
+                             for pair, value in zip(pairs, columns[name])]
     return {name: columns[name] for name in spec.names}
 
 
@@ -417,7 +421,7 @@ def histories_before(actions: Sequence[StoredAction],
 def training_examples(
     actions: Sequence[StoredAction], negatives_per_positive: int, seed: int, catalog: Optional[Sequence[str]] = None,
     histories: Optional[Mapping[str, Tuple[str, ...]]] = None, sampling: str = "auto",
-    acted_on: Optional[Mapping[str, Set[str]]] = None, cold_user_rate: float = 0.0,
+    acted_on: Optional[Mapping[str, Set[str]]] = None, cold_start_rate: float = 0.0,
 ) -> List[Example]:
     """One example per action, plus sampled negatives when the data is (almost) all positive.
 
@@ -426,8 +430,14 @@ def training_examples(
     random catalog items (default: the items of `actions`) the user has not acted on, here or
     before (`acted_on`: user -> items, the lineage's catalog in an update), labelled 0 (the
     standard approach), in the positive's context. Without `acted_on` an update would label the
-    items a user liked last week as negatives and pull the user's scores down for buying more. `sampling`: "auto" (only for
-    (almost) all-positive data), "always" (also beside explicit negatives), "never".
+    items a user liked last week as negatives and pull the user's scores down for buying more.
+    `sampling`: "auto" (only for (almost) all-positive data), "always" (also beside explicit
+    negatives), "never".
+
+    `cold_start_rate`: that share of the examples (a seeded draw) is added once more as from a new
+    user (`cold_user`: no user id, no history, the same profile, item, context and label), and in a
+    second draw as about a new item (`cold_item`: no item id, the item's profile), so the model also
+    learns what to say about users and items it has never seen.
     """
     def history(a: StoredAction) -> Optional[Tuple[str, ...]]:
         return histories.get(a.event_id, ()) if histories is not None else None
@@ -439,7 +449,7 @@ def training_examples(
     mostly_positive = len(positives) >= 0.8 * len(actions)
     if (not positives or negatives_per_positive <= 0 or sampling == "never"
             or (sampling != "always" and not mostly_positive)):
-        return examples + _cold_user_copies(examples, cold_user_rate, seed)
+        return examples + _cold_start_copies(examples, cold_start_rate, seed)
     items = sorted(set(catalog) if catalog is not None else {id_key(a.item_id) for a in actions})
     seen: Dict[str, Set[str]] = {}
     for a in actions:
@@ -452,15 +462,28 @@ def training_examples(
         unseen = [item for item in items if item not in seen[id_key(a.user_id)]]
         for item in rng.sample(unseen, min(negatives_per_positive, len(unseen))):
             examples.append(Example(a.user_id, item, Context.of(a), 0.0, history=history(a)))
-    return examples + _cold_user_copies(examples, cold_user_rate, seed)
+    return examples + _cold_start_copies(examples, cold_start_rate, seed)
 
 
-def _cold_user_copies(examples: Sequence[Example], rate: float, seed: int) -> List[Example]:
-    if rate <= 0:
+def _cold_start_copies(examples: Sequence[Example], rate: float, seed: int) -> List[Example]:
+    """New-user copies: a share `rate` of the examples. New-item copies: as many, but drawn evenly over
+    the items rather than over the examples; drawn by example, they would be mostly the positives of
+    popular items, and a new item (no one has liked it yet) would score like a hit."""
+    if rate <= 0 or not examples:
         return []
     rng = random.Random(seed + 1)
-    return [replace(e, cold_user=True, history=() if e.history is not None else None)
-            for e in examples if rng.random() < rate]
+    per_item: Dict[str, int] = {}
+    for e in examples:
+        key = id_key(e.item_id)
+        per_item[key] = per_item.get(key, 0) + 1
+    even = rate * len(examples) / float(len(per_item))  # copies per item
+    copies = []
+    for e in examples:
+        if rng.random() < rate:
+            copies.append(replace(e, cold_user=True, history=() if e.history is not None else None))
+        if rng.random() < even / per_item[id_key(e.item_id)]:
+            copies.append(replace(e, cold_item=True))
+    return copies
 
 
 def _csv_value(value: Value) -> str:

@@ -20,6 +20,8 @@ from .actions import isoformat_utc, utc_now
 from .features import FeatureSpec
 
 TRAINING_MODES = ("auto", "full", "incremental", "continuous")
+# In a version's serving_defaults: the COLD_START_RATE its lineage learnt new users and items with.
+COLD_START_RATE_KEY = "cold_start_rate"
 
 
 _last_id_moment = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -68,6 +70,11 @@ class ModelVersion:
     feature_spec: List[Dict[str, Any]] = field(default_factory=list)
     optimizer: str = "adam"  # fixed for a lineage: its checkpoint holds this optimizer's slots
     serving_defaults: Dict[str, str] = field(default_factory=dict)  # e.g. the action_type it predicts
+
+    @property
+    def learnt_cold_start(self) -> bool:
+        """Its lineage learnt new users and items (COLD_START_RATE): the model scores them, not a prior."""
+        return float(self.serving_defaults.get(COLD_START_RATE_KEY) or 0) > 0
 
     @property
     def spec(self) -> FeatureSpec:

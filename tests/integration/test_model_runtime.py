@@ -68,7 +68,9 @@ def preference_actions():
 @pytest.fixture(scope="module")
 def trained(moto_endpoint, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("model-runtime")
-    settings = make_cloud(moto_endpoint, TRAIN_STEPS="300")
+    # Explicit likes and dislikes: the holdout AUC below measures liked-vs-disliked, so no sampled
+    # unseen items beside them (NEGATIVE_SAMPLING=always would score those too).
+    settings = make_cloud(moto_endpoint, TRAIN_STEPS="300", NEGATIVE_SAMPLING="auto")
     store = wiring.action_store(settings)
     actions = preference_actions()
     for start in range(0, len(actions), 100):
@@ -85,15 +87,16 @@ def test_training_task_publishes_a_registered_version_with_holdout_metrics(train
     current = state.get_current()
     assert job.status == "succeeded" and job.outcome == "promoted" and current.version == job.version
     assert current.mode == "full" and current.lineage == "deepfm-" + current.version and current.global_step == 300
-    held = current.metrics["num_eval_rows"]
+    manifest = _manifest(settings, current)
+    held = sum(len(v) for v in manifest["held_out"].values())
     assert 30 <= held <= 100 and job.num_actions == current.num_new_actions == 600 - held
+    assert current.metrics["num_eval_rows"] >= held  # the held-out actions and their sampled negatives
     assert current.metrics["auc"] > 0.75, current.metrics
     keys = {o["Key"][len(current.s3_prefix):] for o in
             aws.client("s3", settings).list_objects_v2(Bucket=settings.data_bucket, Prefix=current.s3_prefix)["Contents"]}
     assert {"saved_model/saved_model.pb", "pipeline.config", "metrics.json", "manifest.json", "catalog.json",
             "checkpoint/checkpoint", "checkpoint/model.ckpt-300.index"} <= keys
-    manifest = _manifest(settings, current)
-    assert len(manifest["keys"]) == 6 and sum(len(v) for v in manifest["held_out"].values()) == held
+    assert len(manifest["keys"]) == 6
 
 
 @contextlib.contextmanager
@@ -153,13 +156,16 @@ def test_inference_function_scores_with_the_current_version(trained, inference):
                                                     {"user_id": 4, "item_id": "item-3"}]})
     assert status == 200 and body["predictions"][0]["score"] > body["predictions"][1]["score"], body
 
-    # A user the version never trained on: the model scores them as a new user (COLD_USER_RATE), an
-    # unknown item gets the popularity prior; both flagged.
-    assert wiring.state_store(settings).get_current().serving_defaults["cold_user_rate"] == "0.1"
+    # Users and items the version never trained on: the model scores them as new ones (COLD_START_RATE,
+    # a blank id inside the graph), flagged.
+    assert wiring.state_store(settings).get_current().serving_defaults["cold_start_rate"] == "0.1"
     status, body = inference("/predict", {"user_id": "newcomer", "item_ids": ["item-2", "item-3", "no-such-item"]})
     assert status == 200 and all(p["cold_start"] for p in body["predictions"]), body
     scores = [p["score"] for p in body["predictions"]]
     assert all(0.0 < s < 1.0 for s in scores) and scores[0] != scores[1], body
+    status, body = inference("/predict", {"user_id": 4, "item_ids": ["item-2", "no-such-item"]})
+    assert status == 200 and [p.get("cold_start", False) for p in body["predictions"]] == [False, True], body
+    assert 0.0 < body["predictions"][1]["score"] < 1.0
 
     status, body = inference("/recommend", {"user_id": 4, "candidate_items": "item-1"})
     assert status == 400 and body["fields"] == ["candidate_items"]

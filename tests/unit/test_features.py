@@ -211,16 +211,20 @@ def test_negative_sampling_beside_explicit_negatives(sampling, expected_negative
     assert all(e.label == 0.0 and str(e.item_id) not in seen[str(e.user_id)] for e in sampled)
 
 
-def test_cold_user_copies_teach_the_model_new_users_with_their_profile():
+def test_cold_start_copies_teach_the_model_new_users_and_items_with_their_profiles():
     actions = [_action(u, "i%d" % i, int(i % 2 == 0), "like") for u in range(10) for i in range(10)]
     profiles = Profiles({str(u): {"age": 20 + u} for u in range(10)})
     spec = derive_spec(actions, profiles, min_support=0, with_history=True)
     histories = {a.event_id: ("x",) for a in actions}
-    assert not [e for e in training_examples(actions, 0, 1) if e.cold_user]
-    examples = training_examples(actions, 0, 1, histories=histories, cold_user_rate=0.2)
+    assert not [e for e in training_examples(actions, 0, 1) if e.cold_user or e.cold_item]
+    examples = training_examples(actions, 0, 1, histories=histories, cold_start_rate=0.2)
     copies = [e for e in examples if e.cold_user]
-    assert len(examples) == 100 + len(copies) and 8 <= len(copies) <= 35
-    assert examples == training_examples(actions, 0, 1, histories=histories, cold_user_rate=0.2)  # seeded
+    item_copies = [e for e in examples if e.cold_item]
+    assert len(examples) == 100 + len(copies) + len(item_copies) and 8 <= len(copies) <= 35
+    assert 8 <= len(item_copies) <= 35 and not [e for e in copies if e.cold_item]
+    assert examples == training_examples(actions, 0, 1, histories=histories, cold_start_rate=0.2)  # seeded
+    item_row = encode(item_copies[0], spec, profiles)
+    assert item_row["item_id"] == "" and item_row["user_id"] == str(item_copies[0].user_id)
     for copy in copies:
         row = encode(copy, spec, profiles)
         original = encode(replace(copy, cold_user=False, history=("x",)), spec, profiles)
@@ -229,7 +233,8 @@ def test_cold_user_copies_teach_the_model_new_users_with_their_profile():
         assert {n: v for n, v in row.items() if n not in ("user_id", "hist_item_id")} == \
             {n: v for n, v in original.items() if n not in ("user_id", "hist_item_id")}  # profile kept
     # Serving encodes the users it is told are new the same way.
-    columns = columns_for_pairs([(3, "i1"), (4, "i1")], Context("like", FRIDAY_EVENING), spec, profiles,
-                                cold_users={"4"})
-    assert columns["user_id"] == ["3", ""] and columns["u_age"][1] == encode(
+    columns = columns_for_pairs([(3, "i1"), (4, "i1"), (3, "new")], Context("like", FRIDAY_EVENING), spec, profiles,
+                                cold_users={"4"}, cold_items={"new"})
+    assert columns["item_id"] == ["i1", "i1", ""]
+    assert columns["user_id"] == ["3", "", "3"] and columns["u_age"][1] == encode(
         Example(4, "i1", Context("like", FRIDAY_EVENING), cold_user=True), spec, profiles)["u_age"]

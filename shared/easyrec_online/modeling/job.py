@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import random
 import re
 import shutil
 import tempfile
@@ -36,7 +37,7 @@ from ..features import (Example, FeatureSpec, Profiles, csv_lines, derive_spec, 
                         serving_action_type, training_examples)
 from ..ingest import ActionStore, dedupe_actions
 from ..profiles import ProfileStore
-from ..registry import TRAINING_MODES, ModelVersion, StateStore, new_id
+from ..registry import COLD_START_RATE_KEY, TRAINING_MODES, ModelVersion, StateStore, new_id
 from ..serving.cache import download_saved_model
 from .pipeline import MODELS_WITH_HISTORY, build_pipeline_config
 
@@ -280,15 +281,13 @@ def load_profiles(profile_store: Optional[ProfileStore], examples: Sequence[Exam
     return Profiles(users, items)
 
 
-COLD_USER_RATE_KEY = "cold_user_rate"  # in a version's serving_defaults: its lineage learns new users
-
-
-def lineage_cold_user_default(settings: Settings, plan: TrainingPlan) -> Dict[str, str]:
-    """A lineage learns new users (COLD_USER_RATE) from its full training on, or never: fixed like its spec."""
+def lineage_cold_start_default(settings: Settings, plan: TrainingPlan) -> Dict[str, str]:
+    """A lineage learns new users and items (COLD_START_RATE) from its full training on, or never: fixed
+    like its spec."""
     if plan.parent is not None:
-        rate = plan.parent.serving_defaults.get(COLD_USER_RATE_KEY)
-        return {COLD_USER_RATE_KEY: rate} if rate else {}
-    return {COLD_USER_RATE_KEY: str(settings.cold_user_rate)} if settings.cold_user_rate > 0 else {}
+        rate = plan.parent.serving_defaults.get(COLD_START_RATE_KEY)
+        return {COLD_START_RATE_KEY: rate} if rate else {}
+    return {COLD_START_RATE_KEY: str(settings.cold_start_rate)} if settings.cold_start_rate > 0 else {}
 
 
 def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPlan,
@@ -318,13 +317,13 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     # Sequence models: each action sees the user's positives before it (the lineage's, then this run's).
     histories = (histories_before(train_actions + holdout_actions, prior.histories() if prior else None)
                  if with_history else None)
-    cold_user_rate = float(lineage_cold_user_default(settings, plan).get(COLD_USER_RATE_KEY, 0.0))
+    cold_start_rate = float(lineage_cold_start_default(settings, plan).get(COLD_START_RATE_KEY, 0.0))
     # Sampled negatives skip what each user acted on before this run too (the lineage's catalog).
     acted_on = ({user: prior.acted_on(user) for user in {id_key(a.user_id) for a in new_actions}}
                 if prior is not None else None)
     train_rows = training_examples(train_actions, settings.negatives_per_positive, settings.random_seed,
                                    catalog=items, histories=histories, sampling=settings.negative_sampling,
-                                   acted_on=acted_on, cold_user_rate=cold_user_rate)
+                                   acted_on=acted_on, cold_start_rate=cold_start_rate)
     holdout_rows = (training_examples(holdout_actions, settings.negatives_per_positive, settings.random_seed + 1,
                                       catalog=items, histories=histories, sampling=settings.negative_sampling,
                                       acted_on=acted_on)
@@ -403,7 +402,11 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         else:
             total_steps = settings.train_steps
         train_path, eval_path = os.path.join(workdir, "train.csv"), os.path.join(workdir, "eval.csv")
-        for path, part in ((train_path, data.train_rows), (eval_path, data.holdout_rows)):
+        # EasyRec's CSVInput shuffles within a small buffer only (32 rows): rows in stored order (by time,
+        # sampled negatives and new-user copies after the actions) would end an epoch on negatives alone.
+        train_rows = list(data.train_rows)
+        random.Random(settings.random_seed).shuffle(train_rows)
+        for path, part in ((train_path, train_rows), (eval_path, data.holdout_rows)):
             with open(path, "w") as f:
                 f.writelines(csv_lines(part, data.spec, data.profiles))
         pipeline_text = build_pipeline_config(settings.model_name, data.spec, train_path, eval_path, model_dir,
@@ -437,7 +440,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             num_train_rows=len(data.train_rows), global_step=global_step, metrics=metrics, gate=gate,
             feature_columns=data.spec.names, feature_spec=data.spec.to_json(), optimizer=settings.optimizer,
             serving_defaults=dict({"action_type": serving_action_type(data.train_actions)},
-                                  **lineage_cold_user_default(settings, plan)),
+                                  **lineage_cold_start_default(settings, plan)),
         )
         upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)
         upload_checkpoint(s3, settings.data_bucket, checkpoint, record.checkpoint_prefix)

@@ -119,10 +119,9 @@ class ScoringService:
     trending items, plus nearest items by embedding for two-tower versions (DSSM), up to
     CATALOG_CANDIDATES. Filters then remove items (already acted on, include/exclude lists,
     category). Cold start: pairs whose user or item the version never trained on are flagged
-    `cold_start`. A user it never trained on is scored by the model as a new user (no user id; the
-    profile, item and context as usual) when the lineage learnt new users (COLD_USER_RATE > 0);
-    an item it never trained on (or a new user on a lineage that did not learn them) gets the item's
-    popularity prior (catalog.Catalog.prior) instead of a model score.
+    `cold_start`. When the lineage learnt new users and items (COLD_START_RATE > 0) the model scores
+    them as such (the unknown id left out; profiles, the other side and the context as usual);
+    otherwise they get the item's popularity prior (catalog.Catalog.prior).
     """
 
     def __init__(self, settings: Settings, models: Any, profiles: Any = None) -> None:
@@ -172,7 +171,8 @@ class ScoringService:
         """(scores, cold_start flags), one each per pair, in order."""
         version, scorer, catalog = loaded
         cold: List[bool] = []
-        new_users: Set[str] = set()  # unknown users the model scores as new users
+        new_users: Set[str] = set()
+        new_items: Set[str] = set()
         if catalog.actions:  # versions from before catalogs score every pair with the model
             # Hot path (1000 candidates): one dict lookup per pair, no function call.
             known_users = {u: catalog.knows_user(u) for u in {u for u, _ in pairs}}
@@ -181,23 +181,27 @@ class ScoringService:
                 cold = [id_key(i) not in known_items for _, i in pairs]
             else:
                 cold = [not (known_users[u] and id_key(i) in known_items) for u, i in pairs]
-                if any(cold) and float(version.serving_defaults.get("cold_user_rate") or 0) > 0:
-                    new_users = {id_key(u) for u, known in known_users.items() if not known}
+            if any(cold):
+                new_users = {id_key(u) for u, known in known_users.items() if not known}
+                new_items = {key for key in (id_key(i) for (_, i), is_cold in zip(pairs, cold) if is_cold)
+                             if key not in known_items}
         any_cold = any(cold)
-        # Cold pairs the model scores: a new user with a known item (its lineage learnt new users).
-        by_model = ([not is_cold or (id_key(i) in catalog.items and id_key(u) in new_users)
-                     for (u, i), is_cold in zip(pairs, cold)] if any_cold else None)
-        modelled = [pair for pair, use in zip(pairs, by_model) if use] if by_model is not None else pairs
-        scores: List[float] = []
-        if modelled:
-            context = self._context(version, request_context)
-            columns = columns_for_pairs(modelled, context, version.spec, self._profiles_for(loaded, modelled),
-                                        cold_users=new_users)
-            scores = list(map(float, self._run(scorer, columns)))
-        if by_model is None:
-            return scores, [False] * len(pairs)
-        it = iter(scores)
-        return [next(it) if use else catalog.prior(i) for (_, i), use in zip(pairs, by_model)], cold
+        if any_cold and not version.learnt_cold_start:
+            # A lineage that did not learn new users and items: the model cannot score such pairs.
+            modelled = [pair for pair, is_cold in zip(pairs, cold) if not is_cold]
+            scores = self._model_scores(loaded, modelled, request_context) if modelled else []
+            it = iter(scores)
+            return [catalog.prior(i) if is_cold else next(it) for (_, i), is_cold in zip(pairs, cold)], cold
+        # Every pair by the model; unknown users and items as the new ones the lineage learnt about.
+        scores = self._model_scores(loaded, pairs, request_context, new_users, new_items)
+        return scores, cold if any_cold else [False] * len(pairs)
+
+    def _model_scores(self, loaded: LoadedModel, pairs: Sequence[Pair], request_context: Optional[RequestContext],
+                      new_users: Optional[Set[str]] = None, new_items: Optional[Set[str]] = None) -> List[float]:
+        context = self._context(loaded.version, request_context)
+        columns = columns_for_pairs(pairs, context, loaded.version.spec, self._profiles_for(loaded, pairs),
+                                    cold_users=new_users, cold_items=new_items)
+        return list(map(float, self._run(loaded.scorer, columns)))
 
     # --- candidates ------------------------------------------------------------------------------
     def _nearest_items(self, loaded: LoadedModel, user_id: Union[int, str],
@@ -222,8 +226,10 @@ class ScoringService:
             matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
             index = self._item_index = (scorer, matrix, items)
         pair = [(user_id, index[2][0])]
-        interests = self._run(scorer, columns_for_pairs(pair, context, version.spec,
-                                                        self._profiles_for(loaded, pair)), "user_emb")[0]
+        new_user = ({id_key(user_id)} if version.learnt_cold_start and catalog.actions
+                    and not catalog.knows_user(user_id) else None)  # the user tower of a new user
+        interests = self._run(scorer, columns_for_pairs(pair, context, version.spec, self._profiles_for(loaded, pair),
+                                                        cold_users=new_user), "user_emb")[0]
         # One vector per interest (MIND has several; unused ones are zero): an item's similarity is
         # its best match.
         norms = np.linalg.norm(interests, axis=1)

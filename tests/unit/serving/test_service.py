@@ -135,25 +135,33 @@ def test_unknown_users_and_items_get_the_popularity_prior_and_are_flagged():
     assert catalog.prior(14) > catalog.prior(12) > 0  # 2 positives of 2 beats 0 of 1
 
 
-def test_a_lineage_that_learnt_new_users_scores_them_with_the_model_as_new_users():
+def test_a_lineage_that_learnt_cold_start_scores_new_users_and_items_with_the_model():
     import dataclasses
 
+    class NewAware(KnownScores):
+        """A blank item id (a new item) scores 0.5."""
+
+        def score(self, columns):
+            self.calls.append(columns)
+            return [int(item) / 100.0 if item else 0.5 for item in columns["item_id"]]
+
     catalog = _catalog()
-    learnt = dataclasses.replace(VERSION, serving_defaults={"cold_user_rate": "0.1"})
-    scorer = KnownScores()
+    learnt = dataclasses.replace(VERSION, serving_defaults={"cold_start_rate": "0.1"})
+    scorer = NewAware()
     service = ScoringService(Settings.from_env({}), Models(LoadedModel(learnt, scorer, catalog)))
     result = service.predict(validate(PredictRequest, {"user_id": "new", "item_ids": [14, 99]}))
     assert result["predictions"] == [
         {"user_id": "new", "item_id": 14, "score": 0.14, "cold_start": True},  # the model, as a new user
-        {"user_id": "new", "item_id": 99, "score": catalog.base_rate, "cold_start": True}]  # unknown item
-    assert scorer.calls[-1]["user_id"] == [""] and scorer.calls[-1]["item_id"] == ["14"]
+        {"user_id": "new", "item_id": 99, "score": 0.5, "cold_start": True}]  # ... and a new item
+    assert scorer.calls[-1]["user_id"] == ["", ""] and scorer.calls[-1]["item_id"] == ["14", ""]
     mixed = service.predict(validate(PredictRequest, {"pairs": [{"user_id": 1, "item_id": 12},
-                                                                {"user_id": "new", "item_id": 12}]}))
-    assert [p.get("cold_start", False) for p in mixed["predictions"]] == [False, True]
-    assert scorer.calls[-1]["user_id"] == ["1", ""]
-    ranked = service.recommend(validate(RecommendRequest, {"user_id": "new", "candidate_items": [12, 14, 99],
+                                                                {"user_id": "new", "item_id": 12},
+                                                                {"user_id": 1, "item_id": 99}]}))
+    assert [p.get("cold_start", False) for p in mixed["predictions"]] == [False, True, True]
+    assert scorer.calls[-1]["user_id"] == ["1", "", "1"] and scorer.calls[-1]["item_id"] == ["12", "12", ""]
+    ranked = service.recommend(validate(RecommendRequest, {"user_id": 1, "candidate_items": [12, 14, 99],
                                                            "top_k": 2}))
-    assert [(r["item_id"], r["score"]) for r in ranked["recommendations"]] == [(99, catalog.base_rate), (14, 0.14)]
+    assert [(r["item_id"], r["score"]) for r in ranked["recommendations"]] == [(99, 0.5), (14, 0.14)]
 
 
 def test_without_candidates_the_catalog_supplies_popular_and_trending_items_minus_those_acted_on():
