@@ -82,6 +82,10 @@ def _day(action):
     return dt.datetime.fromtimestamp(action["timestamp"], tz=dt.timezone.utc).date()
 
 
+def _hour(action):
+    return action["timestamp"] // 3600 * 3600
+
+
 def _post(service, samples):
     ids = set()
     for i in range(0, len(samples), 500):
@@ -167,15 +171,18 @@ def run_model(model, args, ml, first, replay_days):
         items = sorted(ml.items)
         for (day, actions), online in zip(replay_days, before):
             pairs = [[a["user_id"], a["item_id"]] for a in actions]
-            moments = [a["timestamp"] for a in actions]
+            # The context features are the hour and the day of week: ratings of the same hour share them,
+            # and a request per hour (not per rating) scores them alike.
+            moments = [_hour(a) for a in actions]
             labels = [a["label"] for a in actions]
             positives = [a for a in actions if a["label"]]
             rng.shuffle(positives)
             ranking = []
-            for a in positives[:args.per_day]:
+            # In time order, so that rankings of the same hour go in one request (same context).
+            for a in sorted(positives[:args.per_day], key=lambda a: a["timestamp"]):
                 unseen = [i for i in rng.sample(items, NEGATIVES * 3) if i not in rated[a["user_id"]]][:NEGATIVES]
                 ranking.append([[a["user_id"], a["item_id"]]] + [[a["user_id"], i] for i in unseen])
-                moments += [a["timestamp"]] * (1 + len(unseen))
+                moments += [_hour(a)] * (1 + len(unseen))
             flat = pairs + [p for group in ranking for p in group]
             plan.append((day, labels, [len(g) for g in ranking]))
             tasks.append({"version": frozen, "pairs": flat, "timestamps": moments})

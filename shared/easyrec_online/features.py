@@ -303,10 +303,11 @@ def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], 
         for f in features:
             by_key = {k: v[f.name] for k, v in encoded.items()}
             columns[f.name] = [by_key[k] for k in keys]
-    for name, position, unknown in (("user_id", 0, cold_users), ("item_id", 1, cold_items)):
+    for name, unknown in (("user_id", cold_users), ("item_id", cold_items)):
         if unknown and name in columns:
-            columns[name] = [UNKNOWN_ID if id_key(pair[position]) in unknown else value
-                             for pair, value in zip(pairs, columns[name])]
+            # By encoded value (one set lookup per pair, no call): 1000 candidates with one new item.
+            blank = {feature_value(key) for key in unknown}
+            columns[name] = [UNKNOWN_ID if value in blank else value for value in columns[name]]
     return {name: columns[name] for name in spec.names}
 
 
