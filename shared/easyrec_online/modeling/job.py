@@ -281,13 +281,16 @@ def load_profiles(profile_store: Optional[ProfileStore], examples: Sequence[Exam
     return Profiles(users, items)
 
 
-def lineage_cold_start_default(settings: Settings, plan: TrainingPlan) -> Dict[str, str]:
+def cold_start_default(rate: float) -> Dict[str, str]:
+    return {COLD_START_RATE_KEY: str(rate)} if rate > 0 else {}
+
+
+def lineage_cold_start_rate(settings: Settings, plan: TrainingPlan) -> float:
     """A lineage learns new users and items (COLD_START_RATE) from its full training on, or never: fixed
-    like its spec."""
+    like its spec, and kept in its versions' serving_defaults."""
     if plan.parent is not None:
-        rate = plan.parent.serving_defaults.get(COLD_START_RATE_KEY)
-        return {COLD_START_RATE_KEY: rate} if rate else {}
-    return {COLD_START_RATE_KEY: str(settings.cold_start_rate)} if settings.cold_start_rate > 0 else {}
+        return float(plan.parent.serving_defaults.get(COLD_START_RATE_KEY) or 0)
+    return settings.cold_start_rate
 
 
 def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPlan,
@@ -317,7 +320,7 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     # Sequence models: each action sees the user's positives before it (the lineage's, then this run's).
     histories = (histories_before(train_actions + holdout_actions, prior.histories() if prior else None)
                  if with_history else None)
-    cold_start_rate = float(lineage_cold_start_default(settings, plan).get(COLD_START_RATE_KEY, 0.0))
+    cold_start_rate = lineage_cold_start_rate(settings, plan)
     # Sampled negatives skip what each user acted on before this run too (the lineage's catalog).
     acted_on = ({user: prior.acted_on(user) for user in {id_key(a.user_id) for a in new_actions}}
                 if prior is not None else None)
@@ -440,7 +443,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             num_train_rows=len(data.train_rows), global_step=global_step, metrics=metrics, gate=gate,
             feature_columns=data.spec.names, feature_spec=data.spec.to_json(), optimizer=settings.optimizer,
             serving_defaults=dict({"action_type": serving_action_type(data.train_actions)},
-                                  **lineage_cold_start_default(settings, plan)),
+                                  **cold_start_default(lineage_cold_start_rate(settings, plan))),
         )
         upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)
         upload_checkpoint(s3, settings.data_bucket, checkpoint, record.checkpoint_prefix)
