@@ -7,8 +7,7 @@ from easyrec_online.actions import AddDataRequest
 from easyrec_online.config import Settings
 from easyrec_online.control import (
     IngestService, RollbackRequest, TrainingLogs, TrainingService, TrainingStartRequest, get_profile, health,
-    model_info,
-    put_profile, rollback,
+    model_info, put_profile, put_profiles, rollback,
 )
 from easyrec_online.export import ExportRequest, ModelExporter, list_updates, parse_limit
 from easyrec_online.supervisor import RestartPolicyPatch, TrainingSupervisor, get_policy, patch_policy
@@ -97,6 +96,12 @@ def put_user(user_id):
     return put_profile(profiles, "user", user_id, _json_body())
 
 
+@app.route("/users", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def put_users():
+    return put_profiles(profiles, "user", _json_body())
+
+
 @app.route("/users/{user_id}", methods=["GET"])
 @json_route
 def get_user(user_id):
@@ -107,6 +112,12 @@ def get_user(user_id):
 @json_route
 def put_item(item_id):
     return put_profile(profiles, "item", item_id, _json_body())
+
+
+@app.route("/items", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def put_items():
+    return put_profiles(profiles, "item", _json_body())
 
 
 @app.route("/items/{item_id}", methods=["GET"])

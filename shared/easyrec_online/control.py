@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
-from .actions import MAX_ID_LENGTH, AddDataRequest, StoredAction, isoformat_utc, utc_now
+from .actions import MAX_ID_LENGTH, AddDataRequest, EntityId, StoredAction, id_key, isoformat_utc, utc_now
 from .config import Settings
 from .consumer import untrained_actions
-from .http import ApiError, query_int
+from .http import ApiError, query_int, validate
 from .ingest import ActionPublisher, PublishError
 from .labels import LabelRuleError
 from .launcher import TrainingLauncher
@@ -188,6 +188,54 @@ def put_profile(profiles: ProfileStore, kind: str, entity_id: str, body: Any) ->
         raise ApiError(400, "invalid_request", "{}_id: 1 to {} characters".format(kind, MAX_ID_LENGTH),
                        ["{}_id".format(kind)])
     return profiles.put(kind, entity_id, body)
+
+
+MAX_PROFILES_PER_REQUEST = 1000
+
+
+class _ProfileEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    profile: Dict[str, Any] = Field(min_length=1)
+
+
+class UserProfileIn(_ProfileEntry):
+    user_id: EntityId
+
+
+class ItemProfileIn(_ProfileEntry):
+    item_id: EntityId
+
+
+class PutUsersRequest(BaseModel):
+    """POST /users: many profiles at once (a catalog import), each as GET /users/{id} returns it."""
+    model_config = ConfigDict(extra="forbid")
+    users: List[UserProfileIn] = Field(min_length=1, max_length=MAX_PROFILES_PER_REQUEST)
+
+
+class PutItemsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: List[ItemProfileIn] = Field(min_length=1, max_length=MAX_PROFILES_PER_REQUEST)
+
+
+def put_profiles(profiles: ProfileStore, kind: str, body: Any) -> Dict[str, Any]:
+    """Store (replace) up to MAX_PROFILES_PER_REQUEST profiles, all or none: the whole batch is validated
+    before anything is written. An id twice in one batch: the later entry wins, as two PUTs would."""
+    plural = kind + "s"
+    if isinstance(body, dict) and isinstance(body.get(plural), list) and len(body[plural]) > MAX_PROFILES_PER_REQUEST:
+        raise ApiError(413, "too_many_profiles", "{}: at most {} per request (got {}); split the batch".format(
+            plural, MAX_PROFILES_PER_REQUEST, len(body[plural])), [plural])
+    request = validate(PutUsersRequest if kind == "user" else PutItemsRequest, body)
+    batch: Dict[str, Dict[str, Any]] = {}
+    for index, entry in enumerate(getattr(request, plural)):
+        if len(json.dumps(entry.profile)) > MAX_PROFILE_JSON_BYTES:
+            field = "{}[{}].profile".format(plural, index)
+            raise ApiError(413, "profile_too_large", "{}: a profile is at most {} bytes of JSON".format(
+                field, MAX_PROFILE_JSON_BYTES), [field])
+        entity_id = id_key(getattr(entry, kind + "_id"))
+        batch.pop(entity_id, None)  # keeps the order of the last occurrence
+        batch[entity_id] = entry.profile
+    stored = profiles.put_many(kind, batch)
+    return {"stored": len(stored), "{}_ids".format(kind): [r["{}_id".format(kind)] for r in stored]}
 
 
 def get_profile(profiles: ProfileStore, kind: str, entity_id: str) -> Dict[str, Any]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Dict, Iterable, List, Optional
+import time
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from .actions import id_key, isoformat_utc, utc_now
 
@@ -24,6 +25,10 @@ class ProfileStore:
 
     def get(self, kind: str, entity_id: str) -> Optional[Dict[str, Any]]:
         raise NotImplementedError
+
+    def put_many(self, kind: str, profiles: Mapping[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Store (replace) several profiles of one kind; returns the stored records in the given order."""
+        return [self.put(kind, entity_id, attributes) for entity_id, attributes in profiles.items()]
 
     def attributes_of(self, kind: str, entity_ids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
         """id -> profile attributes of those that have a profile (one round trip per 100 ids on DynamoDB)."""
@@ -68,6 +73,21 @@ class DynamoProfileStore(ProfileStore):
         self._ddb.put_item(TableName=self.table, Item={
             "pk": {"S": "{}#{}".format(kind, id_key(entity_id))}, "doc": {"S": json.dumps(record, sort_keys=True)}})
         return record
+
+    def put_many(self, kind: str, profiles: Mapping[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+        records = [self.record(kind, entity_id, attributes) for entity_id, attributes in profiles.items()]
+        requests = [{"PutRequest": {"Item": {"pk": {"S": "{}#{}".format(kind, r["{}_id".format(kind)])},
+                                             "doc": {"S": json.dumps(r, sort_keys=True)}}}} for r in records]
+        for start in range(0, len(requests), 25):  # BatchWriteItem's limit
+            pending = {self.table: requests[start:start + 25]}
+            for attempt in range(8):
+                pending = self._ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(min(1.0, 0.05 * 2 ** attempt))  # throttled: back off, as the SDK advises
+            else:
+                raise RuntimeError("DynamoDB left {} profile writes unprocessed".format(len(pending[self.table])))
+        return records
 
     def get(self, kind: str, entity_id: str) -> Optional[Dict[str, Any]]:
         item = self._ddb.get_item(TableName=self.table, Key={"pk": {"S": "{}#{}".format(kind, id_key(entity_id))}},

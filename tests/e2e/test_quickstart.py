@@ -169,6 +169,20 @@ def test_user_and_item_profiles(service):
     assert bad.status_code == 400 and bad.json()["fields"] == ["body"]
 
 
+def test_profiles_in_batches(service):
+    users = [{"user_id": u, "profile": {"age": u - 280}} for u in range(300, 340)]
+    put = requests.post(service.url + "/users", json={"users": users}, timeout=30)
+    assert put.status_code == 200 and put.json()["stored"] == 40, put.text
+    assert requests.get(service.url + "/users/339", timeout=10).json()["profile"] == {"age": 59}
+    items = requests.post(service.url + "/items", json={"items": [{"item_id": "tomato_1", "profile": {"crop": "tomato"}}]},
+                          timeout=10)
+    assert items.json() == {"stored": 1, "item_ids": ["tomato_1"]}
+    refused = requests.post(service.url + "/users", json={"users": [{"user_id": 400, "profile": {"age": 1}},
+                                                                     {"user_id": 401}]}, timeout=10)
+    assert refused.status_code == 400 and refused.json()["fields"] == ["users[1].profile"], refused.text
+    assert requests.get(service.url + "/users/400", timeout=10).status_code == 404  # all or none
+
+
 def test_training_logs_and_stop_when_idle(service):
     def tail():
         body = requests.get(service.url + "/online/training/logs?lines=30", timeout=10).json()

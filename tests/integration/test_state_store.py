@@ -79,3 +79,10 @@ class TestProfileStoreContract:
         found = profiles.attributes_of("item", [str(i) for i in range(0, 160, 2)])
         assert found == {str(i): {"rank": i} for i in range(0, 150, 2)}
         assert profiles.attributes_of("user", ["1"]) == {}
+
+    def test_put_many_stores_more_than_one_batch_and_replaces(self, profiles):
+        profiles.put("user", "3", {"age": 1})
+        stored = profiles.put_many("user", {str(i): {"age": i} for i in range(60)})  # three BatchWriteItems
+        assert [r["user_id"] for r in stored] == [str(i) for i in range(60)]
+        assert profiles.attributes_of("user", [str(i) for i in range(61)]) == {str(i): {"age": i} for i in range(60)}
+        assert profiles.get("item", "3") is None

@@ -3,7 +3,8 @@ import pytest
 from easyrec_online.actions import AddDataRequest
 from easyrec_online.config import Settings
 from easyrec_online.control import (
-    IngestService, RollbackRequest, TrainingService, get_profile, health, model_info, put_profile, rollback,
+    IngestService, RollbackRequest, TrainingService, get_profile, health, model_info, put_profile, put_profiles,
+    rollback,
 )
 from easyrec_online.profiles import InMemoryProfileStore
 from easyrec_online.http import ApiError
@@ -165,3 +166,25 @@ def test_profiles_put_replace_get_and_bad_input():
         with pytest.raises(ApiError) as caught:
             put_profile(profiles, "item", "i1", body)
         assert caught.value.status == status
+
+
+def test_profiles_in_a_batch_all_or_none_and_later_entry_wins():
+    profiles = InMemoryProfileStore()
+    answer = put_profiles(profiles, "user", {"users": [{"user_id": 1, "profile": {"age": 20}},
+                                                       {"user_id": "2", "profile": {"age": 30}},
+                                                       {"user_id": "1", "profile": {"age": 21}}]})
+    assert answer == {"stored": 2, "user_ids": ["2", "1"]}
+    assert get_profile(profiles, "user", 1)["profile"] == {"age": 21}  # 1 and "1" are one id; the later wins
+    assert put_profiles(profiles, "item", {"items": [{"item_id": "a", "profile": {"genre": "x"}}]})["item_ids"] == ["a"]
+    bad = [({"users": []}, 400, "users"), ({"users": [{"user_id": 1.5, "profile": {"a": 1}}]}, 400, "users[0].user_id"),
+           ({"users": [{"user_id": 5, "profile": {}}]}, 400, "users[0].profile"),
+           ({"users": [{"user_id": 5, "profile": {"a": 1}, "extra": 1}]}, 400, "users[0].extra"),
+           ({"items": [{"item_id": 5, "profile": {"a": 1}}]}, 400, "users"),
+           ({"users": [{"user_id": 5, "profile": {"a": 1}}, {"user_id": 6, "profile": {"blob": "x" * 20000}}]},
+            413, "users[1].profile"),
+           ({"users": [{"user_id": i, "profile": {"a": 1}} for i in range(1001)]}, 413, "users"), ([1], 400, "body")]
+    for body, status, field in bad:
+        with pytest.raises(ApiError) as caught:
+            put_profiles(profiles, "user", body)
+        assert (caught.value.status, caught.value.fields[0]) == (status, field), body
+    assert profiles.get("user", "5") is None  # nothing of a refused batch is stored

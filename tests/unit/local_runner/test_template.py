@@ -23,7 +23,7 @@ def app():
 
 
 EXTENSIONS = {("POST", "/model/rollback"), ("PUT", "/users/{user_id}"), ("GET", "/users/{user_id}"),
-              ("PUT", "/items/{item_id}"), ("GET", "/items/{item_id}")}
+              ("PUT", "/items/{item_id}"), ("GET", "/items/{item_id}"), ("POST", "/users"), ("POST", "/items")}
 
 
 def test_every_seed_endpoint_is_declared_once(app):
