@@ -38,7 +38,8 @@ def test_continuous_trainer_follows_new_actions_with_warm_updates(moto_endpoint,
     job_id = new_id("job-")
     state.put_job(TrainingJob(job_id, "pending", "t", mode="continuous"))
     process = subprocess.Popen([MODEL_PYTHON, "task.py"], cwd=os.path.join(ROOT, "functions", "trainer"),
-                               env=_process_env(settings, tmp_path, JOB_ID=job_id, TRAINING_MODE="continuous"),
+                               env=_process_env(settings, tmp_path, JOB_ID=job_id, TRAINING_MODE="continuous",
+                                                TMPDIR=str(tmp_path)),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         first = _wait(state.get_current, 300, "the first (full) version", process)
@@ -74,6 +75,10 @@ def test_continuous_trainer_follows_new_actions_with_warm_updates(moto_endpoint,
         every = {a.event_id for a in store.iter_actions()}
         assert len(trained) == len(set(trained)) and set(trained) | held == every and not set(trained) & held
         print("warm update timings:", second.timings)
+        # Only the current version stays on the trainer's disk (the first one's files are gone).
+        workdir, = tmp_path.glob("easyrec-warm-*")
+        assert sorted(p.name for p in workdir.iterdir() if p.name.startswith(("ckpt-", "saved-"))) == [
+            "ckpt-" + second.version, "saved-" + second.version]
 
         state.update_job(job_id, status="stopping")
         assert process.wait(timeout=60) == 0

@@ -78,6 +78,12 @@ class _Lineage:
             shutil.copyfile(checkpoint + suffix, os.path.join(target, "variables", "variables" + suffix))
         return target
 
+    def discard(self, version: str) -> None:
+        """A version's local checkpoint and SavedModel, once nothing trains or serves from them (S3 has them):
+        a trainer that runs for days would otherwise keep every version it made (~40 MB each)."""
+        for prefix in ("ckpt-", "saved-"):
+            shutil.rmtree(os.path.join(self.workdir, prefix + version), ignore_errors=True)
+
     def close(self) -> None:
         self.trainer.close()
         self.scorer.close()
@@ -170,10 +176,12 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     if gate["promote"]:
         state.set_current(version)
         lineage.scorer.close()
+        lineage.discard(current.version)
         lineage.scorer, lineage.version, lineage.checkpoint = candidate, record, checkpoint
     else:
         candidate.close()
         lineage.trainer.restore(lineage.checkpoint)  # back to the current version's weights
+        lineage.discard(version)
     logger.info("warm update %s: %s on %d actions in %.2f s (%s)", version,
                 "promoted" if gate["promote"] else "rejected", len(data.train_actions), timings["total_s"],
                 json.dumps(timings))
