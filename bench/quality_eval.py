@@ -1,13 +1,15 @@
 """Scores (user, item) pairs with given model versions, as /predict would (model runtime, Python 3.7).
 
-  .venv-model/bin/python bench/quality_eval.py < tasks.json > scores.json
+  .venv-model/bin/python bench/quality_eval.py < tasks.jsonl > scores.jsonl
 
-Input: {"settings": {...env of the service's cloud...},
-        "tasks": [{"version": "v...", "pairs": [[u, i], ...], "timestamps": [t, ...] (optional, one per pair)}]}.
+Input, JSON lines: first {"settings": {...env of the service's cloud...}}, then one task a line,
+{"version": "v...", "pairs": [[u, i], ...], "timestamps": [t, ...] (optional, one per pair)}.
+Output: a JSON list of scores a line, one per task, in task order, each written as soon as it is scored:
+the benchmark sends a day's tasks while it replays the next days (the evaluator works beside the trainer).
 Each version is loaded once from the registry and S3 (download_saved_model, load_catalog) and scored
 through ScoringService.predict: the same features, profiles and cold-start rule as the service.
-Output: {"scores": [[...], ...]} in task order.
 """
+import collections
 import json
 import os
 import shutil
@@ -33,24 +35,30 @@ class Fixed(object):
 
 
 def main():
-    request = json.load(sys.stdin)
-    settings = Settings.from_env(request["settings"])
+    settings = Settings.from_env(json.loads(sys.stdin.readline())["settings"])
     state, s3 = wiring.state_store(settings), aws.client("s3", settings)
     cache_dir = tempfile.mkdtemp(prefix="quality-eval-")
     profiles = CachedProfiles(wiring.profile_store(settings), 3600.0)  # the profiles PUT through the API
-    loaded = {}
-    out = []
-    for task in request["tasks"]:
+    loaded = collections.OrderedDict()  # the frozen version and the day's online one: two at a time
+    for line in sys.stdin:
+        task = json.loads(line)
         name = task["version"]
-        if name not in loaded:
+        if name in loaded:
+            loaded.move_to_end(name)
+        else:
+            while len(loaded) >= 2:
+                old_name, (_, old_scorer) = loaded.popitem(last=False)
+                old_scorer.close()
+                shutil.rmtree(os.path.join(cache_dir, old_name), ignore_errors=True)
+                os.remove(os.path.join(cache_dir, old_name + ".catalog.json"))
             version = state.get_version(name)
             path = download_saved_model(s3, settings.data_bucket, version, cache_dir)
             catalog = load_catalog(s3, settings.data_bucket, version, cache_dir)
             if os.environ.get("QUALITY_COLD_START") == "model":  # experiment: the model scores unknown ids too
                 catalog.actions = 0
-            loaded[name] = ScoringService(settings, Fixed(LoadedModel(version, SavedModelScorer(path), catalog)),
-                                          profiles)
-        service = loaded[name]
+            scorer = SavedModelScorer(path)
+            loaded[name] = (ScoringService(settings, Fixed(LoadedModel(version, scorer, catalog)), profiles), scorer)
+        service = loaded[name][0]
         scores = []
         pairs = task["pairs"]
         # The moment of each pair (its rating's), as a client's request at that moment says it: the
@@ -67,9 +75,9 @@ def main():
             answer = service.predict(PredictRequest.model_validate(body))
             scores.extend(p["score"] for p in answer["predictions"])
             start = end
-        out.append(scores)
+        sys.stdout.write(json.dumps(scores) + "\n")
+        sys.stdout.flush()
     shutil.rmtree(cache_dir, ignore_errors=True)
-    json.dump({"scores": out}, sys.stdout)
 
 
 if __name__ == "__main__":
