@@ -170,7 +170,8 @@ SETTINGS: Dict[str, Setting] = {
         "CURRENT_CHECK_INTERVAL_MS", 1000, "How often inference re-reads the current-version pointer.", int),
     "profile_cache_ttl_s": Setting(
         "PROFILE_CACHE_TTL_S", 60.0,
-        "How long inference caches user/item profiles; a profile PUT reaches scoring within this.", float),
+        "How long inference and the continuous trainer's updates cache user/item profiles; a profile PUT "
+        "reaches scoring and training within this.", float),
     "catalog_candidates": Setting(
         "CATALOG_CANDIDATES", 200,
         "Candidates /recommend draws from the catalog when the request names none (popular, trending and, "

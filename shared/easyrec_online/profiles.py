@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 from .actions import id_key, isoformat_utc, utc_now
 
@@ -147,3 +147,7 @@ class CachedProfiles:
                     self._cache["{}#{}".format(kind, entity_id)] = (now, fetched.get(entity_id) or {})
             found.update(fetched)
         return found
+
+
+# What training and scoring read profiles through: a store, or a TTL cache in front of one.
+ProfileSource = Union[ProfileStore, CachedProfiles]

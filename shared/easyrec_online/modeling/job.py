@@ -36,7 +36,7 @@ from ..config import Settings
 from ..features import (Example, FeatureSpec, Profiles, csv_lines, derive_spec, encode, histories_before,
                         serving_action_type, training_examples)
 from ..ingest import ActionStore, dedupe_actions
-from ..profiles import ProfileStore
+from ..profiles import ProfileSource, ProfileStore
 from ..registry import COLD_START_RATE_KEY, TRAINING_MODES, ModelVersion, StateStore, new_id
 from ..serving.cache import download_saved_model
 from .pipeline import MODELS_WITH_HISTORY, build_pipeline_config
@@ -273,7 +273,7 @@ class TrainingData:
     profiles: Profiles  # of the users and items in the examples
 
 
-def load_profiles(profile_store: Optional[ProfileStore], examples: Sequence[Example]) -> Profiles:
+def load_profiles(profile_store: Optional[ProfileSource], examples: Sequence[Example]) -> Profiles:
     if profile_store is None:
         return Profiles()
     users = profile_store.attributes_of("user", {id_key(e.user_id) for e in examples})
@@ -294,7 +294,7 @@ def lineage_cold_start_rate(settings: Settings, plan: TrainingPlan) -> float:
 
 
 def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPlan,
-                       profile_store: Optional[ProfileStore] = None,
+                       profile_store: Optional[ProfileSource] = None,
                        catalog: Optional[Catalog] = None) -> TrainingData:
     """The plan's untrained actions, split into training rows and a holdout."""
     key_of: Dict[str, str] = {}
