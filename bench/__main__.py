@@ -28,8 +28,12 @@ def _rows(name, results):
         for m in results["models"]:
             for scorer in ("popularity", "frozen", "online"):
                 r = m[scorer]
-                yield "quality {} {}: AUC / HR@10 / NDCG@10".format(m["model"], scorer), \
-                    "{:.3f} / {:.3f} / {:.3f}".format(r["auc"], r["hr@10"], r["ndcg@10"])
+                yield "quality {} {}: AUC / HR@10 / NDCG@10 (HR@10 known / new users)".format(m["model"], scorer), \
+                    "{:.3f} / {:.3f} / {:.3f} ({:.3f} / {:.3f})".format(
+                        r["auc"], r["hr@10"], r["ndcg@10"], r["hr@10_known_users"], r["hr@10_new_users"])
+            yield "quality {} s: profiles / first training / replay (scored alongside) / scoring after".format(
+                m["model"]), "{:.0f} / {:.0f} / {:.0f} / {:.0f}".format(
+                    m.get("profiles_s", 0), m["first_training_s"], m["replay_s"], m["evaluation_after_replay_s"])
         return
     for key, value in results.items():
         if key in ("date", "machine"):

@@ -260,7 +260,10 @@ def _metrics(first, replay_days, plan, tasks, scores):
     out = {}
     # Popularity: positive ratings of each item before the day.
     positives_before = collections.Counter(a["item_id"] for a in first if a["label"])
-    results = {name: {"labels": [], "scores": [], "hr": [], "ndcg": []} for name in ("popularity", "frozen", "online")}
+    # Users with actions before the day (known to the online model) and those new that day.
+    users_before = {a["user_id"] for a in first}
+    results = {name: {"labels": [], "scores": [], "hr": [], "ndcg": [], "known": []}
+               for name in ("popularity", "frozen", "online")}
     for index, ((day, actions), (_, labels, groups)) in enumerate(zip(replay_days, plan)):
         flat_pairs = tasks[2 * index]["pairs"]
         per_model = {"frozen": scores[2 * index], "online": scores[2 * index + 1],
@@ -273,12 +276,18 @@ def _metrics(first, replay_days, plan, tasks, scores):
                 hit, gain = rank_metrics(values[at:at + size])
                 results[name]["hr"].append(hit)
                 results[name]["ndcg"].append(gain)
+                results[name]["known"].append(flat_pairs[at][0] in users_before)
                 at += size
         positives_before.update(a["item_id"] for a in actions if a["label"])
+        users_before.update(a["user_id"] for a in actions)
     for name, r in results.items():
+        known = [hit for hit, k in zip(r["hr"], r["known"]) if k]
+        new = [hit for hit, k in zip(r["hr"], r["known"]) if not k]
         out[name] = {"auc": auc(r["labels"], r["scores"]), "hr@10": sum(r["hr"]) / len(r["hr"]),
                      "ndcg@10": sum(r["ndcg"]) / len(r["ndcg"]), "rankings": len(r["hr"]),
-                     "rated_pairs": len(r["labels"])}
+                     "rated_pairs": len(r["labels"]),
+                     "hr@10_known_users": sum(known) / len(known) if known else None, "rankings_known_users": len(known),
+                     "hr@10_new_users": sum(new) / len(new) if new else None, "rankings_new_users": len(new)}
     return out
 
 
@@ -310,18 +319,19 @@ def main():
         json.dump(results, f, indent=2)
     print(results["date"], results["machine"])
     print(results["dataset"])
-    print("| model | scorer | AUC | HR@10 | NDCG@10 |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| model | scorer | AUC | HR@10 | NDCG@10 | HR@10 known / new users |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for m in results["models"]:
         for name in ("popularity", "frozen", "online"):
             r = m[name]
-            print("| {} | {} | {:.3f} | {:.3f} | {:.3f} |".format(m["model"], name, r["auc"], r["hr@10"], r["ndcg@10"]))
+            print("| {} | {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} / {:.3f} |".format(
+                m["model"], name, r["auc"], r["hr@10"], r["ndcg@10"], r["hr@10_known_users"], r["hr@10_new_users"]))
         if "model_scores_cold_pairs" in m:
             for name in ("frozen", "online"):
                 r = m["model_scores_cold_pairs"][name]
-                print("| {} | {} (model scores cold pairs) | {:.3f} | {:.3f} | {:.3f} |".format(
+                print("| {} | {} (model scores cold pairs) | {:.3f} | {:.3f} | {:.3f} | |".format(
                     m["model"], name, r["auc"], r["hr@10"], r["ndcg@10"]))
-        print("| {} | (first training {:.0f} s, replay {:.0f} s, {} online versions) | | | |".format(
+        print("| {} | (first training {:.0f} s, replay {:.0f} s, {} online versions) | | | | |".format(
             m["model"], m["first_training_s"], m["replay_s"], m["online_versions"]))
 
 

@@ -41,7 +41,9 @@ class RunningService:
         for pair in self.parameters:
             argv += ["--parameter", pair]
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        # LOCAL_* settings are the runner's own (e.g. LOCAL_QUIET_ACCESS_LOG), the rest its functions'.
+        own = dict(pair.split("=", 1) for pair in self.extra_env if pair.startswith("LOCAL_"))
+        self.process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **own))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -238,3 +238,23 @@ def test_cold_start_copies_teach_the_model_new_users_and_items_with_their_profil
     assert columns["item_id"] == ["i1", "i1", ""]
     assert columns["user_id"] == ["3", "", "3"] and columns["u_age"][1] == encode(
         Example(4, "i1", Context("like", FRIDAY_EVENING), cold_user=True), spec, profiles)["u_age"]
+
+
+def test_sample_unseen_draws_distinct_unseen_items_whatever_the_user_has_seen():
+    import random
+
+    from easyrec_online.features import sample_unseen
+
+    items = [str(i) for i in range(100)]
+    rng = random.Random(3)
+    for seen_count, k in ((0, 5), (10, 5), (49, 5), (60, 5), (97, 5), (100, 5)):
+        seen = set(items[:seen_count])
+        picked = sample_unseen(rng, items, seen, k)
+        assert len(picked) == min(k, 100 - seen_count) and len(set(picked)) == len(picked)
+        assert not set(picked) & seen
+    # Uniform over the unseen items: each of 50 is drawn about equally often.
+    counts = {}
+    for _ in range(2000):
+        for item in sample_unseen(rng, items, set(items[:50]), 2):
+            counts[item] = counts.get(item, 0) + 1
+    assert set(counts) == set(items[50:]) and max(counts.values()) < 2 * min(counts.values())
