@@ -1,4 +1,4 @@
-"""Every benchmark in one run: `.venv/bin/python -m bench` (about 25 minutes on 2 cores; its limit is 20, see the README).
+"""Every benchmark in one run: `.venv/bin/python -m bench` (about 15 minutes on 2 cores; its limit is 20).
 
 Runs, one after another, each on a fresh local service it starts and stops itself:
   bench.serving    /recommend at 100 and 1000 candidates vs raw TF Session.run; swaps under load
