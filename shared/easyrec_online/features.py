@@ -486,8 +486,8 @@ def training_examples(
 
 def sample_unseen(rng: random.Random, items: Sequence[str], seen: Set[str], k: int) -> List[str]:
     """Up to k distinct items not in `seen`, uniformly. Draws and rejects while most items are unseen (the
-    usual case: O(k) a positive); lists the unseen ones otherwise. Listing them for every positive took
-    a MovieLens full training (44,000 positives x 1,600 items) 20 s."""
+    usual case: O(k) a positive); lists the unseen ones otherwise. Listing them for every positive made
+    building a MovieLens full training's examples (44,000 positives x 1,600 items) take 39 s instead of 3."""
     if len(seen) * 2 < len(items):
         picked: List[str] = []
         for _ in range(8 * k + 16):  # at least half are unseen: running out of draws is rare

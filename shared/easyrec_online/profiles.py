@@ -68,16 +68,19 @@ class DynamoProfileStore(ProfileStore):
         self._ddb = dynamodb_client
         self.table = table
 
+    @staticmethod
+    def _item(kind: str, record: Dict[str, Any]) -> Dict[str, Any]:
+        return {"pk": {"S": "{}#{}".format(kind, record["{}_id".format(kind)])},
+                "doc": {"S": json.dumps(record, sort_keys=True)}}
+
     def put(self, kind: str, entity_id: str, attributes: Dict[str, Any]) -> Dict[str, Any]:
         record = self.record(kind, entity_id, attributes)
-        self._ddb.put_item(TableName=self.table, Item={
-            "pk": {"S": "{}#{}".format(kind, id_key(entity_id))}, "doc": {"S": json.dumps(record, sort_keys=True)}})
+        self._ddb.put_item(TableName=self.table, Item=self._item(kind, record))
         return record
 
     def put_many(self, kind: str, profiles: Mapping[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
         records = [self.record(kind, entity_id, attributes) for entity_id, attributes in profiles.items()]
-        requests = [{"PutRequest": {"Item": {"pk": {"S": "{}#{}".format(kind, r["{}_id".format(kind)])},
-                                             "doc": {"S": json.dumps(r, sort_keys=True)}}}} for r in records]
+        requests = [{"PutRequest": {"Item": self._item(kind, r)}} for r in records]
         for start in range(0, len(requests), 25):  # BatchWriteItem's limit
             pending = {self.table: requests[start:start + 25]}
             for attempt in range(8):

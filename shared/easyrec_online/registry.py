@@ -72,9 +72,14 @@ class ModelVersion:
     serving_defaults: Dict[str, str] = field(default_factory=dict)  # e.g. the action_type it predicts
 
     @property
+    def cold_start_rate(self) -> float:
+        """The COLD_START_RATE its lineage learnt new users and items with (0: it did not)."""
+        return float(self.serving_defaults.get(COLD_START_RATE_KEY) or 0)
+
+    @property
     def learnt_cold_start(self) -> bool:
-        """Its lineage learnt new users and items (COLD_START_RATE): the model scores them, not a prior."""
-        return float(self.serving_defaults.get(COLD_START_RATE_KEY) or 0) > 0
+        """Its lineage learnt new users and items: the model scores them, not a prior."""
+        return self.cold_start_rate > 0
 
     @property
     def spec(self) -> FeatureSpec:

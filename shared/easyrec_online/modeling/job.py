@@ -289,7 +289,7 @@ def lineage_cold_start_rate(settings: Settings, plan: TrainingPlan) -> float:
     """A lineage learns new users and items (COLD_START_RATE) from its full training on, or never: fixed
     like its spec, and kept in its versions' serving_defaults."""
     if plan.parent is not None:
-        return float(plan.parent.serving_defaults.get(COLD_START_RATE_KEY) or 0)
+        return plan.parent.cold_start_rate
     return settings.cold_start_rate
 
 
