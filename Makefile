@@ -27,6 +27,7 @@ test-e2e: setup
 
 lint: setup
 	.venv-tools/bin/sam validate --lint
+	.venv-tools/bin/ruff check .
 
 readme: setup
 	.venv/bin/python infra/readme_settings.py

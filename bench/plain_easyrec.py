@@ -16,8 +16,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "shared"))
 
-from easyrec_online import aws, wiring  # noqa: E402
-from easyrec_online.config import Settings  # noqa: E402
+from easyrec_online import wiring  # noqa: E402
+from easyrec_online.core import aws  # noqa: E402
+from easyrec_online.core.config import Settings  # noqa: E402
 from easyrec_online.modeling.job import download_checkpoint  # noqa: E402
 
 

@@ -18,12 +18,14 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "shared"))
 
-from easyrec_online import aws, wiring  # noqa: E402
-from easyrec_online.config import Settings  # noqa: E402
-from easyrec_online.profiles import CachedProfiles  # noqa: E402
-from easyrec_online.serving.cache import LoadedModel, download_saved_model, load_catalog  # noqa: E402
-from easyrec_online.serving.scorer import SavedModelScorer  # noqa: E402
+from easyrec_online import wiring  # noqa: E402
+from easyrec_online.artifacts.download import download_saved_model, load_catalog  # noqa: E402
+from easyrec_online.artifacts.scorer import SavedModelScorer  # noqa: E402
+from easyrec_online.core import aws  # noqa: E402
+from easyrec_online.core.config import Settings  # noqa: E402
+from easyrec_online.serving.cache import LoadedModel
 from easyrec_online.serving.service import PredictRequest, ScoringService  # noqa: E402
+from easyrec_online.state.profiles import CachedProfiles  # noqa: E402
 
 
 class Fixed(object):

@@ -10,9 +10,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "shared"))
 
-from easyrec_online.actions import utc_now  # noqa: E402
-from easyrec_online.features import Context, columns_for_pairs  # noqa: E402
-from easyrec_online.serving.scorer import SavedModelScorer  # noqa: E402
+from easyrec_online.artifacts.features.encode import Context, columns_for_pairs  # noqa: E402
+from easyrec_online.artifacts.scorer import SavedModelScorer  # noqa: E402
+from easyrec_online.ingest.actions import utc_now  # noqa: E402
 
 
 def main():

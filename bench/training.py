@@ -24,15 +24,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "shared"))
 
-from bench import scratch_dir  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
+from bench import scratch_dir  # noqa: E402
 from bench.quickstart import report  # noqa: E402
 from easyrec_online import wiring  # noqa: E402
-from easyrec_online.actions import ActionIn, StoredAction  # noqa: E402
 from easyrec_online.datasets.movielens import load_movielens_100k, split_by_time  # noqa: E402
-from tests.integration.conftest import free_port, make_cloud  # noqa: E402
+from easyrec_online.ingest.actions import ActionIn, StoredAction  # noqa: E402
 from tests.conftest import MODEL_PYTHON  # noqa: E402
+from tests.integration.conftest import free_port, make_cloud  # noqa: E402
 from tests.integration.test_model_runtime import _process_env, _run_trainer  # noqa: E402
 
 

@@ -5,7 +5,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "shared"))
 
-from easyrec_online.config import settings_table_markdown  # noqa: E402
+from easyrec_online.core.config import settings_table_markdown  # noqa: E402
 
 START = "generated from that module (a test keeps it in step):\n\n"
 END = "\n\n## Deploy to AWS"

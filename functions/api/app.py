@@ -1,20 +1,20 @@
-"""API function (control plane, Python 3.12): routes only; the logic is in easyrec_online.control."""
+"""API function (control plane, Python 3.12): routes only; the logic is in easyrec_online.control.services."""
 from aws_lambda_powertools import Logger
 from chalice import Chalice
 
-from easyrec_online import aws, wiring
-from easyrec_online.actions import AddDataRequest
-from easyrec_online.config import Settings
-from easyrec_online.control import (
-    IngestService, RollbackRequest, TrainingLogs, TrainingService, TrainingStartRequest, get_profile, health,
-    model_info, put_profile, put_profiles, rollback,
-)
-from easyrec_online.export import ExportRequest, ModelExporter, list_updates, parse_limit
-from easyrec_online.supervisor import RestartPolicyPatch, TrainingSupervisor, get_policy, patch_policy
-from easyrec_online.streaming import ConsumeRequest, StreamingService
-from easyrec_online.http import (
-    JSON_CONTENT_TYPES, json_response, json_route, parse_json_body, validate,
-)
+from easyrec_online import wiring
+from easyrec_online.control.export import ExportRequest, ModelExporter
+from easyrec_online.control.ingest import IngestService
+from easyrec_online.control.logs import TrainingLogs
+from easyrec_online.control.models import RollbackRequest, health, list_updates, model_info, parse_limit, rollback
+from easyrec_online.control.profiles import get_profile, put_profile, put_profiles
+from easyrec_online.control.streaming import ConsumeRequest, StreamingService
+from easyrec_online.control.supervisor import RestartPolicyPatch, TrainingSupervisor, get_policy, patch_policy
+from easyrec_online.control.training import TrainingService, TrainingStartRequest
+from easyrec_online.core import aws
+from easyrec_online.core.config import Settings
+from easyrec_online.core.http import JSON_CONTENT_TYPES, json_response, json_route, parse_json_body, validate
+from easyrec_online.ingest.actions import AddDataRequest
 
 logger = Logger(service="api")
 app = Chalice(app_name="easyrec-online-api")

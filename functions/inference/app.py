@@ -6,13 +6,14 @@ import tensorflow  # noqa: F401  (cold-start cost paid here, not on the first re
 from aws_lambda_powertools import Logger
 from chalice import Chalice
 
-from easyrec_online import aws, wiring
-from easyrec_online.config import Settings
-from easyrec_online.profiles import CachedProfiles
-from easyrec_online.http import JSON_CONTENT_TYPES, json_route, parse_json_body, validate
+from easyrec_online import wiring
+from easyrec_online.artifacts.scorer import SavedModelScorer
+from easyrec_online.core import aws
+from easyrec_online.core.config import Settings
+from easyrec_online.core.http import JSON_CONTENT_TYPES, json_route, parse_json_body, validate
 from easyrec_online.serving.cache import ModelCache
-from easyrec_online.serving.scorer import SavedModelScorer
 from easyrec_online.serving.service import PredictRequest, RecommendRequest, ScoringService
+from easyrec_online.state.profiles import CachedProfiles
 
 logger = Logger(service="inference")
 app = Chalice(app_name="easyrec-online-inference")

@@ -7,8 +7,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from easyrec_online import wiring
-from easyrec_online.config import Settings
-from easyrec_online.consumer import new_processor, store_kafka_batch, store_kinesis_batch, store_sqs_batch
+from easyrec_online.core.config import Settings
+from easyrec_online.ingest.consumer import new_processor, store_kafka_batch, store_kinesis_batch, store_sqs_batch
 
 logger = Logger(service="ingest-consumer")
 metrics = Metrics(namespace="EasyRecOnline", service="ingest-consumer")

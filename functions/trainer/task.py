@@ -8,9 +8,10 @@ import signal
 import sys
 import threading
 
-from easyrec_online import aws, wiring
-from easyrec_online.actions import isoformat_utc, utc_now
-from easyrec_online.config import Settings
+from easyrec_online import wiring
+from easyrec_online.core import aws
+from easyrec_online.core.config import Settings
+from easyrec_online.ingest.actions import isoformat_utc, utc_now
 from easyrec_online.modeling.job import job_from_environment, run_training_job
 
 # Enough to reach the job record when the rest of the configuration does not parse.

@@ -20,13 +20,13 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-from .cloud import REGION, LocalCloud
-from easyrec_online.config import Settings
-from easyrec_online.kafka import client_config as kafka_client_config
+from easyrec_online.core.config import Settings
+from easyrec_online.ingest.kafka import client_config as kafka_client_config
 
+from .cloud import REGION, LocalCloud
 from .event_sources import EcsAgent, KafkaPoller, KinesisPoller, SqsPoller
-from .kafka_broker import LocalKafkaBroker
 from .gateway import Gateway
+from .kafka_broker import LocalKafkaBroker
 from .provision import Provisioner, default_network
 from .template import CONTROL_RUNTIME, MODEL_RUNTIME, load_template, parse_app
 from .workers import FunctionPool, console

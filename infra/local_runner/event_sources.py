@@ -242,7 +242,7 @@ class KafkaPoller(threading.Thread):
     def run(self) -> None:
         from confluent_kafka import Consumer
 
-        from easyrec_online.kafka import kafka_event
+        from easyrec_online.ingest.kafka import kafka_event
 
         consumer = Consumer(self.config)
         consumer.subscribe(self.topics, on_assign=lambda c, partitions: self.ready.set())

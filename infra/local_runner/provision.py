@@ -9,7 +9,7 @@ import json
 import logging
 from typing import Any, Callable, Dict, List, Tuple
 
-from .cloud import LocalCloud, REGION
+from .cloud import REGION, LocalCloud
 from .template import AppSpec, Resolver, UnresolvedReference, references
 
 log = logging.getLogger("local-cloud")

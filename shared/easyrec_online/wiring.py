@@ -1,13 +1,14 @@
 """Builds the AWS-backed implementations from Settings: the one place functions get them from."""
 from __future__ import annotations
 
-from . import aws
-from .config import Settings
-from .consumer import DeadLetters
-from .ingest import ActionPublisher, KinesisActionPublisher, S3ActionStore, SqsActionPublisher
-from .launcher import EcsTrainingLauncher
-from .profiles import DynamoProfileStore
-from .registry import DynamoStateStore
+from easyrec_online.control.launcher import EcsTrainingLauncher
+from easyrec_online.core import aws
+from easyrec_online.core.config import Settings
+from easyrec_online.ingest.consumer import DeadLetters
+from easyrec_online.ingest.publishers import ActionPublisher, KinesisActionPublisher, SqsActionPublisher
+from easyrec_online.ingest.store import S3ActionStore
+from easyrec_online.state.profiles import DynamoProfileStore
+from easyrec_online.state.registry import DynamoStateStore
 
 
 def state_store(settings: Settings) -> DynamoStateStore:
@@ -22,7 +23,10 @@ def action_publisher(settings: Settings) -> ActionPublisher:
     if settings.stream_transport == "kinesis":
         return KinesisActionPublisher(aws.client("kinesis", settings), settings.actions_stream_name)
     if settings.stream_transport == "kafka":
-        from .kafka import KafkaActionPublisher, new_producer  # confluent-kafka only for this transport
+        from easyrec_online.ingest.kafka import (  # confluent-kafka only for this transport
+            KafkaActionPublisher,
+            new_producer,
+        )
 
         return KafkaActionPublisher(new_producer(settings), settings.kafka_topic)
     if settings.stream_transport != "sqs":

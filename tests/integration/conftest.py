@@ -15,8 +15,8 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from easyrec_online import aws
-from easyrec_online.config import Settings
+from easyrec_online.core import aws
+from easyrec_online.core.config import Settings
 
 
 def free_port() -> int:

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from easyrec_online import aws
+from easyrec_online.core import aws
 from tests.integration.conftest import BACKEND, LOCALSTACK_SKIP_DYNAMODB
 
 

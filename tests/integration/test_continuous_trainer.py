@@ -9,12 +9,17 @@ import time
 import pytest
 
 from easyrec_online import wiring
-from easyrec_online.actions import ActionIn, StoredAction
-from easyrec_online.registry import TrainingJob, new_id
+from easyrec_online.ingest.actions import ActionIn, StoredAction
+from easyrec_online.state.registry import TrainingJob, new_id
 from tests.conftest import MODEL_PYTHON, ROOT
 from tests.integration.conftest import make_cloud
-from tests.integration.test_model_runtime import (_manifest, _process_env, _trained_event_ids, inference_worker,
-                                                  preference_actions)
+from tests.integration.test_model_runtime import (
+    _manifest,
+    _process_env,
+    _trained_event_ids,
+    inference_worker,
+    preference_actions,
+)
 
 pytestmark = pytest.mark.model_runtime
 
@@ -102,7 +107,7 @@ def test_killing_the_trainer_mid_update_loses_nothing_and_trains_each_action_onc
     import random
     import signal
 
-    from easyrec_online import aws
+    from easyrec_online.core import aws
 
     settings = make_cloud(moto_endpoint, TRAIN_STEPS="100", PROMOTION_AUC_TOLERANCE="1.0", CONTINUOUS_POLL_MS="100")
     state, store = wiring.state_store(settings), wiring.action_store(settings)

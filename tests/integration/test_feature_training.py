@@ -7,8 +7,9 @@ import random
 
 import pytest
 
-from easyrec_online import aws, wiring
-from easyrec_online.actions import ActionIn, StoredAction
+from easyrec_online import wiring
+from easyrec_online.core import aws
+from easyrec_online.ingest.actions import ActionIn, StoredAction
 from tests.integration.conftest import make_cloud
 from tests.integration.test_model_runtime import _run_trainer, inference_worker
 

@@ -1,9 +1,11 @@
 """Action publisher and store contracts: in memory and on AWS APIs (moto server, over the wire)."""
 import pytest
 
-from easyrec_online import aws, wiring
-from easyrec_online.actions import ActionIn, StoredAction
-from easyrec_online.ingest import InMemoryActionStore, decode_message_body
+from easyrec_online import wiring
+from easyrec_online.core import aws
+from easyrec_online.ingest.actions import ActionIn, StoredAction
+from easyrec_online.ingest.envelopes import decode_message_body
+from easyrec_online.ingest.store import InMemoryActionStore
 
 
 def _actions(n, start=0):
@@ -56,7 +58,7 @@ def test_sqs_publisher_sends_every_action(cloud):
 
 
 def test_sqs_publisher_names_the_actions_it_could_not_send(cloud):
-    from easyrec_online.ingest import PublishError, SqsActionPublisher
+    from easyrec_online.ingest.publishers import PublishError, SqsActionPublisher
 
     publisher = SqsActionPublisher(aws.client("sqs", cloud), cloud.actions_queue_url + "-missing")
     actions = _actions(3)

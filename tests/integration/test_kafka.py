@@ -10,18 +10,18 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 
 import pytest
 from confluent_kafka import Producer
 
-from easyrec_online import aws, wiring
-from easyrec_online.actions import ActionIn, StoredAction
-from easyrec_online.config import Settings
-from easyrec_online.consumer import DeadLetters, store_kafka_batch
-from easyrec_online.ingest import PublishError
-from easyrec_online.kafka import KafkaActionPublisher, client_config, new_producer
+from easyrec_online import wiring
+from easyrec_online.core import aws
+from easyrec_online.core.config import Settings
+from easyrec_online.ingest.actions import ActionIn, StoredAction
+from easyrec_online.ingest.consumer import DeadLetters, store_kafka_batch
+from easyrec_online.ingest.kafka import KafkaActionPublisher, client_config, new_producer
+from easyrec_online.ingest.publishers import PublishError
 from infra.local_runner.event_sources import KafkaPoller
 from infra.local_runner.kafka_broker import LocalKafkaBroker
 from tests.conftest import wait_for
@@ -108,7 +108,7 @@ def test_consumer_killed_before_committing_loses_nothing_and_each_action_is_read
     script = tmp_path / "dying_consumer.py"
     script.write_text(textwrap.dedent("""
         import os, signal, sys
-        from easyrec_online.config import Settings
+        from easyrec_online.core.config import Settings
         settings = Settings.from_env()  # before the test modules' import (tests/conftest clears AWS_ENDPOINT_URL)
         from tests.integration.test_kafka import _consumer_invoke, _poller
         store = _consumer_invoke(settings)

@@ -3,10 +3,11 @@ read back as the Lambda event source delivers them, stored once by the consumer 
 partial batch semantics (a poison record reported by its sequence number)."""
 import base64
 
-from easyrec_online import aws, wiring
-from easyrec_online.actions import ActionIn, StoredAction
-from easyrec_online.config import Settings
-from easyrec_online.consumer import new_processor, store_kinesis_batch
+from easyrec_online import wiring
+from easyrec_online.core import aws
+from easyrec_online.core.config import Settings
+from easyrec_online.ingest.actions import ActionIn, StoredAction
+from easyrec_online.ingest.consumer import new_processor, store_kinesis_batch
 
 
 def _actions(n, start=0):

@@ -9,10 +9,11 @@ import subprocess
 
 import pytest
 
-from easyrec_online import aws, wiring
-from easyrec_online.actions import ActionIn, StoredAction
-from easyrec_online.config import Settings
-from easyrec_online.registry import TrainingJob, new_id
+from easyrec_online import wiring
+from easyrec_online.core import aws
+from easyrec_online.core.config import Settings
+from easyrec_online.ingest.actions import ActionIn, StoredAction
+from easyrec_online.state.registry import TrainingJob, new_id
 from infra.local_runner.gateway import build_event
 from infra.local_runner.template import Route
 from infra.local_runner.workers import Worker
@@ -297,3 +298,27 @@ def test_an_automatic_update_on_drifted_actions_becomes_a_full_retrain(trained, 
     assert retrained.lineage != current.lineage and retrained.lineage.endswith(retrained.version)
     assert retrained.gate["retrain"]["current_auc_on_fresh_actions"] < 0.5
     assert state.get_current().version == retrained.version
+
+
+def test_the_easyrec_adapter_matches_the_pinned_and_installed_easyrec():
+    """modeling/easyrec.py drives EasyRec internals: a changed pin (or a changed private function) must
+    fail here, loudly, rather than somewhere inside a training run."""
+    with open(os.path.join(ROOT, "infra", "model-runtime", "requirements.txt")) as f:
+        pinned = [line.split("==", 1)[1].strip() for line in f if line.startswith("pai-easy-rec==")]
+    check = ("import importlib, json\n"
+             "from easyrec_online.modeling import easyrec\n"
+             "easyrec.check_pinned()\n"
+             "missing = []\n"
+             "for module, path in easyrec.PRIVATE_API:\n"
+             "    obj = importlib.import_module(module)\n"
+             "    for part in path.split('.'):\n"
+             "        obj = getattr(obj, part, None)\n"
+             "    if not callable(obj): missing.append(module + '.' + path)\n"
+             "print(json.dumps({'pin': easyrec.EASYREC_VERSION, 'missing': missing}))\n")
+    result = subprocess.run([MODEL_PYTHON, "-c", check], capture_output=True, text=True, timeout=120,
+                            env={"PATH": os.environ["PATH"], "PYTHONPATH": os.path.join(ROOT, "shared"),
+                                 "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert pinned == [found["pin"]], "infra/model-runtime/requirements.txt pins {}, the adapter {}".format(pinned, found)
+    assert found["missing"] == [], "EasyRec internals the adapter calls are gone: {}".format(found["missing"])

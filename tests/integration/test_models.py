@@ -2,7 +2,8 @@
 the real training task (EasyRec on TF 1.15), chosen by configuration alone (MODEL_NAME)."""
 import pytest
 
-from easyrec_online import aws, wiring
+from easyrec_online import wiring
+from easyrec_online.core import aws
 from tests.integration.conftest import make_cloud
 from tests.integration.test_model_runtime import _run_trainer, inference_worker, preference_actions
 

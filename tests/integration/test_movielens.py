@@ -2,8 +2,8 @@
 import pytest
 
 from easyrec_online import wiring
-from easyrec_online.actions import ActionIn, StoredAction
 from easyrec_online.datasets.movielens import load_movielens_100k
+from easyrec_online.ingest.actions import ActionIn, StoredAction
 from tests.integration.conftest import make_cloud
 from tests.integration.test_model_runtime import _manifest, _run_trainer
 

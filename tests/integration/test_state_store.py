@@ -2,7 +2,7 @@
 import pytest
 
 from easyrec_online import wiring
-from easyrec_online.registry import InMemoryStateStore, ModelVersion, TrainingJob, new_id
+from easyrec_online.state.registry import InMemoryStateStore, ModelVersion, TrainingJob, new_id
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
@@ -56,7 +56,7 @@ class TestStateStoreContract:
 
 @pytest.fixture(params=["memory", "dynamodb"])
 def profiles(request, moto_endpoint):
-    from easyrec_online.profiles import InMemoryProfileStore
+    from easyrec_online.state.profiles import InMemoryProfileStore
 
     if request.param == "memory":
         return InMemoryProfileStore()

@@ -1,7 +1,8 @@
 """Streaming status and manual consume over the wire (moto SQS, S3, DynamoDB)."""
-from easyrec_online import aws, wiring
-from easyrec_online.actions import ActionIn, StoredAction
-from easyrec_online.streaming import ConsumeRequest, StreamingService
+from easyrec_online import wiring
+from easyrec_online.control.streaming import ConsumeRequest, StreamingService
+from easyrec_online.core import aws
+from easyrec_online.ingest.actions import ActionIn, StoredAction
 
 
 def _actions(n, start=0):

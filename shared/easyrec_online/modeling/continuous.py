@@ -29,14 +29,26 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
-from ..actions import StoredAction, isoformat_utc, parse_timestamp, utc_now
-from ..config import Settings
-from ..ingest import ActionStore, CachingActionStore
-from ..profiles import CachedProfiles, ProfileSource, ProfileStore
-from ..registry import ModelVersion, StateStore, new_id
-from .job import (TrainingFailed, download_checkpoint, latest_checkpoint, load_training_data, parent_catalog,
-                  plan_training, promotion_decision, read_manifest, run_training_job, score_examples,
-                  upload_checkpoint, write_version_documents)
+from easyrec_online.artifacts.features.spec import spec_of
+from easyrec_online.core.config import Settings
+from easyrec_online.ingest.actions import StoredAction, isoformat_utc, parse_timestamp, utc_now
+from easyrec_online.ingest.store import ActionStore, CachingActionStore
+from easyrec_online.modeling.job import (
+    TrainingFailed,
+    download_checkpoint,
+    latest_checkpoint,
+    load_training_data,
+    parent_catalog,
+    plan_training,
+    promotion_decision,
+    read_manifest,
+    run_training_job,
+    score_examples,
+    upload_checkpoint,
+    write_version_documents,
+)
+from easyrec_online.state.profiles import CachedProfiles, ProfileSource, ProfileStore
+from easyrec_online.state.registry import ModelVersion, StateStore, new_id
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +57,16 @@ class _Lineage:
     """The warm state of one lineage: trainer session, serving-graph copy, current version's scorer."""
 
     def __init__(self, settings: Settings, s3: Any, current: ModelVersion, workdir: str) -> None:
-        from ..serving.cache import download_saved_model
-        from ..serving.scorer import SavedModelScorer
-        from .warm import WarmTrainer
+        from easyrec_online.artifacts.download import download_saved_model
+        from easyrec_online.artifacts.scorer import SavedModelScorer
+        from easyrec_online.modeling.warm import WarmTrainer
 
         self.lineage = current.lineage
         self.version = current
         self.workdir = workdir
         bucket = settings.data_bucket
         pipeline_text = s3.get_object(Bucket=bucket, Key=current.pipeline_key)["Body"].read().decode()
-        self.trainer = WarmTrainer(pipeline_text, current.spec, os.path.join(workdir, "graph"))
+        self.trainer = WarmTrainer(pipeline_text, spec_of(current), os.path.join(workdir, "graph"))
         ckpt_dir = os.path.join(workdir, "ckpt-" + current.version)
         download_checkpoint(s3, bucket, current, ckpt_dir)
         self.checkpoint, _ = latest_checkpoint(ckpt_dir)
@@ -108,7 +120,7 @@ def update_trigger(actions: Sequence[StoredAction], settings: Settings, now: dt.
 def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: Any, lineage: _Lineage,
                 job_id: str, profile_store: Optional[ProfileSource]) -> Optional[ModelVersion]:
     """One incremental update on the warm lineage; None when there is nothing new or it is not time yet."""
-    from ..serving.scorer import SavedModelScorer
+    from easyrec_online.artifacts.scorer import SavedModelScorer
 
     started = time.monotonic()
     timings: Dict[str, float] = {}

@@ -30,16 +30,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..actions import StoredAction, id_key, isoformat_utc, utc_now
-from ..catalog import Catalog
-from ..config import Settings
-from ..features import (Example, FeatureSpec, Profiles, csv_lines, derive_spec, encode, histories_before,
-                        serving_action_type, training_examples)
-from ..ingest import ActionStore, dedupe_actions
-from ..profiles import ProfileSource, ProfileStore
-from ..registry import COLD_START_RATE_KEY, TRAINING_MODES, ModelVersion, StateStore, new_id
-from ..serving.cache import download_saved_model
-from .pipeline import MODELS_WITH_HISTORY, build_pipeline_config
+from easyrec_online.artifacts.catalog import Catalog
+from easyrec_online.artifacts.download import download_saved_model
+from easyrec_online.artifacts.features.derive import derive_spec
+from easyrec_online.artifacts.features.encode import Example, Profiles, encode
+from easyrec_online.artifacts.features.rows import csv_lines, serving_action_type
+from easyrec_online.artifacts.features.sampling import histories_before, training_examples
+from easyrec_online.artifacts.features.spec import FeatureSpec, spec_of
+from easyrec_online.core.config import Settings
+from easyrec_online.ingest.actions import StoredAction, id_key, isoformat_utc, utc_now
+from easyrec_online.ingest.store import ActionStore, dedupe_actions
+from easyrec_online.modeling.pipeline import MODELS_WITH_HISTORY, build_pipeline_config
+from easyrec_online.state.profiles import ProfileSource, ProfileStore
+from easyrec_online.state.registry import COLD_START_RATE_KEY, TRAINING_MODES, ModelVersion, StateStore, new_id
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +114,7 @@ def plan_training(settings: Settings, requested: str, current: Optional[ModelVer
     # actions and wait for the next full retrain.
     return TrainingPlan("incremental", current.lineage, current, sorted(trained),
                         [k for k in all_keys if k not in trained], dict(manifest.get("held_out", {})),
-                        list(manifest.get("items", [])), current.spec)
+                        list(manifest.get("items", [])), spec_of(current))
 
 
 def is_holdout(event_id: str) -> bool:
@@ -132,20 +135,10 @@ def split_holdout(actions: List[StoredAction]) -> Tuple[List[StoredAction], List
 
 def run_easyrec(pipeline_text: str, workdir: str, continue_train: bool) -> str:
     """Train and export with EasyRec in this process; returns the SavedModel directory."""
-    from easy_rec.python import main as easyrec_main
-    from easy_rec.python.utils import config_util
+    from easyrec_online.modeling.easyrec import train_evaluate_export
 
-    config_path = os.path.join(workdir, "pipeline.config")
-    with open(config_path, "w") as f:
-        f.write(pipeline_text)
-    pipeline_config = config_util.get_configs_from_pipeline_file(config_path)
-    # TF 1.15 AutoGraph-converts EasyRec's tf.data parsing functions on every input_fn call (about
-    # 5 s each for train and eval, measured); they are plain graph code, so build them unconverted.
-    from tensorflow.python.autograph.core import ag_ctx
-
-    with ag_ctx.ControlStatusCtx(status=ag_ctx.Status.DISABLED):
-        easyrec_main._train_and_evaluate_impl(pipeline_config, continue_train=continue_train)
-    final = os.path.join(pipeline_config.model_dir, "export", "final")
+    model_dir = train_evaluate_export(pipeline_text, workdir, continue_train)
+    final = os.path.join(model_dir, "export", "final")
     exports = sorted(d for d in os.listdir(final) if d.isdigit()) if os.path.isdir(final) else []
     if not exports:
         raise TrainingFailed("EasyRec finished without exporting a SavedModel under {}".format(final))
@@ -211,7 +204,7 @@ def parent_catalog(settings: Settings, s3: Any, plan: TrainingPlan) -> Catalog:
 
 def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles) -> Dict[str, float]:
     """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec."""
-    from ..serving.scorer import auc_and_logloss
+    from easyrec_online.artifacts.scorer import auc_and_logloss
 
     rows = [encode(e, spec, profiles) for e in examples]
     probs = scorer.score({n: [r[n] for r in rows] for n in spec.names})
@@ -220,7 +213,7 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
 
 def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles) -> Dict[str, float]:
     """Holdout metrics of a SavedModel on disk."""
-    from ..serving.scorer import SavedModelScorer
+    from easyrec_online.artifacts.scorer import SavedModelScorer
 
     scorer = SavedModelScorer(export_dir)
     try:
@@ -379,7 +372,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         drift: Dict[str, Any] = {}
         baseline: Optional[Dict[str, float]] = None  # the current version's metrics on data.holdout_rows
         if plan.mode == "incremental" and requested_mode == "auto" and data.has_holdout and current_dir:
-            fresh = baseline = evaluate(current_dir, data.holdout_rows, current.spec, data.profiles)
+            fresh = baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles)
             if fresh.get("auc") is not None and fresh["auc"] < settings.auto_retrain_auc_threshold:
                 drift = {"current_auc_on_fresh_actions": fresh["auc"], "threshold": settings.auto_retrain_auc_threshold}
                 logger.warning("job %s: version %s has AUC %.4f on fresh actions (< %s): full retrain", job_id,
@@ -425,7 +418,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         metrics = evaluate(export_dir, data.holdout_rows, data.spec, data.profiles)
         if baseline is None and current_dir:
             assert current is not None
-            baseline = evaluate(current_dir, data.holdout_rows, current.spec, data.profiles)
+            baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles)
         gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance,
                                   current.version if current else None)
         if drift:

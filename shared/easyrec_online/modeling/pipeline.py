@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from ..features import CONVERSION_LABEL, CSV_SEPARATOR, LABEL, MAX_HISTORY, TAG_SEPARATOR, FeatureDef, FeatureSpec
+from easyrec_online.artifacts.features.spec import (
+    CONVERSION_LABEL,
+    CSV_SEPARATOR,
+    LABEL,
+    MAX_HISTORY,
+    TAG_SEPARATOR,
+    FeatureDef,
+    FeatureSpec,
+)
 
 # Models over the same features, by EasyRec pipeline config only. Each entry: the model class, the
 # feature groups it needs as (name, kind, feature names; None = every feature), and its section.

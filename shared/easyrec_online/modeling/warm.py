@@ -20,7 +20,8 @@ import logging
 import os
 from typing import Any, Dict, List, Sequence
 
-from ..features import CONVERSION_LABEL, LABEL, Example, FeatureSpec, Profiles, encode
+from easyrec_online.artifacts.features.encode import Example, Profiles, encode
+from easyrec_online.artifacts.features.spec import CONVERSION_LABEL, LABEL, FeatureSpec
 
 logger = logging.getLogger(__name__)
 
@@ -28,36 +29,17 @@ logger = logging.getLogger(__name__)
 class WarmTrainer:
     def __init__(self, pipeline_text: str, spec: FeatureSpec, workdir: str) -> None:
         import tensorflow as tf
-        from easy_rec.python import main as easyrec_main
-        from easy_rec.python.protos.dataset_pb2 import DatasetConfig
-        from easy_rec.python.utils import config_util
-        from tensorflow.python.autograph.core import ag_ctx
+
+        from easyrec_online.modeling.easyrec import build_training_graph
 
         self.spec = spec
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
-        path = os.path.join(workdir, "pipeline.config")
-        with open(path, "w") as f:
-            f.write(pipeline_text)
-        config = config_util.get_configs_from_pipeline_file(path)
-        types = {DatasetConfig.STRING: tf.string, DatasetConfig.FLOAT: tf.float32, DatasetConfig.DOUBLE: tf.float32}
         self.graph = tf.Graph()
-        with self.graph.as_default(), ag_ctx.ControlStatusCtx(status=ag_ctx.Status.DISABLED):
-            input_fn = easyrec_main._get_input_fn(config.data_config, config_util.get_compatible_feature_configs(config),
-                                                  None, config.export_config)
-            creator = input_fn.input_creator
-            creator._mode = tf.estimator.ModeKeys.TRAIN
-            self.inputs = {f.input_name: tf.placeholder(types[f.input_type], [None], name="warm_" + f.input_name)
-                           for f in config.data_config.input_fields}
-            parsed = creator._preprocess(dict(self.inputs))
-            # The Estimator creates the global step before calling the model_fn; so do we.
-            self.global_step = tf.train.get_or_create_global_step()
-            estimator, run_config = easyrec_main._create_estimator(config)
-            model = estimator._train_model_fn(parsed["feature"], creator._get_labels(parsed), run_config)
-            self.train_op = model.train_op
-            self.loss = model.loss
-            predictions = model.predictions
-            self.probs = predictions["probs"] if "probs" in predictions else predictions["probs_main"]
+        with self.graph.as_default():
+            built = build_training_graph(pipeline_text, workdir)
+            self.inputs, self.global_step, self.train_op = built.inputs, built.global_step, built.train_op
+            self.loss, self.probs = built.loss, built.probs
             self.saver = tf.train.Saver(max_to_keep=None)
             self._init = [tf.global_variables_initializer(), tf.local_variables_initializer(),
                           tf.tables_initializer()]

@@ -10,12 +10,13 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Un
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
-from ..actions import EntityId, id_key, parse_timestamp, utc_now
-from ..config import Settings
-from ..features import Context, Profiles, columns_for_pairs
-from ..http import ApiError
-from ..registry import ModelVersion
-from .cache import LoadedModel
+from easyrec_online.artifacts.features.encode import Context, Profiles, columns_for_pairs
+from easyrec_online.artifacts.features.spec import spec_of
+from easyrec_online.core.config import Settings
+from easyrec_online.core.http import ApiError
+from easyrec_online.ingest.actions import EntityId, id_key, parse_timestamp, utc_now
+from easyrec_online.serving.cache import LoadedModel
+from easyrec_online.state.registry import ModelVersion
 
 NO_MODEL_DETAIL = (
     "no model has been trained yet: add actions with POST /online/data/add, then start training "
@@ -144,7 +145,7 @@ class ScoringService:
                            headers={"Retry-After": "5"})
 
     def _profiles_for(self, loaded: LoadedModel, pairs: Sequence[Pair]) -> Profiles:
-        spec = loaded.version.spec
+        spec = spec_of(loaded.version)
         users = self._attributes("user", {id_key(u) for u, _ in pairs}) if spec.uses("user") else {}
         items = self._attributes("item", {id_key(i) for _, i in pairs}) if spec.uses("item") else {}
         # Sequence models: the user's history as of the version (its catalog).
@@ -199,7 +200,7 @@ class ScoringService:
     def _model_scores(self, loaded: LoadedModel, pairs: Sequence[Pair], request_context: Optional[RequestContext],
                       new_users: Optional[Set[str]] = None, new_items: Optional[Set[str]] = None) -> List[float]:
         context = self._context(loaded.version, request_context)
-        columns = columns_for_pairs(pairs, context, loaded.version.spec, self._profiles_for(loaded, pairs),
+        columns = columns_for_pairs(pairs, context, spec_of(loaded.version), self._profiles_for(loaded, pairs),
                                     cold_users=new_users, cold_items=new_items)
         return list(map(float, self._run(loaded.scorer, columns)))
 
@@ -220,7 +221,7 @@ class ScoringService:
             vectors = []
             for start in range(0, len(items), 1000):
                 chunk = [(user_id, item) for item in items[start:start + 1000]]
-                vectors.append(self._run(scorer, columns_for_pairs(chunk, context, version.spec,
+                vectors.append(self._run(scorer, columns_for_pairs(chunk, context, spec_of(version),
                                                                    self._profiles_for(loaded, chunk)), "item_emb")[:, 0, :])
             matrix = np.vstack(vectors)
             matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
@@ -228,7 +229,7 @@ class ScoringService:
         pair = [(user_id, index[2][0])]
         new_user = ({id_key(user_id)} if version.learnt_cold_start and catalog.actions
                     and not catalog.knows_user(user_id) else None)  # the user tower of a new user
-        interests = self._run(scorer, columns_for_pairs(pair, context, version.spec, self._profiles_for(loaded, pair),
+        interests = self._run(scorer, columns_for_pairs(pair, context, spec_of(version), self._profiles_for(loaded, pair),
                                                         cold_users=new_user), "user_emb")[0]
         # One vector per interest (MIND has several; unused ones are zero): an item's similarity is
         # its best match.

@@ -1,5 +1,5 @@
-from easyrec_online.actions import ActionIn
 from easyrec_online.datasets.movielens import load_movielens_100k, split_by_time
+from easyrec_online.ingest.actions import ActionIn
 
 
 def test_the_whole_data_set_as_actions_and_profiles():

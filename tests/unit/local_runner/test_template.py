@@ -3,7 +3,13 @@ import os
 import pytest
 
 from infra.local_runner.template import (
-    CONTROL_RUNTIME, MODEL_RUNTIME, Resolver, UnresolvedReference, load_template, parameter_values, parse_app,
+    CONTROL_RUNTIME,
+    MODEL_RUNTIME,
+    Resolver,
+    UnresolvedReference,
+    load_template,
+    parameter_values,
+    parse_app,
     references,
 )
 

@@ -1,7 +1,7 @@
 import datetime as dt
 
-from easyrec_online.actions import ActionIn, StoredAction
-from easyrec_online.config import Settings
+from easyrec_online.core.config import Settings
+from easyrec_online.ingest.actions import ActionIn, StoredAction
 from easyrec_online.modeling.continuous import update_trigger
 
 NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)

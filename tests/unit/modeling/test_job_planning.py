@@ -1,10 +1,10 @@
 import pytest
 
-from easyrec_online.config import Settings
-from easyrec_online.features import BASE_FEATURES, FeatureDef, FeatureSpec
-from easyrec_online.actions import ActionIn, StoredAction
+from easyrec_online.artifacts.features.spec import BASE_FEATURES, FeatureDef, FeatureSpec
+from easyrec_online.core.config import Settings
+from easyrec_online.ingest.actions import ActionIn, StoredAction
 from easyrec_online.modeling.job import TrainingFailed, plan_training, promotion_decision, split_holdout
-from easyrec_online.registry import ModelVersion
+from easyrec_online.state.registry import ModelVersion
 
 SETTINGS = Settings.from_env({})
 
@@ -72,7 +72,7 @@ def test_promotion_gate():
 
 
 def test_actions_held_out_last_time_are_trained_now_and_fresh_ones_split():
-    from easyrec_online.ingest import InMemoryActionStore
+    from easyrec_online.ingest.store import InMemoryActionStore
     from easyrec_online.modeling.job import is_holdout, load_training_data
 
     store = InMemoryActionStore()

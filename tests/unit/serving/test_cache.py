@@ -4,9 +4,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from easyrec_online.config import Settings
-from easyrec_online.registry import InMemoryStateStore, ModelVersion
+from easyrec_online.core.config import Settings
 from easyrec_online.serving.cache import ModelCache
+from easyrec_online.state.registry import InMemoryStateStore, ModelVersion
 
 
 class Clock:
@@ -92,8 +92,8 @@ def test_a_swap_happens_in_the_background_and_requests_never_wait_for_it(tmp_pat
 
 
 def test_catalog_is_loaded_with_the_version(tmp_path, s3):
-    from easyrec_online.catalog import Catalog
-    from easyrec_online.actions import ActionIn, StoredAction
+    from easyrec_online.artifacts.catalog import Catalog
+    from easyrec_online.ingest.actions import ActionIn, StoredAction
 
     state, clock = InMemoryStateStore(), Clock()
     _publish(s3, state, "v1")

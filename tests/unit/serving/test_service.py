@@ -2,14 +2,14 @@
 integration and e2e suites; here a scorer with known outputs pins down ranking and validation."""
 import pytest
 
-from easyrec_online.actions import ActionIn, StoredAction
-from easyrec_online.catalog import Catalog
-from easyrec_online.config import Settings
-from easyrec_online.http import ApiError, validate
-from easyrec_online.profiles import InMemoryProfileStore
-from easyrec_online.registry import ModelVersion
+from easyrec_online.artifacts.catalog import Catalog
+from easyrec_online.core.config import Settings
+from easyrec_online.core.http import ApiError, validate
+from easyrec_online.ingest.actions import ActionIn, StoredAction
 from easyrec_online.serving.cache import LoadedModel
 from easyrec_online.serving.service import PredictRequest, RecommendRequest, ScoringService
+from easyrec_online.state.profiles import InMemoryProfileStore
+from easyrec_online.state.registry import ModelVersion
 
 
 class KnownScores:

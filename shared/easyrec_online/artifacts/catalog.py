@@ -1,0 +1,124 @@
+"""What a model version knows about items and users: the catalog behind candidates and cold start.
+
+Written by the training task next to each version (models/<lineage>/<version>/catalog.json) and
+carried forward by incremental updates, so it always covers every action the lineage trained on:
+
+  items   per item: actions, positives, and a trend score (positives decayed with a half-life of
+          TRENDING_HALF_LIFE_HOURS, measured on the actions' own timestamps)
+  users   per user: the most recent items acted on, with the action type and whether it was a
+          positive (newest last): "already acted on" filters and sequence models' history
+
+Serving uses it for
+  - candidates when /recommend names none: popular items (most positives) and trending items;
+  - "already acted on" filters;
+  - the cold-start rule: a user or item the lineage never trained on has no learnt embedding, so
+    the model's score for it is noise. Such pairs are scored with the item's popularity prior
+    instead, (positives + m * base_rate) / (actions + m) with m = PRIOR_STRENGTH (an unknown
+    item therefore gets the base rate), and flagged `cold_start: true`.
+
+Pure Python (both runtimes); only JSON in and out.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
+
+from easyrec_online.ingest.actions import StoredAction, id_key, parse_timestamp
+
+PRIOR_STRENGTH = 10.0
+RECENT_ITEMS_PER_USER = 100
+
+
+class Catalog:
+    def __init__(self, half_life_hours: float = 24.0) -> None:
+        self.half_life_s = max(1.0, half_life_hours * 3600.0)
+        self.items: Dict[str, List[float]] = {}  # id -> [actions, positives, trend]
+        self.users: Dict[str, List[List[Any]]] = {}  # id -> [[item, action_type, positive], ...] newest last
+        self.reference_time = 0.0  # epoch seconds the trend scores are decayed to
+        self.actions = 0
+        self.positives = 0
+
+    # --- building (training task) ----------------------------------------------------------------
+    def add(self, actions: Iterable[StoredAction]) -> "Catalog":
+        ordered = sorted(actions, key=lambda a: (parse_timestamp(a.timestamp), a.event_id))
+        if not ordered:
+            return self
+        newest = parse_timestamp(ordered[-1].timestamp).timestamp()
+        if newest > self.reference_time:
+            decay = 0.5 ** ((newest - self.reference_time) / self.half_life_s) if self.reference_time else 0.0
+            for stats in self.items.values():
+                stats[2] *= decay
+            self.reference_time = newest
+        for action in ordered:
+            item, user = id_key(action.item_id), id_key(action.user_id)
+            stats = self.items.setdefault(item, [0.0, 0.0, 0.0])
+            positive = action.label >= 0.5
+            stats[0] += 1
+            self.actions += 1
+            if positive:
+                stats[1] += 1
+                self.positives += 1
+                age = max(0.0, self.reference_time - parse_timestamp(action.timestamp).timestamp())
+                stats[2] += 0.5 ** (age / self.half_life_s)
+            recent = self.users.setdefault(user, [])
+            recent.append([item, action.action_type or "", 1 if positive else 0])
+            if len(recent) > RECENT_ITEMS_PER_USER:
+                del recent[: len(recent) - RECENT_ITEMS_PER_USER]
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps({"half_life_s": self.half_life_s, "reference_time": self.reference_time,
+                           "actions": self.actions, "positives": self.positives,
+                           "items": self.items, "users": self.users}, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: Optional[str]) -> "Catalog":
+        catalog = cls()
+        if text:
+            data = json.loads(text)
+            catalog.half_life_s = float(data.get("half_life_s", catalog.half_life_s))
+            catalog.reference_time = float(data.get("reference_time", 0.0))
+            catalog.actions = int(data.get("actions", 0))
+            catalog.positives = int(data.get("positives", 0))
+            catalog.items = {k: [float(x) for x in v] for k, v in data.get("items", {}).items()}
+            catalog.users = {k: [list(x) for x in v] for k, v in data.get("users", {}).items()}
+        return catalog
+
+    # --- serving -----------------------------------------------------------------------------------
+    @property
+    def base_rate(self) -> float:
+        return (self.positives + 1.0) / (self.actions + 2.0)
+
+    def knows_user(self, user_id: Any) -> bool:
+        return id_key(user_id) in self.users
+
+    def knows_item(self, item_id: Any) -> bool:
+        return id_key(item_id) in self.items
+
+    def prior(self, item_id: Any) -> float:
+        """The popularity prior of an item (the base rate for an item never seen)."""
+        stats = self.items.get(id_key(item_id))
+        if stats is None:
+            return self.base_rate
+        return (stats[1] + PRIOR_STRENGTH * self.base_rate) / (stats[0] + PRIOR_STRENGTH)
+
+    def popular(self, n: int) -> List[str]:
+        return sorted(self.items, key=lambda i: (-self.items[i][1], -self.items[i][0], i))[:n]
+
+    def trending(self, n: int) -> List[str]:
+        return [i for i in sorted(self.items, key=lambda i: (-self.items[i][2], i))[:n] if self.items[i][2] > 0]
+
+    def all_items(self) -> List[str]:
+        return sorted(self.items)
+
+    def acted_on(self, user_id: Any, action_types: Optional[Sequence[str]] = None) -> Set[str]:
+        """Items the user acted on (with one of `action_types`; None: any), as the lineage saw them."""
+        wanted = set(action_types) if action_types is not None else None
+        return {entry[0] for entry in self.users.get(id_key(user_id), []) if wanted is None or entry[1] in wanted}
+
+    def history(self, user_id: Any) -> List[str]:
+        """The items the user acted on positively, oldest first (a sequence model's input)."""
+        return [entry[0] for entry in self.users.get(id_key(user_id), []) if len(entry) < 3 or entry[2]]
+
+    def histories(self) -> Dict[str, List[str]]:
+        return {user: self.history(user) for user in self.users}
