@@ -1,29 +1,38 @@
-"""Learning quality on real data: MovieLens-100k split by time, replayed through the API.
+"""Learning quality on real data: MovieLens-100k split by time, replayed through the service.
 
-  .venv/bin/python -m bench.quality [--models deepfm,wide_and_deep] [--steps 1000] [--per-day 100]
+  .venv/bin/python -m bench.quality [--models deepfm] [--steps 1000] [--rankings 1500] [--per-day 50]
 
-Per model, one fresh local service (python -m infra.local_runner):
+Per model, one fresh local service (python -m infra.local_runner, the service's defaults except
+where said below):
   0. every user's and item's profile goes in through POST /users and /items (age, gender,
-     occupation; genres, release year), as a client would at sign-up and listing (--no-profiles: not);
-  1. the first 80 % of the ratings (by time) go in through POST /online/data/add; a continuous
-     trainer starts and its first version (a full training on them) is the *frozen* model;
-  2. the remaining 20 % are replayed day by day through the API; ratings are immediate action
-     types, so each day's actions start a warm incremental update; the next day waits until the
-     current version covers them (trained or held out). The version current before a day is the
-     *online* model for that day;
-  3. each replayed day is scored before its own actions are learned from, by (a) popularity (positive
-     ratings before that day), (b) the frozen model, (c) the online model. AUC over the day's ratings
-     (label: 4 stars or more); HR@10 and NDCG@10 ranking each positive among 99 items the user never
-     rated (sampled with a fixed seed, up to --per-day positives a day).
-Models are scored as /predict scores (same features, same cold-start rule) by bench/quality_eval.py
-in the model runtime, fed each day's pairs as soon as that day's versions are known: it scores while
-the next days are replayed. The gate always promotes and drift retraining is off during the replay
-(PROMOTION_AUC_TOLERANCE=1.0, AUTO_RETRAIN_AUC_THRESHOLD=0), and an update makes one pass over its
-day (INCREMENTAL_EPOCHS=1, INCREMENTAL_MIN_STEPS=1): this measures incremental learning.
-Note: 86 % of the replayed positive ratings come from users who joined after the split: both models
-score those as new users, by the service's cold-start rule (--compare-cold-start: also scored with
-their unknown user id fed to the model as if it were known, for comparison).
-Prints a table, writes bench/results/quality.json.
+     occupation; genres, release year), as a client would at sign-up and listing;
+  1. the first 80 % of the ratings (by time) go in through POST /online/data/add, a continuous trainer
+     starts, and its first version (a full training on them) is the *frozen* model;
+  2. the remaining 20 % are replayed in timestamp order through POST /online/data/add while the
+     continuous trainer follows them (ratings are immediate action types: each starts an update).
+
+Two variants are scored from that one replay, each on every scorer, with every scorer seeing the
+same past (bench/baselines.py: popularity, trending, item-kNN, EASE, counted and fitted on the same
+actions):
+  streaming   what a live user experiences. A sample of the replayed ratings is scored at its own
+              moment, with every earlier action accepted: the service's current version answers
+              (`online`), through /predict (AUC) and /recommend (ranking: the liked item among all the
+              items the user had not rated before that moment); the user's earlier actions, of the same
+              day too, reach the live features. The baselines score the same candidates at that moment
+              (item-kNN and EASE fitted on the data before the day).
+  day-level   the strict variant: each day is scored before any of its actions is learnt or seen: the
+              version current at the day's start (`online`) and the `frozen` one, with the users'
+              activity as of the day's start (bench/quality_eval.py, in the model runtime, beside the
+              replay), up to --per-day liked ratings ranked.
+Metrics: AUC over the scored ratings (liked = 4 stars or more) against the not-liked ones; HR@10 and
+NDCG@10 of the liked item in full ranking (and, for comparison with sampled protocols, among 99
+random items the user had not rated); for all users, known users (with actions before that day) and
+new users (first seen that day). Targets (issue 12) are on the streaming variant.
+
+The gate always promotes and drift retraining is off during the replay (PROMOTION_AUC_TOLERANCE=1.0,
+AUTO_RETRAIN_AUC_THRESHOLD=0); MAX_CANDIDATES is raised for full ranking (1,682 items); the first
+training runs --steps steps in batches of 512 (80,000 ratings make ~250,000 rows); the id embeddings
+are sized to the data (ID_HASH_BUCKETS=20000). Prints the tables, writes bench/results/quality.json.
 """
 import argparse
 import collections
@@ -41,6 +50,7 @@ import tempfile
 import threading
 import time
 
+import numpy as np
 import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,61 +58,28 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "shared"))
 
 from bench import scratch_dir  # noqa: E402
+from bench.baselines import NAMES as BASELINES, PastScorers, auc, hit_and_gain, rank_of  # noqa: E402
 from bench.freshness import Covered, _current, _wait_covered  # noqa: E402
 from easyrec_online.datasets.movielens import load_movielens_100k, split_by_time  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
-NEGATIVES = 99
-
-
-def auc(labels, scores):
-    """Rank AUC with ties averaged (None when a class is missing)."""
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2.0 + 1
-        i = j + 1
-    positives = sum(1 for y in labels if y)
-    negatives = len(labels) - positives
-    if not positives or not negatives:
-        return None
-    return (sum(r for r, y in zip(ranks, labels) if y) - positives * (positives + 1) / 2.0) / (positives * negatives)
-
-
-def rank_metrics(scores):
-    """scores[0] is the positive; HR@10 and NDCG@10 with ties counted half (random tie-break)."""
-    above = sum(1 for s in scores[1:] if s > scores[0])
-    ties = sum(1 for s in scores[1:] if s == scores[0])
-    rank = above + 0.5 * ties
-    return (1.0 if rank < 10 else 0.0), (1.0 / math.log2(rank + 2) if rank < 10 else 0.0)
+SAMPLED = 99  # the sampled protocol's negatives, from the same full-ranking scores
 
 
 def _day(action):
     return dt.datetime.fromtimestamp(action["timestamp"], tz=dt.timezone.utc).date()
 
 
-def _hour(action):
-    return action["timestamp"] // 3600 * 3600
-
-
-def _post(service, samples):
+def _post(session, service, samples):
     ids = set()
     for i in range(0, len(samples), 500):
-        r = requests.post(service.url + "/online/data/add", json={"samples": samples[i:i + 500]}, timeout=60)
+        r = session.post(service.url + "/online/data/add", json={"samples": samples[i:i + 500]}, timeout=60)
         assert r.status_code == 200, r.text
         ids.update(r.json()["event_ids"])
     return ids
 
 
 def _put_profiles(service, ml):
-    """Every user's and item's profile through POST /users and /items (a catalog import, 1,000 a request), as
-    a client would at sign-up and when an item is listed (demographics; genres and release year), before any
-    rating."""
     users = [{"user_id": u, "profile": {"age": p["age"], "gender": p["gender"], "occupation": p["occupation"]}}
              for u, p in ml.users.items()]
     items = [{"item_id": i, "profile": {"genres": p["genres"], "release_year": p["release_year"]}}
@@ -122,19 +99,17 @@ def _service_settings(service):
 
 
 class Evaluator:
-    """bench/quality_eval.py in the model runtime, fed a day's tasks as soon as its versions are known, so
-    that it scores while the next days are replayed (the trainer mostly waits on I/O; there are 2 cores)."""
+    """bench/quality_eval.py in the model runtime, fed tasks as soon as they are known, so that it scores
+    while the replay goes on (the trainer mostly waits on I/O; there are 2 cores)."""
 
-    def __init__(self, service, cold_start):
+    def __init__(self, service):
         self._errors = tempfile.TemporaryFile(mode="w+")
         self._process = subprocess.Popen(
             [os.path.join(ROOT, ".venv-model", "bin", "python"), os.path.join(ROOT, "bench", "quality_eval.py")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors, text=True,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", QUALITY_COLD_START=cold_start))
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         self._scores = []
         self._outbox = queue.Queue()
-        # A writer and a reader thread: a day's task and its scores are bigger than a pipe's buffer, and the
-        # replay waits for neither.
         self._writer = threading.Thread(target=self._write, daemon=True)
         self._reader = threading.Thread(target=lambda: self._scores.extend(
             json.loads(line) for line in self._process.stdout), daemon=True)
@@ -152,12 +127,14 @@ class Evaluator:
         except BrokenPipeError:  # the evaluator failed: results() reports its error
             pass
 
+    def add(self, actions):
+        self._outbox.put({"add": actions})
+
     def submit(self, task):
         self._outbox.put(task)
         self.tasks += 1
 
     def results(self, timeout_s=1800):
-        """Every submitted task's scores, in order (waits for the evaluator to finish)."""
         self._outbox.put(None)
         code = self._process.wait(timeout=timeout_s)
         self._reader.join(timeout=60)
@@ -172,170 +149,236 @@ class Evaluator:
         self._errors.close()
 
 
-def _day_pairs(actions, per_day, rng, rated, items):
-    """The pairs to score for a replayed day: its ratings (for AUC), then up to `per_day` of its positives each
-    beside NEGATIVES items the user never rated (for HR@10 / NDCG@10); with each pair's moment (its hour)."""
-    pairs = [[a["user_id"], a["item_id"]] for a in actions]
-    # The context features are the hour and the day of week: ratings of the same hour share them,
-    # and a request per hour (not per rating) scores them alike.
-    moments = [_hour(a) for a in actions]
-    positives = [a for a in actions if a["label"]]
-    rng.shuffle(positives)
-    ranking = []
-    # In time order, so that rankings of the same hour go in one request (same context).
-    for a in sorted(positives[:per_day], key=lambda a: a["timestamp"]):
-        unseen = [i for i in rng.sample(items, NEGATIVES * 3) if i not in rated[a["user_id"]]][:NEGATIVES]
-        ranking.append([[a["user_id"], a["item_id"]]] + [[a["user_id"], i] for i in unseen])
-        moments += [_hour(a)] * (1 + len(unseen))
-    return pairs + [p for group in ranking for p in group], moments, [len(g) for g in ranking]
+class Tally:
+    """AUC pairs and rankings of one scorer, split by known / new users."""
+
+    def __init__(self):
+        self.labels, self.scores = [], []
+        self.rankings = []  # (hit, gain, sampled hit, sampled gain, known)
+
+    def rank(self, scores, target, known, sampled):
+        hit, gain = hit_and_gain(rank_of(scores, target))
+        picks = np.concatenate([[target], sampled])
+        s_hit, s_gain = hit_and_gain(rank_of(scores[picks], 0))
+        self.rankings.append((hit, gain, s_hit, s_gain, known))
+
+    def summary(self):
+        out = {"auc": auc(self.labels, self.scores), "rated_pairs": len(self.labels), "rankings": len(self.rankings)}
+        for name, chosen in (("", self.rankings), ("_known", [r for r in self.rankings if r[4]]),
+                             ("_new", [r for r in self.rankings if not r[4]])):
+            if chosen:
+                values = np.array([r[:4] for r in chosen])
+                out.update({"hr@10" + name: float(values[:, 0].mean()), "ndcg@10" + name: float(values[:, 1].mean()),
+                            "sampled_hr@10" + name: float(values[:, 2].mean()),
+                            "sampled_ndcg@10" + name: float(values[:, 3].mean()), "rankings" + name: len(chosen)})
+        return out
 
 
-def run_model(model, args, ml, first, replay_days):
+def _plan(rest, rankings, rng):
+    """Which replayed ratings the streaming variant scores: `rankings` liked ones ranked, and as many ratings
+    again (liked or not) for AUC, spread over the replay."""
+    liked = [k for k, a in enumerate(rest) if a["label"]]
+    ranked = set(rng.sample(liked, min(rankings, len(liked))))
+    rated = set(rng.sample(range(len(rest)), min(2 * rankings, len(rest)))) | ranked
+    return ranked, rated
+
+
+def run_model(model, args, ml, first, rest):
     tmp = scratch_dir("bench-quality-{}-".format(model))
     service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"), [
         "MODEL_NAME=" + model, "TRAIN_STEPS={}".format(args.steps), "CONTINUOUS_POLL_MS=200",
+        # The trainer starts after the first 80 % is in (its first version is the frozen model).
+        "CONTINUOUS_TRAINING=false",
         "PROMOTION_AUC_TOLERANCE=1.0", "AUTO_RETRAIN_AUC_THRESHOLD=0", "LOCAL_QUIET_ACCESS_LOG=1",
-        # A day of ratings is a large update: one pass over it. The defaults (3 passes, at least 20
-        # steps) are for learning from a handful of actions quickly; on daily batches they overfit
-        # the day (measured: online AUC 0.663 vs frozen 0.700 with them, 0.710 vs 0.700 without).
-        "INCREMENTAL_EPOCHS=1", "INCREMENTAL_MIN_STEPS=1",
-        # Id embeddings sized to the data (943 users, 1,682 items; about 5 % of items share a bucket) rather
-        # than the default 50,000 buckets for a catalog that grows: a 3x smaller model to upload per update.
-        "ID_HASH_BUCKETS=20000",
-        # 80,000 ratings make ~200,000 training rows: batches of 512 see each about 2.5 times in 1,000 steps
-        # (the default 128 suits the small batches of online updates). Measured, DeepFM: frozen HR@10
-        # 0.507 -> 0.532-0.540 and AUC 0.646 -> 0.656-0.661 over four runs, in about the same time.
-        "TRAIN_BATCH_SIZE=512"] + args.env)
+        "ID_HASH_BUCKETS=20000", "TRAIN_BATCH_SIZE=512", "MAX_CANDIDATES=2000", "MAX_TOP_K=2000"] + args.env)
     out = {"model": model}
+    items = sorted(ml.items)
     service.start()
+    session = requests.Session()
     try:
         covered = Covered(service)
-        if args.profiles:
-            t0 = time.monotonic()
-            out["profiles"] = _put_profiles(service, ml)
-            out["profiles_s"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        out["profiles"] = _put_profiles(service, ml)
+        out["profiles_s"] = time.monotonic() - t0
         started = time.monotonic()
-        first_ids = _post(service, first)
+        first_ids = _post(session, service, first)
         r = requests.post(service.url + "/online/training/start", json={"mode": "continuous"}, timeout=30)
         assert r.status_code == 202, r.text
         frozen = _wait_covered(service, covered, first_ids, timeout_s=900)["version"]
         out["first_training_s"] = time.monotonic() - started
-        rng = random.Random(17)
+
+        past = PastScorers(items)
         rated = collections.defaultdict(set)
-        for a in ml.actions:
+        first_seen = {}
+        for a in first:
+            past.add(a)
             rated[a["user_id"]].add(a["item_id"])
-        items = sorted(ml.items)
-        evaluators = [Evaluator(service, "prior")] + ([Evaluator(service, "model")] if args.compare_cold_start else [])
+            first_seen.setdefault(a["user_id"], _day(a))
+        rng = random.Random(17)
+        ranked_points, rated_points = _plan(rest, args.rankings, rng)
+        streaming = {name: Tally() for name in BASELINES + ("online",)}
+        daily = {name: Tally() for name in BASELINES + ("frozen", "online")}
+        evaluator = Evaluator(service)
+        evaluator.add(first)
+        day_tasks = []  # (version name, labels, rankings [(user, target index, candidates, sampled, known)])
         try:
-            tasks, plan, before = [], [], []
             replay_started = time.monotonic()
-            for day, actions in replay_days:
-                online = _current(service)["version"]  # the online model for this day: it has not seen the day
-                before.append(online)
-                flat, moments, groups = _day_pairs(actions, args.per_day, rng, rated, items)
-                plan.append((day, [a["label"] for a in actions], groups))
-                for version in (frozen, online):
-                    tasks.append({"version": version, "pairs": flat, "timestamps": moments})
-                    for evaluator in evaluators:
-                        evaluator.submit(tasks[-1])
-                _wait_covered(service, covered, _post(service, actions), timeout_s=300)
+            pending, day, versions = [], None, set()
+            by_day = collections.defaultdict(list)
+            for a in rest:
+                by_day[_day(a)].append(a)
+            for k, a in enumerate(rest):
+                if _day(a) != day:
+                    if pending:
+                        _post(session, service, pending)
+                        pending = []
+                    day = _day(a)
+                    past.refit()  # item-kNN and EASE on the data before the day
+                    online = _current(service)["version"]
+                    versions.add(online)
+                    _day_level(day, by_day[day], online, frozen, past, rated, first_seen, items, rng, args,
+                               evaluator, daily, day_tasks)
+                user = a["user_id"]
+                known = first_seen.get(user, day) < day
+                if k in rated_points:
+                    if pending:  # every earlier action accepted
+                        _post(session, service, pending)
+                        pending = []
+                    r = session.post(service.url + "/predict", timeout=30, json={
+                        "user_id": user, "item_id": a["item_id"], "context": {"timestamp": a["timestamp"]}})
+                    assert r.status_code == 200, r.text
+                    streaming["online"].labels.append(a["label"])
+                    streaming["online"].scores.append(r.json()["score"])
+                    base = past.scores(user, [a["item_id"]], a["timestamp"])
+                    for name in BASELINES:
+                        streaming[name].labels.append(a["label"])
+                        streaming[name].scores.append(float(base[name][0]))
+                    versions.add(r.json()["model_version"])
+                if k in ranked_points:
+                    candidates = [i for i in items if i not in rated[user] or i == a["item_id"]]
+                    target = candidates.index(a["item_id"])
+                    r = session.post(service.url + "/recommend", timeout=60, json={
+                        "user_id": user, "candidate_items": candidates, "top_k": len(candidates),
+                        "context": {"timestamp": a["timestamp"]}})
+                    assert r.status_code == 200, r.text
+                    by_item = {rec["item_id"]: rec["score"] for rec in r.json()["recommendations"]}
+                    sampled = _sampled(candidates, target, rng)
+                    streaming["online"].rank(np.array([by_item[i] for i in candidates]), target, known, sampled)
+                    base = past.scores(user, candidates, a["timestamp"])
+                    for name in BASELINES:
+                        streaming[name].rank(base[name], target, known, sampled)
+                pending.append(a)
+                past.add(a)
+                rated[user].add(a["item_id"])
+                first_seen.setdefault(user, day)
+            if pending:
+                _post(session, service, pending)
             out["replay_s"] = time.monotonic() - replay_started
-            out["online_versions"] = len(set(before))
+            out["online_versions"] = len(versions)
             waited = time.monotonic()
-            scores = evaluators[0].results()
-            if args.compare_cold_start:
-                model_scores = evaluators[1].results()
+            scores = evaluator.results()
             out["evaluation_after_replay_s"] = time.monotonic() - waited
         finally:
-            for evaluator in evaluators:
-                evaluator.close()
+            evaluator.close()
     finally:
         service.stop()
         if os.environ.get("BENCH_KEEP_TMP") != "1":
-            shutil.rmtree(tmp, ignore_errors=True)  # ~2.7 GB of versions: not until the whole bench ends
+            shutil.rmtree(tmp, ignore_errors=True)
 
-    out.update(_metrics(first, replay_days, plan, tasks, scores))
-    if args.compare_cold_start:
-        out["model_scores_cold_pairs"] = _metrics(first, replay_days, plan, tasks, model_scores)
+    _score_days(day_tasks, scores, daily)
+    out["streaming"] = {name: tally.summary() for name, tally in streaming.items()}
+    out["day_level"] = {name: tally.summary() for name, tally in daily.items()}
     return out
 
 
-def _metrics(first, replay_days, plan, tasks, scores):
-    out = {}
-    # Popularity: positive ratings of each item before the day.
-    positives_before = collections.Counter(a["item_id"] for a in first if a["label"])
-    # Users with actions before the day (known to the online model) and those new that day.
-    users_before = {a["user_id"] for a in first}
-    results = {name: {"labels": [], "scores": [], "hr": [], "ndcg": [], "known": []}
-               for name in ("popularity", "frozen", "online")}
-    for index, ((day, actions), (_, labels, groups)) in enumerate(zip(replay_days, plan)):
-        flat_pairs = tasks[2 * index]["pairs"]
-        per_model = {"frozen": scores[2 * index], "online": scores[2 * index + 1],
-                     "popularity": [float(positives_before[i]) for _, i in flat_pairs]}
-        for name, values in per_model.items():
-            results[name]["labels"] += labels
-            results[name]["scores"] += values[:len(labels)]
+def _sampled(candidates, target, rng):
+    others = [k for k in range(len(candidates)) if k != target]
+    return np.array(rng.sample(others, min(SAMPLED, len(others))))
+
+
+def _day_level(day, actions, online, frozen, past, rated, first_seen, items, rng, args, evaluator, daily, day_tasks):
+    """The strict variant for one day: its ratings and up to --per-day liked ones ranked, scored as of the
+    day's start (models by the evaluator, baselines here and now)."""
+    labels = [a["label"] for a in actions]
+    pairs = [[a["user_id"], a["item_id"]] for a in actions]
+    moments = [a["timestamp"] // 3600 * 3600 for a in actions]  # a request per hour: hour and weekday features
+    liked = [a for a in actions if a["label"]]
+    rng.shuffle(liked)
+    rankings = []
+    for a in sorted(liked[:args.per_day], key=lambda a: a["timestamp"]):
+        user = a["user_id"]
+        candidates = [i for i in items if i not in rated[user] or i == a["item_id"]]
+        target = candidates.index(a["item_id"])
+        known = first_seen.get(user, day) < day
+        sampled = _sampled(candidates, target, rng)
+        rankings.append((user, target, candidates, sampled, known, a["timestamp"]))
+        pairs += [[user, i] for i in candidates]
+        moments += [a["timestamp"] // 3600 * 3600] * len(candidates)
+        base = past.scores(user, candidates, a["timestamp"])
+        for name in BASELINES:
+            daily[name].rank(base[name], target, known, sampled)
+    for a in actions:
+        base = past.scores(a["user_id"], [a["item_id"]], a["timestamp"])
+        for name in BASELINES:
+            daily[name].labels.append(a["label"])
+            daily[name].scores.append(float(base[name][0]))
+    for version in (frozen, online):
+        evaluator.submit({"version": version, "pairs": pairs, "timestamps": moments})
+    evaluator.add(actions)  # after the day's tasks: they score as of the day's start
+    day_tasks.append((labels, rankings))
+
+
+def _score_days(day_tasks, scores, daily):
+    for index, (labels, rankings) in enumerate(day_tasks):
+        for name, values in (("frozen", scores[2 * index]), ("online", scores[2 * index + 1])):
+            values = np.asarray(values)
+            daily[name].labels += labels
+            daily[name].scores += list(values[:len(labels)])
             at = len(labels)
-            for size in groups:
-                hit, gain = rank_metrics(values[at:at + size])
-                results[name]["hr"].append(hit)
-                results[name]["ndcg"].append(gain)
-                results[name]["known"].append(flat_pairs[at][0] in users_before)
-                at += size
-        positives_before.update(a["item_id"] for a in actions if a["label"])
-        users_before.update(a["user_id"] for a in actions)
-    for name, r in results.items():
-        known = [hit for hit, k in zip(r["hr"], r["known"]) if k]
-        new = [hit for hit, k in zip(r["hr"], r["known"]) if not k]
-        out[name] = {"auc": auc(r["labels"], r["scores"]), "hr@10": sum(r["hr"]) / len(r["hr"]),
-                     "ndcg@10": sum(r["ndcg"]) / len(r["ndcg"]), "rankings": len(r["hr"]),
-                     "rated_pairs": len(r["labels"]),
-                     "hr@10_known_users": sum(known) / len(known) if known else None, "rankings_known_users": len(known),
-                     "hr@10_new_users": sum(new) / len(new) if new else None, "rankings_new_users": len(new)}
-    return out
+            for user, target, candidates, sampled, known, _ in rankings:
+                daily[name].rank(values[at:at + len(candidates)], target, known, sampled)
+                at += len(candidates)
+
+
+def table(results, variant):
+    rows = ["| model | scorer | AUC | HR@10 | NDCG@10 | HR@10 known / new | NDCG@10 known / new | sampled-99 HR@10 |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for m in results["models"]:
+        for name, r in m[variant].items():
+            rows.append("| {} | {} | {} | {:.3f} | {:.3f} | {:.3f} / {:.3f} | {:.3f} / {:.3f} | {:.3f} |".format(
+                m["model"], name, "{:.3f}".format(r["auc"]) if r["auc"] is not None else "-", r["hr@10"],
+                r["ndcg@10"], r.get("hr@10_known", math.nan), r.get("hr@10_new", math.nan),
+                r.get("ndcg@10_known", math.nan), r.get("ndcg@10_new", math.nan), r["sampled_hr@10"]))
+    return "\n".join(rows)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--models", default="deepfm,wide_and_deep")
+    parser.add_argument("--models", default="deepfm")
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--per-day", type=int, default=50)
+    parser.add_argument("--rankings", type=int, default=1500, help="streaming variant: liked ratings ranked")
+    parser.add_argument("--per-day", type=int, default=40, help="day-level variant: liked ratings ranked a day")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="service setting")
     parser.add_argument("--out", default="quality", help="results file name under bench/results/")
-    parser.add_argument("--no-profiles", dest="profiles", action="store_false",
-                        help="do not PUT the users' and items' profiles (ids and context only)")
-    parser.add_argument("--compare-cold-start", action="store_true",
-                        help="also score cold pairs with the model instead of the popularity prior")
     args = parser.parse_args()
     ml = load_movielens_100k()
     first, rest = split_by_time(ml.actions, 0.8)
-    by_day = collections.OrderedDict()
-    for a in rest:
-        by_day.setdefault(_day(a), []).append(a)
-    replay_days = list(by_day.items())
     results = {"date": time.strftime("%Y-%m-%d"), "machine": "{} cores, {}".format(os.cpu_count(), platform.platform()),
                "dataset": "MovieLens-100k: {} ratings before the split, {} replayed over {} days".format(
-                   len(first), len(rest), len(replay_days)), "models": []}
+                   len(first), len(rest), len({_day(a) for a in rest})), "models": []}
     for model in args.models.split(","):
-        results["models"].append(run_model(model, args, ml, first, replay_days))
+        results["models"].append(run_model(model, args, ml, first, rest))
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", args.out + ".json"), "w") as f:
         json.dump(results, f, indent=2)
     print(results["date"], results["machine"])
     print(results["dataset"])
-    print("| model | scorer | AUC | HR@10 | NDCG@10 | HR@10 known / new users |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("streaming (each liked rating ranked at its moment, full ranking):")
+    print(table(results, "streaming"))
+    print("day-level (each day scored before any of its actions):")
+    print(table(results, "day_level"))
     for m in results["models"]:
-        for name in ("popularity", "frozen", "online"):
-            r = m[name]
-            print("| {} | {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} / {:.3f} |".format(
-                m["model"], name, r["auc"], r["hr@10"], r["ndcg@10"], r["hr@10_known_users"], r["hr@10_new_users"]))
-        if "model_scores_cold_pairs" in m:
-            for name in ("frozen", "online"):
-                r = m["model_scores_cold_pairs"][name]
-                print("| {} | {} (model scores cold pairs) | {:.3f} | {:.3f} | {:.3f} | |".format(
-                    m["model"], name, r["auc"], r["hr@10"], r["ndcg@10"]))
-        print("| {} | (first training {:.0f} s, replay {:.0f} s, {} online versions) | | | | |".format(
+        print("{}: first training {:.0f} s, replay {:.0f} s, {} online versions".format(
             m["model"], m["first_training_s"], m["replay_s"], m["online_versions"]))
 
 

@@ -1,4 +1,4 @@
-"""API function (control plane, Python 3.12): routes only; the logic is in easyrec_online.control.services."""
+"""API function (control plane, Python 3.12): routes only; the logic is in easyrec_online.control."""
 from aws_lambda_powertools import Logger
 from chalice import Chalice
 
@@ -6,28 +6,44 @@ from easyrec_online import wiring
 from easyrec_online.control.export import ExportRequest, ModelExporter
 from easyrec_online.control.ingest import IngestService
 from easyrec_online.control.logs import TrainingLogs
-from easyrec_online.control.models import RollbackRequest, health, list_updates, model_info, parse_limit, rollback
+from easyrec_online.control.models import (
+    RollbackRequest,
+    health,
+    list_updates,
+    model_info,
+    parse_limit,
+    rollback,
+    unpin,
+)
 from easyrec_online.control.profiles import get_profile, put_profile, put_profiles
 from easyrec_online.control.streaming import ConsumeRequest, StreamingService
-from easyrec_online.control.supervisor import RestartPolicyPatch, TrainingSupervisor, get_policy, patch_policy
+from easyrec_online.control.supervisor import RestartPolicyPatch, TrainingSupervisor, patch_policy
 from easyrec_online.control.training import TrainingService, TrainingStartRequest
 from easyrec_online.core import aws
 from easyrec_online.core.config import Settings
-from easyrec_online.core.http import JSON_CONTENT_TYPES, json_response, json_route, parse_json_body, validate
+from easyrec_online.core.http import (
+    JSON_CONTENT_TYPES,
+    json_errors,
+    json_response,
+    json_route,
+    parse_json_body,
+    validate,
+)
 from easyrec_online.ingest.actions import AddDataRequest
 
 logger = Logger(service="api")
 app = Chalice(app_name="easyrec-online-api")
+app.register_middleware(json_errors, "http")
 
 settings = Settings.from_env()
 state = wiring.state_store(settings)
-ingest = IngestService(settings, wiring.action_publisher(settings))
+ingest = IngestService(settings, wiring.action_publisher(settings), wiring.activity_store(settings))
 training = TrainingService(state, wiring.training_launcher(settings))
 profiles = wiring.profile_store(settings)
 exporter = ModelExporter(settings, state, aws.client("s3", settings))
 supervisor = TrainingSupervisor(settings, state, training)
 logs = TrainingLogs(settings, state, aws.client("logs", settings))
-streaming = StreamingService(settings, aws.client("sqs", settings), state, wiring.action_store(settings))
+streaming = StreamingService(settings, aws.client("sqs", settings), state, wiring.consumer_sinks(settings))
 
 
 def _json_body():
@@ -79,15 +95,17 @@ def rollback_model():
     return rollback(state, validate(RollbackRequest, _json_body()))
 
 
+@app.route("/model/unpin", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def unpin_model():
+    return unpin(state)
+
+
 @app.route("/online/training/status", methods=["GET"])
 @json_route
 def training_status():
     _keep_trainer_running(supervisor.ensure)
-    return dict(training.status(), **get_restart_policy())
-
-
-def get_restart_policy():
-    return {"restart_policy": get_policy(state), "continuous_training": settings.continuous_training}
+    return supervisor.status()
 
 
 @app.route("/users/{user_id}", methods=["PUT"], content_types=JSON_CONTENT_TYPES)

@@ -10,17 +10,20 @@ from easyrec_online import wiring
 from easyrec_online.artifacts.scorer import SavedModelScorer
 from easyrec_online.core import aws
 from easyrec_online.core.config import Settings
-from easyrec_online.core.http import JSON_CONTENT_TYPES, json_route, parse_json_body, validate
+from easyrec_online.core.http import JSON_CONTENT_TYPES, json_errors, json_route, parse_json_body, validate
 from easyrec_online.serving.cache import ModelCache
 from easyrec_online.serving.service import PredictRequest, RecommendRequest, ScoringService
+from easyrec_online.state.activity import CachedActivity
 from easyrec_online.state.profiles import CachedProfiles
 
 logger = Logger(service="inference")
 app = Chalice(app_name="easyrec-online-inference")
+app.register_middleware(json_errors, "http")
 
 settings = Settings.from_env()
 models = ModelCache(settings, wiring.state_store(settings), aws.client("s3", settings), load=SavedModelScorer)
-scoring = ScoringService(settings, models, CachedProfiles(wiring.profile_store(settings), settings.profile_cache_ttl_s))
+scoring = ScoringService(settings, models, CachedProfiles(wiring.profile_store(settings), settings.profile_cache_ttl_s),
+                         CachedActivity(wiring.activity_store(settings), settings.activity_cache_ttl_ms / 1000.0))
 
 
 @app.route("/recommend", methods=["POST"], content_types=JSON_CONTENT_TYPES)

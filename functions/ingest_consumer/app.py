@@ -1,4 +1,4 @@
-"""Ingest consumer (control plane, Python 3.12): actions stream -> durable S3 storage.
+"""Ingest consumer (control plane, Python 3.12): actions stream -> durable S3 storage, each event once.
 
 One handler per event source; template.yaml wires the one its StreamTransport parameter selects:
 SQS (default), Kinesis Data Streams, or Kafka (an MSK event source).
@@ -14,40 +14,36 @@ logger = Logger(service="ingest-consumer")
 metrics = Metrics(namespace="EasyRecOnline", service="ingest-consumer")
 
 settings = Settings.from_env()
-store = wiring.action_store(settings)
-state = wiring.state_store(settings)
+sinks = wiring.consumer_sinks(settings)
 sqs_processor = new_processor("sqs")
 kinesis_processor = new_processor("kinesis")
 dead_letters = wiring.dead_letters(settings)
 
 
-def _record_metrics(stored: int, poison: int) -> None:
-    metrics.add_metric(name="RecordsStored", unit=MetricUnit.Count, value=stored)
-    metrics.add_metric(name="PoisonMessages", unit=MetricUnit.Count, value=poison)
-
-
-def _partial_batch(store_batch, processor, event):
-    response = store_batch(event, processor, store, state)
-    failed = len(response["batchItemFailures"])
-    _record_metrics(len(event.get("Records", [])) - failed, failed)
-    return response
+def _record_metrics(records: int, failed: int) -> None:
+    metrics.add_metric(name="RecordsStored", unit=MetricUnit.Count, value=records - failed)
+    metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=failed)
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context
 def sqs_handler(event, context):
-    return _partial_batch(store_sqs_batch, sqs_processor, event)
+    response = store_sqs_batch(event, sqs_processor, sinks)
+    _record_metrics(len(event.get("Records", [])), len(response["batchItemFailures"]))
+    return response
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context
 def kinesis_handler(event, context):
-    return _partial_batch(store_kinesis_batch, kinesis_processor, event)
+    response = store_kinesis_batch(event, kinesis_processor, sinks)
+    _record_metrics(len(event.get("Records", [])), len(response["batchItemFailures"]))
+    return response
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context
 def kafka_handler(event, context):
-    summary = store_kafka_batch(event, store, dead_letters, state)
-    _record_metrics(summary["records"] - summary["poison_records"], summary["poison_records"])
+    summary = store_kafka_batch(event, sinks, dead_letters)
+    _record_metrics(summary["records"], summary["poison_records"])
     return summary

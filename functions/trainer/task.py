@@ -12,7 +12,7 @@ from easyrec_online import wiring
 from easyrec_online.core import aws
 from easyrec_online.core.config import Settings
 from easyrec_online.ingest.actions import isoformat_utc, utc_now
-from easyrec_online.modeling.job import job_from_environment, run_training_job
+from easyrec_online.modeling.job import job_from_environment, run_one_shot
 
 # Enough to reach the job record when the rest of the configuration does not parse.
 _LOCATION_VARIABLES = ("AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "STATE_TABLE")
@@ -33,16 +33,17 @@ def main() -> int:
         if mode == "continuous":
             from easyrec_online.modeling.continuous import run_continuous
 
-            # ECS StopTask sends SIGTERM: finish the update in progress, then stop.
+            # ECS StopTask (a stop, a task retirement, a deploy) sends SIGTERM: finish the update in
+            # progress, then end; without a stop request the job ends "interrupted" and is resumed.
             stopping = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-            run_continuous(settings, wiring.state_store(settings), wiring.action_store(settings),
+            run_continuous(settings, wiring.state_store(settings), wiring.trainer_store(settings),
                            aws.client("s3", settings), aws.client("sqs", settings), job_id,
                            wiring.profile_store(settings), should_stop=stopping.is_set)
         else:
-            run_training_job(settings, wiring.state_store(settings), wiring.action_store(settings),
-                             aws.client("s3", settings), aws.client("sqs", settings), job_id, mode,
-                             profile_store=wiring.profile_store(settings))
+            run_one_shot(settings, wiring.state_store(settings), wiring.trainer_store(settings),
+                         aws.client("s3", settings), aws.client("sqs", settings), job_id, mode,
+                         profile_store=wiring.profile_store(settings))
     except Exception:
         return 1  # the job record carries the error; the log has the traceback
     return 0

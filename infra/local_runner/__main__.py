@@ -24,8 +24,8 @@ from easyrec_online.core.config import Settings
 from easyrec_online.ingest.kafka import client_config as kafka_client_config
 
 from .cloud import REGION, LocalCloud
-from .event_sources import EcsAgent, KafkaPoller, KinesisPoller, SqsPoller
-from .gateway import Gateway
+from .event_sources import EcsAgent, EventBus, KafkaPoller, KinesisPoller, SchedulePoller, SqsPoller
+from .gateway import Gateway, Keys
 from .kafka_broker import LocalKafkaBroker
 from .provision import Provisioner, default_network
 from .template import CONTROL_RUNTIME, MODEL_RUNTIME, load_template, parse_app
@@ -67,9 +67,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 class LocalRunner:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self.settings = Settings.from_env(dict(os.environ, **_parse_env(args.env)))
+        if args.host not in LOOPBACK and not (self.settings.client_keys or self.settings.admin_keys):
+            raise SystemExit("refusing to serve on {} without API keys: set API_KEYS and ADMIN_API_KEYS "
+                             "(x-api-key), or serve on 127.0.0.1".format(args.host))
         self.cloud = LocalCloud(os.path.join(args.state_dir, "cloud"), port=args.cloud_port)
         self.pools: Dict[str, FunctionPool] = {}
         self.pollers: List[Any] = []
@@ -157,6 +164,14 @@ class LocalRunner:
             poller.start()
             self.pollers.append(poller)
 
+        # EventBridge: schedules, and rules that ECS task state changes are put to.
+        bus = EventBus([(rule.function, resolver.resolve(rule.pattern)) for rule in app.event_rules], self.invoke,
+                       REGION)
+        for schedule in app.schedules:
+            rate_s = float(os.environ.get("LOCAL_SCHEDULE_SECONDS") or schedule.rate_s)
+            poller = SchedulePoller(schedule.function, rate_s, self.invoke, REGION)
+            poller.start()
+            self.pollers.append(poller)
         if app.tasks:
             families: Dict[str, Dict[str, Any]] = {}
             for task in app.tasks.values():
@@ -169,10 +184,14 @@ class LocalRunner:
                 }
             clusters = [n for n, r in app.template["Resources"].items() if r["Type"] == "AWS::ECS::Cluster"]
             self.agent = EcsAgent(self.cloud.client("ecs"), resolver.refs[clusters[0]], families,
-                                  self._python(MODEL_RUNTIME), base_env, logs=self.cloud.client("logs"))
+                                  self._python(MODEL_RUNTIME), base_env, logs=self.cloud.client("logs"), events=bus,
+                                  cluster_arn=resolver.attrs[(clusters[0], "Arn")])
             self.agent.start()
 
-        self.gateway = Gateway(app.routes, self.invoke, self.args.host, self.args.port)
+        keys = Keys(self.settings.client_keys, self.settings.admin_keys)
+        self.gateway = Gateway(app.routes, self.invoke, self.args.host, self.args.port, keys=keys)
+        if not keys.enabled:
+            console("runner", "no API_KEYS/ADMIN_API_KEYS: every route is open, on loopback only")
         console("runner", "EasyRec Online is up on http://{}:{} ({} routes, {} functions, ready in {:.1f} s)".format(
             self.args.host, self.args.port, len(app.routes), len(app.functions), time.monotonic() - started))
 

@@ -6,7 +6,7 @@ before its response is returned, by a write of the affected state to a local fol
 
   <state>/s3/<bucket>/<quoted key>      object bytes (the latest version)
   <state>/sqs/<queue name>/<id>.json    each message still in the queue (visible or in flight)
-  <state>/dynamodb/<table>.json         every item of the table
+  <state>/dynamodb/<table>/<key hash>.json  each item (only those a request wrote are rewritten)
 
 `restore` loads that folder back after the resources are created. A request that was acknowledged
 is therefore on disk; one that was not is retried by its client. SQS messages come back visible
@@ -14,13 +14,15 @@ and with new message ids after a restart (at-least-once, as on AWS after a visib
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
 import re
 import threading
 import urllib.parse
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import boto3
 from botocore.config import Config
@@ -54,7 +56,6 @@ class StateMirror:
 
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
-        self._last_written: Dict[str, bytes] = {}
         self._sqs_on_disk: Dict[str, set] = {}
 
     # --- S3 ---
@@ -118,18 +119,84 @@ class StateMirror:
             self._sqs_on_disk[name] = set(current)
 
     # --- DynamoDB ---
+    def _table(self, name: str) -> Any:
+        from moto.dynamodb.models import dynamodb_backends
+
+        return dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].tables.get(name)
+
+    @staticmethod
+    def _item_file(key: Dict[str, Any]) -> str:
+        return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest() + ".json"
+
+    def dynamodb_items(self, keys: Iterable[Tuple[str, Dict[str, Any]]]) -> None:
+        """Mirror the items a request wrote: (table, key in DynamoDB JSON) each. Cost per request: the
+        items it touched, not the table's size (the event ledger holds an item per action)."""
+        for name, key in keys:
+            table = self._table(name)
+            if table is None:
+                continue
+            path = os.path.join(self.state_dir, "dynamodb", name, self._item_file(key))
+            hash_key = key[table.hash_key_attr]
+            range_key = key.get(table.range_key_attr) if table.range_key_attr else None
+            from moto.dynamodb.models.dynamo_type import DynamoType
+
+            item = table.get_item(DynamoType(hash_key), DynamoType(range_key) if range_key else None)
+            if item is None:
+                if os.path.exists(path):
+                    os.remove(path)
+            else:
+                _atomic_write(path, json.dumps(item.to_json()["Attributes"], sort_keys=True).encode())
+
     def dynamodb_tables(self) -> None:
+        """Every item of every table (after a restore, or a request the middleware cannot attribute)."""
         from moto.dynamodb.models import dynamodb_backends
 
         for name, table in dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].tables.items():
-            items = [item.to_json()["Attributes"] for item in table.all_items()]
-            self._write_if_changed(os.path.join(self.state_dir, "dynamodb", name + ".json"), items)
+            keys = [name_key for name_key in ((name, self._key_of(table, item.to_json()["Attributes"]))
+                                              for item in table.all_items())]
+            folder = os.path.join(self.state_dir, "dynamodb", name)
+            stale = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+            self.dynamodb_items(keys)
+            stale -= {self._item_file(key) for _, key in keys}
+            for name_file in stale:
+                if ".tmp-" not in name_file:
+                    os.remove(os.path.join(folder, name_file))
 
-    def _write_if_changed(self, path: str, doc: Any) -> None:
-        data = json.dumps(doc, sort_keys=True).encode()
-        if self._last_written.get(path) != data:
-            _atomic_write(path, data)
-            self._last_written[path] = data
+    @staticmethod
+    def _key_of(table: Any, item: Dict[str, Any]) -> Dict[str, Any]:
+        key = {table.hash_key_attr: item[table.hash_key_attr]}
+        if table.range_key_attr and table.range_key_attr in item:
+            key[table.range_key_attr] = item[table.range_key_attr]
+        return key
+
+    def keys_written(self, target: str, body: bytes) -> Optional[List[Tuple[str, Dict[str, Any]]]]:
+        """(table, key) of each item a DynamoDB request writes; None: not known (mirror every table)."""
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            return None
+        operation = target.rsplit(".", 1)[-1]
+        found: List[Tuple[str, Dict[str, Any]]] = []
+
+        def add(name: str, op: Dict[str, Any]) -> None:
+            table = self._table(name)
+            if table is not None:
+                found.append((name, op["Key"] if "Key" in op else self._key_of(table, op["Item"])))
+
+        if operation in ("PutItem", "UpdateItem", "DeleteItem"):
+            add(request["TableName"], request)
+        elif operation == "BatchWriteItem":
+            for name, requests in request.get("RequestItems", {}).items():
+                for entry in requests:
+                    add(name, entry.get("PutRequest") or entry.get("DeleteRequest"))
+        elif operation == "TransactWriteItems":
+            for entry in request.get("TransactItems", []):
+                (_, op), = entry.items()
+                if "TableName" in op and ("Key" in op or "Item" in op):
+                    add(op["TableName"], op)
+        else:
+            return None  # CreateTable, DeleteTable, UpdateTimeToLive, ...
+        return found
 
 
 class PersistingMiddleware:
@@ -158,6 +225,12 @@ class PersistingMiddleware:
         if not mutating:
             return self.app(environ, start_response)
 
+        body_in = b""
+        if service == "dynamodb":
+            # The request names the items it writes: read it here, hand moto the same bytes.
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body_in = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body_in)
         captured: Dict[str, Any] = {}
 
         def capture(status: str, headers: List, exc_info: Any = None) -> Callable:
@@ -172,11 +245,11 @@ class PersistingMiddleware:
             # it under the lock, so the last mirror always follows the last change. The request
             # itself runs outside the lock: an SQS long poll must not hold up everything else.
             with self.lock:
-                self._mirror(service, method, environ)
+                self._mirror(service, method, environ, target, body_in)
         start_response(captured["status"], captured["headers"], captured.get("exc_info"))
         return [body]
 
-    def _mirror(self, service: str, method: str, environ: Dict[str, Any]) -> None:
+    def _mirror(self, service: str, method: str, environ: Dict[str, Any], target: str = "", body: bytes = b"") -> None:
         try:
             if service == "s3":
                 path = urllib.parse.unquote(environ.get("PATH_INFO", "")).lstrip("/")
@@ -189,7 +262,11 @@ class PersistingMiddleware:
             elif service == "sqs":
                 self.mirror.sqs_queues()
             elif service == "dynamodb":
-                self.mirror.dynamodb_tables()
+                keys = self.mirror.keys_written(target, body)
+                if keys is None:
+                    self.mirror.dynamodb_tables()
+                else:
+                    self.mirror.dynamodb_items(keys)
         except Exception:  # noqa: BLE001 - never turn a served request into an error; log loudly
             log.exception("could not persist local cloud state after a %s request", service)
 
@@ -305,13 +382,29 @@ class LocalCloud:
                     counts["sqs_messages"] += 1
         ddb_root = os.path.join(self.state_dir, "dynamodb")
         if os.path.isdir(ddb_root):
-            ddb = self.client("dynamodb")
+            from moto.dynamodb.models import dynamodb_backends
+
+            backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION]
             for name in sorted(os.listdir(ddb_root)):
-                if not name.endswith(".json"):
+                path = os.path.join(ddb_root, name)
+                if name.endswith(".json"):  # the one-file-per-table format of earlier releases
+                    with open(path) as f:
+                        items = json.load(f)
+                    table_name = name[: -len(".json")]
+                else:
+                    items = []
+                    for entry in os.listdir(path):
+                        if entry.endswith(".json") and ".tmp-" not in entry:
+                            with open(os.path.join(path, entry)) as f:
+                                items.append(json.load(f))
+                    table_name = name
+                if table_name not in backend.tables:
+                    log.warning("state has %d items for table %s, which the template no longer declares",
+                                len(items), table_name)
                     continue
-                with open(os.path.join(ddb_root, name)) as f:
-                    items = json.load(f)
                 for item in items:
-                    ddb.put_item(TableName=name[: -len(".json")], Item=item)
+                    backend.put_item(table_name, item)  # in-process: no request per item
                     counts["dynamodb_items"] += 1
+                if name.endswith(".json"):
+                    os.remove(path)  # rewritten per item by restore()
         return counts

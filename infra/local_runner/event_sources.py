@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .workers import InvokeError, console, pump_lines
@@ -288,7 +289,8 @@ class EcsAgent(threading.Thread):
     """
 
     def __init__(self, ecs: Any, cluster: str, families: Dict[str, Dict[str, Any]], python: str,
-                 base_env: Dict[str, str], poll_s: float = 0.5, logs: Any = None) -> None:
+                 base_env: Dict[str, str], poll_s: float = 0.5, logs: Any = None,
+                 events: Optional["EventBus"] = None, cluster_arn: str = "") -> None:
         super().__init__(name="ecs-agent", daemon=True)
         self.ecs = ecs
         self.cluster = cluster
@@ -301,6 +303,8 @@ class EcsAgent(threading.Thread):
         self.processes: Dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self.logs = logs  # CloudWatch Logs client: task output is shipped as the awslogs driver would
+        self.events = events  # ECS Task State Change events go to EventBridge rules (the supervisor)
+        self.cluster_arn = cluster_arn
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -379,6 +383,10 @@ class EcsAgent(threading.Thread):
             self.ecs.stop_task(cluster=self.cluster, task=arn, reason="Essential container exited (exit code {})".format(code))
         except Exception:  # noqa: BLE001 - the cloud may be shutting down
             pass
+        if self.events is not None and not self.stopping.is_set():
+            self.events.put("aws.ecs", "ECS Task State Change", {
+                "clusterArn": self.cluster_arn, "taskArn": arn, "lastStatus": "STOPPED", "desiredStatus": "STOPPED",
+                "stopCode": "EssentialContainerExited", "containers": [{"exitCode": code}]})
 
     def stop(self, grace_s: float = 10.0) -> None:
         self.stopping.set()
@@ -430,3 +438,70 @@ class LogShipper:
                     self.logs.put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=batch)
                 except Exception:  # noqa: BLE001
                     log.exception("could not ship logs to %s", self.stream)
+
+
+def matches(pattern: Any, value: Any) -> bool:
+    """EventBridge's pattern matching, as far as the template uses it: a dict matches field by field,
+    a list of values matches one of them."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(matches(p, value.get(k)) for k, p in pattern.items())
+    if isinstance(pattern, list):
+        return value in pattern
+    return pattern == value
+
+
+class EventBus:
+    """The default EventBridge bus: events put on it go to every rule whose pattern matches."""
+
+    def __init__(self, rules: List[Tuple[str, Dict[str, Any]]], invoke: Callable[[str, Dict], Any], region: str) -> None:
+        self.rules = rules  # (function, resolved pattern)
+        self.invoke = invoke
+        self.region = region
+
+    def put(self, source: str, detail_type: str, detail: Dict[str, Any]) -> int:
+        event = {"version": "0", "id": uuid.uuid4().hex, "detail-type": detail_type, "source": source,
+                 "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "region": self.region, "resources": [], "detail": detail}
+        delivered = 0
+        for function, pattern in self.rules:
+            if matches(pattern, event):
+                # EventBridge invokes asynchronously: the putter never waits for the function.
+                threading.Thread(target=self._deliver, args=(function, event), daemon=True).start()
+                delivered += 1
+        return delivered
+
+    def _deliver(self, function: str, event: Dict[str, Any]) -> None:
+        try:
+            self.invoke(function, event)
+        except Exception as exc:  # noqa: BLE001 - as an async invoke: logged, not retried here
+            log.error("%s failed on a %s event: %s", function, event["detail-type"], exc)
+
+
+class SchedulePoller(threading.Thread):
+    """An EventBridge schedule: invokes the function every `rate_s` seconds with a Scheduled Event.
+    The first tick comes shortly after the runner starts (EventBridge's next tick, on AWS, comes within
+    the rate), so a trainer interrupted by a restart resumes without waiting a whole period."""
+
+    def __init__(self, function: str, rate_s: float, invoke: Callable[[str, Dict], Any], region: str,
+                 first_after_s: float = 2.0) -> None:
+        super().__init__(name="schedule-" + function, daemon=True)
+        self.function, self.rate_s, self.invoke, self.region = function, rate_s, invoke, region
+        self.first_after_s = first_after_s
+        self.stopping = threading.Event()
+        self.ticks = 0
+
+    def run(self) -> None:
+        wait = self.first_after_s
+        while not self.stopping.wait(wait):
+            wait = self.rate_s
+            try:
+                self.invoke(self.function, {
+                    "version": "0", "id": uuid.uuid4().hex, "detail-type": "Scheduled Event", "source": "aws.events",
+                    "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "region": self.region, "resources": [], "detail": {}})
+                self.ticks += 1
+            except Exception as exc:  # noqa: BLE001 - the next tick tries again
+                log.error("scheduled %s failed: %s", self.function, exc)
+
+    def stop(self) -> None:
+        self.stopping.set()

@@ -201,6 +201,7 @@ class Route:
     method: str
     path: str  # as declared, e.g. /users/{id}
     function: str
+    auth: str = "open"  # open | client (Auth: ApiKeyRequired) | admin (Auth: Authorizer: AWS_IAM)
 
     def pattern(self) -> "re.Pattern[str]":
         regex = re.sub(r"\\\{([A-Za-z0-9_]+)\\\+\\\}", r"(?P<\1>.+)", re.escape(self.path))
@@ -241,6 +242,35 @@ class KafkaSource:
 
 
 @dataclass
+class ScheduleSource:
+    """An EventBridge schedule (SAM `Schedule` event): rate(N unit) expressions."""
+
+    function: str
+    rate_s: float
+    name: str
+
+
+@dataclass
+class EventRuleSource:
+    """An EventBridge rule (SAM `EventBridgeRule` event); its pattern is unresolved."""
+
+    function: str
+    pattern: Dict[str, Any]
+    name: str
+
+
+_RATE = re.compile(r"^rate\((\d+) (second|minute|hour|day)s?\)$")
+_UNIT_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def schedule_rate_s(expression: str) -> float:
+    found = _RATE.match(expression.strip())
+    if not found:
+        raise ValueError("the local runner plays rate(N unit) schedules, not {!r}".format(expression))
+    return float(found.group(1)) * _UNIT_S[found.group(2)]
+
+
+@dataclass
 class FunctionSpec:
     name: str
     runtime: str  # CONTROL_RUNTIME or MODEL_RUNTIME
@@ -273,11 +303,23 @@ class AppSpec:
     conditions: Dict[str, bool] = field(default_factory=dict)
     kinesis_sources: List[KinesisSource] = field(default_factory=list)
     kafka_sources: List[KafkaSource] = field(default_factory=list)
+    schedules: List[ScheduleSource] = field(default_factory=list)
+    event_rules: List[EventRuleSource] = field(default_factory=list)
 
     @property
     def resources(self) -> Dict[str, Any]:
         """The resources that exist for these parameter values (Conditions applied)."""
         return active_resources(self.template, self.conditions)
+
+
+def route_auth(event_properties: Dict[str, Any]) -> str:
+    """Who may call an Api event's route, as its `Auth` says: admin (IAM), client (an API key) or open."""
+    auth = event_properties.get("Auth") or {}
+    if auth.get("Authorizer") == "AWS_IAM":
+        return "admin"
+    if auth.get("ApiKeyRequired"):
+        return "client"
+    return "open"
 
 
 def _function_runtime(props: Dict[str, Any], meta: Dict[str, Any], name: str) -> Tuple[str, str, str]:
@@ -307,6 +349,8 @@ def parse_app(template: Dict[str, Any], parameter_overrides: Optional[Dict[str, 
     kinesis_sources: List[KinesisSource] = []
     kafka_sources: List[KafkaSource] = []
     tasks: Dict[str, TaskSpec] = {}
+    schedules: List[ScheduleSource] = []
+    event_rules: List[EventRuleSource] = []
     for name, resource in active_resources(template, conditions).items():
         kind = resource.get("Type")
         props = resource.get("Properties", {})
@@ -321,10 +365,10 @@ def parse_app(template: Dict[str, Any], parameter_overrides: Optional[Dict[str, 
                 memory_mb=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
                 environment=env,
             )
-            for event in props.get("Events", {}).values():
+            for event_name, event in props.get("Events", {}).items():
                 eprops = event.get("Properties", {})
                 if event.get("Type") == "Api":
-                    routes.append(Route(eprops["Method"].upper(), eprops["Path"], name))
+                    routes.append(Route(eprops["Method"].upper(), eprops["Path"], name, route_auth(eprops)))
                 elif event.get("Type") == "SQS":
                     queue = references(eprops["Queue"])[0]
                     sources.append(SqsSource(
@@ -341,6 +385,10 @@ def parse_app(template: Dict[str, Any], parameter_overrides: Optional[Dict[str, 
                         max_retries=int(eprops.get("MaximumRetryAttempts", 3)),
                         on_failure=references(on_failure)[0] if on_failure else None,
                     ))
+                elif event.get("Type") == "Schedule":
+                    schedules.append(ScheduleSource(name, schedule_rate_s(eprops["Schedule"]), event_name))
+                elif event.get("Type") == "EventBridgeRule":
+                    event_rules.append(EventRuleSource(name, eprops["Pattern"], event_name))
                 elif event.get("Type") in ("MSK", "SelfManagedKafka"):
                     kafka_sources.append(KafkaSource(
                         function=name, topics=eprops.get("Topics", []), batch_size=int(eprops.get("BatchSize", 100)),
@@ -359,7 +407,8 @@ def parse_app(template: Dict[str, Any], parameter_overrides: Optional[Dict[str, 
                 environment={e["Name"]: e["Value"] for e in container.get("Environment", [])},
                 log_options=dict((container.get("LogConfiguration") or {}).get("Options") or {}),
             )
-    return AppSpec(template, functions, routes, sources, tasks, parameters, conditions, kinesis_sources, kafka_sources)
+    return AppSpec(template, functions, routes, sources, tasks, parameters, conditions, kinesis_sources, kafka_sources,
+                   schedules, event_rules)
 
 
 def parameter_values(template: Dict[str, Any], overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:

@@ -4,9 +4,13 @@ from __future__ import annotations
 from easyrec_online.control.launcher import EcsTrainingLauncher
 from easyrec_online.core import aws
 from easyrec_online.core.config import Settings
-from easyrec_online.ingest.consumer import DeadLetters
+from easyrec_online.ingest.consumer import DeadLetters, Sinks
+from easyrec_online.ingest.labels import check_rules
+from easyrec_online.ingest.ledger import DynamoEventLedger
 from easyrec_online.ingest.publishers import ActionPublisher, KinesisActionPublisher, SqsActionPublisher
-from easyrec_online.ingest.store import S3ActionStore
+from easyrec_online.ingest.quarantine import S3Quarantine
+from easyrec_online.ingest.store import QuarantiningStore, S3ActionStore
+from easyrec_online.state.activity import DynamoActivityStore
 from easyrec_online.state.profiles import DynamoProfileStore
 from easyrec_online.state.registry import DynamoStateStore
 
@@ -44,3 +48,23 @@ def training_launcher(settings: Settings) -> EcsTrainingLauncher:
 
 def profile_store(settings: Settings) -> DynamoProfileStore:
     return DynamoProfileStore(aws.client("dynamodb", settings), settings.profiles_table)
+
+
+def activity_store(settings: Settings) -> DynamoActivityStore:
+    return DynamoActivityStore(aws.client("dynamodb", settings), settings.activity_table, settings.activity_ttl_days)
+
+
+def event_ledger(settings: Settings) -> DynamoEventLedger:
+    return DynamoEventLedger(aws.client("dynamodb", settings), settings.ledger_table, settings.ledger_ttl_days)
+
+
+def consumer_sinks(settings: Settings) -> Sinks:
+    """What the ingest consumer writes a batch to: the store, the ledger, the counters, users' activity."""
+    return Sinks(store=action_store(settings), ledger=event_ledger(settings), counters=state_store(settings),
+                 activity=activity_store(settings), label_rules=check_rules(settings.label_rules))
+
+
+def trainer_store(settings: Settings) -> QuarantiningStore:
+    """The action store as the trainer reads it: unreadable lines set apart under quarantine/."""
+    return QuarantiningStore(action_store(settings), S3Quarantine(aws.client("s3", settings), settings.data_bucket,
+                                                                   state_store(settings)))

@@ -82,7 +82,10 @@ def seed_commands() -> List[str]:
 def service(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("service")
     running = RunningService(str(tmp / "state"), str(tmp / "runner.log"),
-                             ["TRAIN_STEPS=100", "CURRENT_CHECK_INTERVAL_MS=200", "PROMOTION_AUC_TOLERANCE=1.0"])
+                             # The one-shot flow (training when started); tests/e2e/test_learning_by_default.py
+                             # runs the default, a continuous trainer.
+                             ["TRAIN_STEPS=100", "CURRENT_CHECK_INTERVAL_MS=200", "PROMOTION_AUC_TOLERANCE=1.0",
+                              "CONTINUOUS_TRAINING=false"])
     running.start()
     yield running
     if running.process is not None and running.process.poll() is None:

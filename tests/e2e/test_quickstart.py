@@ -202,16 +202,17 @@ def test_each_function_logs_with_its_name(service):
 
 
 def test_restart_keeps_model_and_actions(service):
-    before = requests.post(service.url + "/recommend", json={"user_id": 123, "candidate_items": [1, 2, 3, 4, 5],
-                                                             "top_k": 3}, timeout=10).json()
+    # At a fixed moment: the live features' trends decay with the request's time.
+    request = {"user_id": 123, "candidate_items": [1, 2, 3, 4, 5], "top_k": 3,
+               "context": {"timestamp": "2026-12-01T12:00:00Z"}}
+    before = requests.post(service.url + "/recommend", json=request, timeout=10).json()
     stored_before, _ = _stored_event_ids(service)
     assert service.stop() == 0
     assert "[runner] stopped" in service.log()
     service.start()
     health = requests.get(service.url + "/health", timeout=10).json()
     assert health["model_version"] == before["model_version"]
-    after = requests.post(service.url + "/recommend", json={"user_id": 123, "candidate_items": [1, 2, 3, 4, 5],
-                                                            "top_k": 3}, timeout=10).json()
+    after = requests.post(service.url + "/recommend", json=request, timeout=10).json()
     assert after == before
     assert _stored_event_ids(service)[0] == stored_before
 

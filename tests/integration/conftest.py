@@ -74,7 +74,8 @@ def make_cloud(endpoint: str, **env: str) -> Settings:
     aws.reset_clients()
     settings = Settings.from_env(dict({"AWS_ENDPOINT_URL": str(endpoint), "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
                                        "DATA_BUCKET": "test-data" + suffix, "STATE_TABLE": "test-state",
-                                       "PROFILES_TABLE": "test-profiles"}, **env))
+                                       "PROFILES_TABLE": "test-profiles", "ACTIVITY_TABLE": "test-activity",
+                                       "LEDGER_TABLE": "test-ledger"}, **env))
     aws.client("s3", settings).create_bucket(Bucket=settings.data_bucket)
     queue_url = aws.client("sqs", settings).create_queue(QueueName="test-actions" + suffix)["QueueUrl"]
     aws.client("dynamodb", settings).create_table(
@@ -82,6 +83,15 @@ def make_cloud(endpoint: str, **env: str) -> Settings:
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                               {"AttributeName": "sk", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    aws.client("dynamodb", settings).create_table(
+        TableName=settings.activity_table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    aws.client("dynamodb", settings).create_table(
+        TableName=settings.ledger_table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
     aws.client("dynamodb", settings).create_table(
         TableName=settings.profiles_table, BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],

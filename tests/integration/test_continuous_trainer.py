@@ -112,7 +112,7 @@ def test_killing_the_trainer_mid_update_loses_nothing_and_trains_each_action_onc
     settings = make_cloud(moto_endpoint, TRAIN_STEPS="100", PROMOTION_AUC_TOLERANCE="1.0", CONTINUOUS_POLL_MS="100")
     state, store = wiring.state_store(settings), wiring.action_store(settings)
     store.put_batch(preference_actions()[:300])
-    _, process = _start_trainer(settings, tmp_path)
+    killed_job, process = _start_trainer(settings, tmp_path)
     try:
         first = _wait(state.get_current, 300, "the first version", process)
         time.sleep(3)  # the lineage's graph is built: the next actions meet a warm trainer
@@ -131,6 +131,8 @@ def test_killing_the_trainer_mid_update_loses_nothing_and_trains_each_action_onc
     assert {current.saved_model_prefix + "saved_model.pb", current.saved_model_prefix + "variables/variables.index",
             current.manifest_key} <= keys
 
+    # What the supervisor's reconciliation records for a task that vanished; it frees the trainer lease.
+    state.update_job(killed_job, status="failed", error="task no longer exists")
     job_id, process = _start_trainer(settings, tmp_path)
     every = {a.event_id for a in store.iter_actions()}
     try:

@@ -65,3 +65,21 @@ def test_sqs_publisher_names_the_actions_it_could_not_send(cloud):
     with pytest.raises(PublishError) as caught:
         publisher.publish(actions)
     assert caught.value.event_ids == [a.event_id for a in actions]
+
+
+def test_the_trainer_sets_an_unreadable_stored_line_apart_and_reads_the_rest(cloud):
+    from easyrec_online.core import aws as aws_factory
+    from easyrec_online.ingest.actions import ActionIn, StoredAction
+
+    store = wiring.action_store(cloud)
+    key = store.put_batch([StoredAction.accept(ActionIn.model_validate({"user_id": u, "item_id": 1, "label": 1}))
+                           for u in (1, 2)])
+    s3 = aws_factory.client("s3", cloud)
+    body = s3.get_object(Bucket=cloud.data_bucket, Key=key)["Body"].read()
+    s3.put_object(Bucket=cloud.data_bucket, Key=key, Body=body.replace(b'"user_id":1', b'"user_id":1.5', 1))
+    trainer = wiring.trainer_store(cloud)
+    assert [a.user_id for a in trainer.read(key)] == [2]
+    assert [a.user_id for a in trainer.read(key)] == [2]  # read again: set apart (and counted) once
+    quarantined = s3.get_object(Bucket=cloud.data_bucket, Key="quarantine/" + key)["Body"].read().decode()
+    assert '"line": 1' in quarantined and "user_id" in quarantined
+    assert wiring.state_store(cloud).counts("quarantine")["lines"] == 1

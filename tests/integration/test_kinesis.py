@@ -43,8 +43,9 @@ def test_kinesis_publish_and_consume_store_each_action_once(cloud):
 
     event = _event(kinesis, stream)
     assert len(event["Records"]) == 3
-    state, store = wiring.state_store(settings), wiring.action_store(settings)
-    response = store_kinesis_batch(event, new_processor("kinesis"), store, state)
+    sinks = wiring.consumer_sinks(settings)
+    store, state = sinks.store, sinks.counters
+    response = store_kinesis_batch(event, new_processor("kinesis"), sinks)
     poison = [r["kinesis"]["sequenceNumber"] for r in event["Records"] if r["kinesis"]["partitionKey"] == "x"]
     assert response == {"batchItemFailures": [{"itemIdentifier": poison[0]}]}
     assert sorted(a.event_id for a in store.iter_actions()) == sorted("k{}".format(i) for i in range(33))

@@ -273,6 +273,8 @@ def test_killing_the_training_task_changes_nothing_and_the_next_run_trains_the_s
     assert state.get_current().version == current.version
     assert state.get_job(job_id).version is None
     assert [v.job_id for v in state.list_versions()].count(job_id) == 0
+    # What the supervisor's reconciliation records for a task that vanished; it frees the trainer lease.
+    state.update_job(job_id, status="failed", error="task no longer exists")
 
     job_id, result = _run_trainer(settings, tmp_path, PROMOTION_AUC_TOLERANCE="1.0")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -1,8 +1,19 @@
 """One contract, two backends: the in-memory state store and DynamoDB (moto server)."""
+import datetime as dt
+
 import pytest
 
 from easyrec_online import wiring
-from easyrec_online.state.registry import InMemoryStateStore, ModelVersion, TrainingJob, new_id
+from easyrec_online.ingest.actions import utc_now
+from easyrec_online.state.registry import (
+    Conflict,
+    InMemoryStateStore,
+    LeaseHeld,
+    ModelVersion,
+    NotCurrent,
+    TrainingJob,
+    new_id,
+)
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
@@ -35,12 +46,74 @@ class TestStateStoreContract:
         store.put_version(_version("v1"))
         store.put_version(_version("v2"))
         store.set_current("v1")
-        assert store.get_current().version == "v1"
+        assert store.get_current().version == "v1" and not store.pointer()["pinned"]
         store.set_current("v2")
         assert store.get_current().version == "v2"
         with pytest.raises(KeyError):
             store.set_current("nope")
         assert [v.version for v in store.list_versions()] == ["v2", "v1"]
+
+    def test_a_rollback_pins_and_a_trainer_promotion_needs_the_pointer_it_started_from(self, store):
+        for name in ("v1", "v2", "v3"):
+            store.put_version(_version(name))
+        store.promote("v1", None)  # the first version: there was no current one
+        with pytest.raises(NotCurrent):
+            store.promote("v2", None)  # the pointer moved since that run started
+        store.set_current("v2", pinned=True, reason="rolled back by an operator")
+        assert store.pointer()["pinned"] and store.get_current().version == "v2"
+        with pytest.raises(NotCurrent):
+            store.promote("v3", "v2")  # pinned: trainers publish beside it, not over it
+        store.set_pinned(False)
+        store.promote("v3", "v2")
+        assert store.get_current().version == "v3" and not store.pointer()["pinned"]
+        store.put_version(_version("v4", status="rejected"))
+        with pytest.raises(ValueError):
+            store.set_current("v4")
+
+    def test_mutate_retries_on_the_newer_document_and_a_conflict_is_never_a_lost_update(self, store):
+        store.mutate("config", "c", lambda doc: {"n": 0})
+        calls = []
+
+        def racing(doc):
+            calls.append(doc["n"])
+            if len(calls) == 1:  # another writer gets in between this read and this write
+                store.mutate("config", "c", lambda d: dict(d, n=d["n"] + 10, other=True))
+            return dict(doc, n=doc["n"] + 1)
+
+        assert store.mutate("config", "c", racing) == {"n": 11, "other": True}
+        assert calls == [0, 10] and store.get_config("c") == {"n": 11, "other": True}
+
+    def test_a_stop_request_survives_a_concurrent_progress_write(self, store):
+        job_id = new_id("job-")
+        store.put_job(TrainingJob(job_id, "running", "t", mode="continuous"))
+        with pytest.raises(Conflict):
+            store.put_job(TrainingJob(job_id, "pending", "t"))  # a job id is written once
+        store.update_job(job_id, only_from=("running",), status="stopping")
+        store.update_job(job_id, version="v9", num_actions=5)  # the trainer's progress, after the stop
+        job = store.get_job(job_id)
+        assert job.status == "stopping" and job.version == "v9"
+        assert store.update_job(job_id, only_from=("pending",), status="running").status == "stopping"
+
+    def test_one_trainer_lease_holder_until_it_expires_releases_or_its_job_ends(self, store):
+        first, second = new_id("job-"), new_id("job-")
+        store.put_job(TrainingJob(first, "running", "t"))
+        store.put_job(TrainingJob(second, "pending", "t"))
+        store.acquire_lease(first, 60)
+        assert store.lease_holder() == first
+        with pytest.raises(LeaseHeld):
+            store.acquire_lease(second, 60)
+        store.acquire_lease(first, 60)  # the holder renews
+        later = utc_now() + dt.timedelta(seconds=61)
+        store.acquire_lease(second, 60, now=later)  # expired: taken over
+        assert store.lease_holder(now=later) == second
+        store.release_lease(first)  # not the holder: nothing changes
+        assert store.lease_holder(now=later) == second
+        store.release_lease(second)
+        assert store.lease_holder() is None
+        store.acquire_lease(first, 60)
+        store.update_job(first, status="failed")
+        store.acquire_lease(second, 60)  # the holder's job ended: no need to wait for the expiry
+        assert store.lease_holder() == second
 
     def test_jobs_latest_first_and_updates(self, store):
         assert store.latest_job() is None
@@ -86,3 +159,31 @@ class TestProfileStoreContract:
         assert [r["user_id"] for r in stored] == [str(i) for i in range(60)]
         assert profiles.attributes_of("user", [str(i) for i in range(61)]) == {str(i): {"age": i} for i in range(60)}
         assert profiles.get("item", "3") is None
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def activity(request, moto_endpoint):
+    from easyrec_online.state.activity import InMemoryActivityStore
+
+    if request.param == "memory":
+        return InMemoryActivityStore()
+    request.getfixturevalue("dynamodb_itself")
+    return wiring.activity_store(request.getfixturevalue("cloud"))
+
+
+class TestActivityStoreContract:
+    def test_a_users_latest_actions_in_time_order_each_event_once(self, activity):
+        from easyrec_online.ingest.actions import ActionIn, StoredAction
+
+        def action(user, item, at, label=1, event_id=None):
+            return StoredAction.accept(ActionIn.model_validate({
+                "user_id": user, "item_id": item, "label": label, "action_type": "view", "timestamp": at,
+                "event_id": event_id or "{}-{}-{}".format(user, item, at)}))
+
+        assert activity.recent(["1"], 10) == {}
+        activity.record([action(1, "b", 20), action(1, "a", 10), action(2, "z", 5, label=0)])
+        activity.record([action(1, "b", 20)])  # again (the consumer after the API): no change
+        activity.record([action(1, "c", 30)])
+        assert activity.recent([1, "2", "3"], 10) == {"1": [["a", "view", 1], ["b", "view", 1], ["c", "view", 1]],
+                                                       "2": [["z", "view", 0]]}
+        assert activity.recent(["1"], 2) == {"1": [["b", "view", 1], ["c", "view", 1]]}

@@ -17,7 +17,7 @@ def test_consume_stores_good_messages_once_and_leaves_poison_for_the_dead_letter
     publisher.publish(_actions(2, start=2))  # e2 again: a producer retry
     sqs.send_message(QueueUrl=cloud.actions_queue_url, MessageBody="{not an envelope")
     state, store = wiring.state_store(cloud), wiring.action_store(cloud)
-    streaming = StreamingService(cloud, sqs, state, store)
+    streaming = StreamingService(cloud, sqs, state, wiring.consumer_sinks(cloud))
     assert streaming.status()["queue"]["waiting"] == 3
 
     result = streaming.consume(ConsumeRequest(max_messages=10))

@@ -1,75 +1,106 @@
-"""What a model version knows about items and users: the catalog behind candidates and cold start.
+"""What a model version knows about items and users: the catalog behind candidates, cold start and the
+live features.
 
 Written by the training task next to each version (models/<lineage>/<version>/catalog.json) and
 carried forward by incremental updates, so it always covers every action the lineage trained on:
 
-  items   per item: actions, positives, and a trend score (positives decayed with a half-life of
-          TRENDING_HALF_LIFE_HOURS, measured on the actions' own timestamps)
-  users   per user: the most recent items acted on, with the action type and whether it was a
-          positive (newest last): "already acted on" filters and sequence models' history
+  items       per item: actions, positives, and a trend score (positives decayed with a half-life of
+              TRENDING_HALF_LIFE_HOURS, measured on the actions' own timestamps)
+  users       per user: the most recent items acted on, with the action type and whether it was a
+              positive (newest last): "already acted on" filters, sequence models' history, and the
+              history behind training rows' live features
+  neighbours  per item: its most similar items (item-to-item collaborative filtering, computed by
+              the trainer with artifacts/cf.py): the live features' CF scores
 
 Serving uses it for
   - candidates when /recommend names none: popular items (most positives) and trending items;
   - "already acted on" filters;
-  - the cold-start rule: a user or item the lineage never trained on has no learnt embedding, so
-    the model's score for it is noise. Such pairs are scored with the item's popularity prior
-    instead, (positives + m * base_rate) / (actions + m) with m = PRIOR_STRENGTH (an unknown
-    item therefore gets the base rate), and flagged `cold_start: true`.
+  - the live features of every pair (artifacts/features/live.py): the item's popularity, positive
+    rate and trend, and its similarity to what the user did lately;
+  - the cold-start rule of lineages that did not learn new users and items: the item's popularity
+    prior, (positives + m * base_rate) / (actions + m) with m = PRIOR_STRENGTH.
 
-Pure Python (both runtimes); only JSON in and out.
+Adding an action costs O(1) (the trend is kept relative to an anchor time and decayed when read),
+so training can replay a catalog action by action to compute each row's features as they were at
+that moment. Pure Python (both runtimes); only JSON in and out.
 """
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
 from easyrec_online.ingest.actions import StoredAction, id_key, parse_timestamp
 
 PRIOR_STRENGTH = 10.0
 RECENT_ITEMS_PER_USER = 100
+# The trend anchor moves forward once scores would grow past 2**REBASE_HALF_LIVES.
+REBASE_HALF_LIVES = 60.0
 
 
 class Catalog:
     def __init__(self, half_life_hours: float = 24.0) -> None:
         self.half_life_s = max(1.0, half_life_hours * 3600.0)
-        self.items: Dict[str, List[float]] = {}  # id -> [actions, positives, trend]
+        # id -> [actions, positives, trend]: trend as of `reference_time` (decay with trend_at)
+        self.items: Dict[str, List[float]] = {}
         self.users: Dict[str, List[List[Any]]] = {}  # id -> [[item, action_type, positive], ...] newest last
-        self.reference_time = 0.0  # epoch seconds the trend scores are decayed to
+        self.neighbours: Dict[str, List[List[Any]]] = {}  # id -> [[item, similarity], ...] most similar first
+        self.reference_time = 0.0  # epoch seconds the stored trend scores refer to
+        self.newest = 0.0  # epoch seconds of the newest action added
         self.actions = 0
         self.positives = 0
 
     # --- building (training task) ----------------------------------------------------------------
     def add(self, actions: Iterable[StoredAction]) -> "Catalog":
-        ordered = sorted(actions, key=lambda a: (parse_timestamp(a.timestamp), a.event_id))
-        if not ordered:
-            return self
-        newest = parse_timestamp(ordered[-1].timestamp).timestamp()
-        if newest > self.reference_time:
-            decay = 0.5 ** ((newest - self.reference_time) / self.half_life_s) if self.reference_time else 0.0
-            for stats in self.items.values():
-                stats[2] *= decay
-            self.reference_time = newest
-        for action in ordered:
-            item, user = id_key(action.item_id), id_key(action.user_id)
-            stats = self.items.setdefault(item, [0.0, 0.0, 0.0])
-            positive = action.label >= 0.5
-            stats[0] += 1
-            self.actions += 1
-            if positive:
-                stats[1] += 1
-                self.positives += 1
-                age = max(0.0, self.reference_time - parse_timestamp(action.timestamp).timestamp())
-                stats[2] += 0.5 ** (age / self.half_life_s)
-            recent = self.users.setdefault(user, [])
-            recent.append([item, action.action_type or "", 1 if positive else 0])
-            if len(recent) > RECENT_ITEMS_PER_USER:
-                del recent[: len(recent) - RECENT_ITEMS_PER_USER]
+        for action in sorted(actions, key=lambda a: (parse_timestamp(a.timestamp), a.event_id)):
+            self.add_one(action)
         return self
+
+    def add_one(self, action: StoredAction, moment: Optional[float] = None) -> None:
+        """One action (callers add in time order: the trend of an older action is simply smaller)."""
+        at = parse_timestamp(action.timestamp).timestamp() if moment is None else moment
+        if not self.reference_time:
+            self.reference_time = at
+        if (at - self.reference_time) / self.half_life_s > REBASE_HALF_LIVES:
+            self._rebase(at)
+        item, user = id_key(action.item_id), id_key(action.user_id)
+        stats = self.items.get(item)
+        if stats is None:
+            stats = self.items[item] = [0.0, 0.0, 0.0]
+        positive = action.label >= 0.5
+        stats[0] += 1
+        self.actions += 1
+        if positive:
+            stats[1] += 1
+            self.positives += 1
+            stats[2] += 2.0 ** ((at - self.reference_time) / self.half_life_s)
+        self.newest = max(self.newest, at)
+        recent = self.users.get(user)
+        if recent is None:
+            recent = self.users[user] = []
+        recent.append([item, action.action_type or "", 1 if positive else 0])
+        if len(recent) > RECENT_ITEMS_PER_USER:
+            del recent[: len(recent) - RECENT_ITEMS_PER_USER]
+
+    def _rebase(self, at: float) -> None:
+        factor = 2.0 ** (-(at - self.reference_time) / self.half_life_s)
+        for stats in self.items.values():
+            stats[2] *= factor
+        self.reference_time = at
+
+    def trend_factor(self, moment: float) -> float:
+        """Multiplies a stored trend score into the trend at `moment` (epoch seconds)."""
+        return 2.0 ** (-(moment - self.reference_time) / self.half_life_s) if self.reference_time else 0.0
+
+    def trend_at(self, item_id: Any, moment: float) -> float:
+        stats = self.items.get(id_key(item_id))
+        return stats[2] * self.trend_factor(moment) if stats else 0.0
 
     def to_json(self) -> str:
         return json.dumps({"half_life_s": self.half_life_s, "reference_time": self.reference_time,
-                           "actions": self.actions, "positives": self.positives,
-                           "items": self.items, "users": self.users}, separators=(",", ":"), sort_keys=True)
+                           "newest": self.newest, "actions": self.actions, "positives": self.positives,
+                           "items": self.items, "users": self.users, "neighbours": self.neighbours},
+                          separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: Optional[str]) -> "Catalog":
@@ -78,11 +109,16 @@ class Catalog:
             data = json.loads(text)
             catalog.half_life_s = float(data.get("half_life_s", catalog.half_life_s))
             catalog.reference_time = float(data.get("reference_time", 0.0))
+            catalog.newest = float(data.get("newest", catalog.reference_time))
             catalog.actions = int(data.get("actions", 0))
             catalog.positives = int(data.get("positives", 0))
             catalog.items = {k: [float(x) for x in v] for k, v in data.get("items", {}).items()}
             catalog.users = {k: [list(x) for x in v] for k, v in data.get("users", {}).items()}
+            catalog.neighbours = {k: [list(x) for x in v] for k, v in data.get("neighbours", {}).items()}
         return catalog
+
+    def copy(self) -> "Catalog":
+        return Catalog.from_json(self.to_json())
 
     # --- serving -----------------------------------------------------------------------------------
     @property
@@ -122,3 +158,7 @@ class Catalog:
 
     def histories(self) -> Dict[str, List[str]]:
         return {user: self.history(user) for user in self.users}
+
+
+def log1p(value: float) -> float:
+    return math.log1p(max(0.0, value))

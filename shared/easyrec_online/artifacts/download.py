@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
+from typing import Any, Set
 
 from easyrec_online.artifacts.catalog import Catalog
 from easyrec_online.state.registry import ModelVersion
@@ -58,3 +58,25 @@ def load_catalog(s3: Any, bucket: str, version: ModelVersion, cache_dir: str) ->
         os.rename(staging, path)
     with open(path, "r") as f:
         return Catalog.from_json(f.read())
+
+
+def remove_versions_except(cache_dir: str, keep: Set[str]) -> int:
+    """Delete downloaded versions (SavedModel folders, catalogs, unfinished downloads) other than `keep`;
+    returns how many versions went."""
+    if not os.path.isdir(cache_dir):
+        return 0
+    removed = set()
+    for name in os.listdir(cache_dir):
+        version = name.split(".", 1)[0]  # <version>, <version>.catalog.json, <version>.partial-<pid>
+        if version in keep or not version.startswith("v"):
+            continue
+        path = os.path.join(cache_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        removed.add(version)
+    return len(removed)

@@ -10,6 +10,9 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+# The output a model's score is: single-task models' probs; our multi-task ones name the primary task "main".
+PRIMARY_OUTPUTS = ("probs", "probs_main")
+
 
 class ScoringError(Exception):
     pass
@@ -28,10 +31,9 @@ class SavedModelScorer:
         signature = meta.signature_def["serving_default"]
         self.input_names = sorted(signature.inputs)
         self._inputs = {name: self._graph.get_tensor_by_name(info.name) for name, info in signature.inputs.items()}
-        # Single-task models output `probs`; our multi-task ones name the primary task "main".
-        output = next((name for name in ("probs", "probs_main") if name in signature.outputs), None)
+        output = next((name for name in PRIMARY_OUTPUTS if name in signature.outputs), None)
         if output is None:
-            raise ScoringError("SavedModel at {} has no `probs` or `probs_main` output".format(export_dir))
+            raise ScoringError("SavedModel at {} has none of the outputs {}".format(export_dir, PRIMARY_OUTPUTS))
         self._probs = self._graph.get_tensor_by_name(signature.outputs[output].name)
         self.output_names = tuple(sorted(signature.outputs))
         self._outputs = {name: self._graph.get_tensor_by_name(info.name) for name, info in signature.outputs.items()}

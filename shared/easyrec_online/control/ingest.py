@@ -1,19 +1,26 @@
 """POST /online/data/add: validated samples become stored actions on the stream."""
 from __future__ import annotations
 
-from typing import Any, Dict
+import logging
+from typing import Any, Dict, Optional
 
 from easyrec_online.core.config import Settings
 from easyrec_online.core.http import ApiError
 from easyrec_online.ingest.actions import AddDataRequest, StoredAction, isoformat_utc, utc_now
 from easyrec_online.ingest.labels import LabelRuleError, check_rules
 from easyrec_online.ingest.publishers import ActionPublisher, PublishError
+from easyrec_online.state.activity import ActivityStore
+
+logger = logging.getLogger(__name__)
 
 
 class IngestService:
-    def __init__(self, settings: Settings, publisher: ActionPublisher) -> None:
+    def __init__(self, settings: Settings, publisher: ActionPublisher, activity: Optional[ActivityStore] = None) -> None:
         self._settings = settings
         self._publisher = publisher
+        # Users' live activity: written once the stream took the actions, so the next ranking sees them
+        # (the consumer writes them too; both writes are idempotent).
+        self._activity = activity
         self._label_rules = check_rules(settings.label_rules)  # a bad LABEL_RULES fails the cold start
 
     def add(self, request: AddDataRequest) -> Dict[str, Any]:
@@ -48,6 +55,11 @@ class IngestService:
                 ["samples[{}]".format(i) for i, a in enumerate(actions) if a.event_id in failed],
                 headers={"Retry-After": "1"},
             )
+        if self._activity is not None:
+            try:
+                self._activity.record(actions)
+            except Exception:  # noqa: BLE001 - accepted is accepted: the consumer records them as well
+                logger.exception("could not record %d accepted actions in the live activity", len(actions))
         return {
             "status": "accepted",
             "accepted": len(actions),

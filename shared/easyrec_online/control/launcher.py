@@ -57,11 +57,18 @@ class EcsTrainingLauncher(TrainingLauncher):
         self._ecs = ecs_client
         self._settings = settings
 
-    def launch(self, job_id: str, mode: str) -> str:
-        s = self._settings
-        network = {"awsvpcConfiguration": {"subnets": s.subnet_ids, "assignPublicIp": "ENABLED"}}
+    @staticmethod
+    def network(s: Settings) -> Dict[str, Any]:
+        # A public IP only when the template's network parameters ask for one (TrainingAssignPublicIp).
+        public_ip = "ENABLED" if s.training_assign_public_ip.upper() == "ENABLED" else "DISABLED"
+        network: Dict[str, Any] = {"awsvpcConfiguration": {"subnets": s.subnet_ids, "assignPublicIp": public_ip}}
         if s.security_group_ids:
             network["awsvpcConfiguration"]["securityGroups"] = s.security_group_ids
+        return network
+
+    def launch(self, job_id: str, mode: str) -> str:
+        s = self._settings
+        network = self.network(s)
         response = self._ecs.run_task(
             cluster=s.training_cluster,
             taskDefinition=s.training_task_definition,

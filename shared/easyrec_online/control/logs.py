@@ -1,11 +1,14 @@
 """GET /online/training/logs: the training task's log stream tail."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, Optional
 
 from easyrec_online.core.config import Settings
 from easyrec_online.core.http import ApiError, query_int
 from easyrec_online.state.registry import StateStore
+
+logger = logging.getLogger(__name__)
 
 MAX_LOG_LINES = 1000
 
@@ -38,6 +41,8 @@ class TrainingLogs:
             if "ResourceNotFound" in str(exc):
                 events = []  # the task has not written anything yet
             else:
-                raise ApiError(503, "logs_unavailable", "could not read the training logs: {}".format(exc))
+                logger.exception("could not read the training logs")
+                raise ApiError(503, "logs_unavailable", "could not read the training logs; try again",
+                               headers={"Retry-After": "5"})
         return {"job_id": job.job_id, "status": job.status, "log_stream": stream, "count": len(events),
                 "lines": [e["message"] for e in events[-lines:]]}

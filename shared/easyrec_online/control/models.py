@@ -1,10 +1,11 @@
 """The model registry as the API shows it: health, model info, the updates list, rollback."""
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Any, Dict, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from easyrec_online import __version__
 from easyrec_online.control.streaming import untrained_actions
@@ -13,6 +14,7 @@ from easyrec_online.core.http import ApiError, query_int
 from easyrec_online.ingest.actions import isoformat_utc, utc_now
 from easyrec_online.state.registry import ModelVersion, StateStore
 
+logger = logging.getLogger(__name__)
 
 def version_summary(version: Optional[ModelVersion]) -> Optional[Dict[str, Any]]:
     if version is None:
@@ -28,25 +30,41 @@ def version_summary(version: Optional[ModelVersion]) -> Optional[Dict[str, Any]]
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: str = Field(..., min_length=1)
+    version: StrictStr = Field(..., min_length=1, max_length=128)
+    # Pinned (the default): the version stays current until POST /model/unpin or another deliberate
+    # rollback/promotion; the trainer goes on from it, publishing beside it. False: the next good update
+    # of the trainer may replace it.
+    pin: StrictBool = True
 
 
 def rollback(state: StateStore, request: RollbackRequest) -> Dict[str, Any]:
-    """Make an earlier (servable) version current; inference follows the pointer within seconds."""
+    """POST /model/rollback: make a servable version current, deliberately (back to an earlier version, or
+    forward to one published beside a pinned one); inference follows the pointer within seconds."""
     try:
-        state.set_current(request.version)
+        pointer = state.set_current(request.version, pinned=request.pin,
+                                    reason="POST /model/rollback" + (" (pinned)" if request.pin else ""))
     except KeyError:
         raise ApiError(404, "unknown_version", "no model version {}".format(request.version), ["version"])
     except ValueError as exc:
         raise ApiError(409, "version_not_servable", str(exc), ["version"])
-    return {"status": "rolled_back", "current": version_summary(state.get_current())}
+    return {"status": "rolled_back", "pinned": bool(pointer.get("pinned")), "current": version_summary(
+        state.get_current())}
+
+
+def unpin(state: StateStore) -> Dict[str, Any]:
+    """POST /model/unpin: the trainer's next good update may become current again."""
+    pointer = state.set_pinned(False, reason="POST /model/unpin")
+    if pointer is None:
+        raise ApiError(409, "no_model", "there is no current version to unpin")
+    return {"status": "unpinned", "pinned": False, "current": version_summary(state.get_current())}
 
 
 def health(settings: Settings, state: StateStore) -> Dict[str, Any]:
     try:
         current = state.get_current()
-    except Exception as exc:
-        raise ApiError(503, "unhealthy", "state store unreachable: {}".format(exc))
+    except Exception:  # the reason goes to the log, not to the client
+        logger.exception("health: the state store is unreachable")
+        raise ApiError(503, "unhealthy", "the state store is unreachable", headers={"Retry-After": "5"})
     return {
         "status": "healthy",
         "version": __version__,

@@ -6,19 +6,29 @@ from typing import Any, Dict, List
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from easyrec_online.core import jsonsafe
 from easyrec_online.core.http import ApiError, validate
 from easyrec_online.ingest.actions import MAX_ID_LENGTH, EntityId, id_key
 from easyrec_online.state.profiles import MAX_PROFILE_JSON_BYTES, ProfileStore
+
+
+def _check_profile(profile: Dict[str, Any], field: str) -> None:
+    """What a profile may hold (core/jsonsafe.py): it is stored, echoed back and read by training."""
+    try:
+        jsonsafe.check_value(profile, field)
+    except jsonsafe.JsonLimitError as exc:
+        raise ApiError(400, "invalid_request", str(exc), [field])
 
 
 def put_profile(profiles: ProfileStore, kind: str, entity_id: str, body: Any) -> Dict[str, Any]:
     if not isinstance(body, dict) or not body:
         raise ApiError(400, "invalid_request", "body must be a non-empty JSON object of {} attributes".format(kind),
                        ["body"])
+    _check_profile(body, "body")
     if len(json.dumps(body)) > MAX_PROFILE_JSON_BYTES:
         raise ApiError(413, "profile_too_large", "a profile is at most {} bytes of JSON".format(
             MAX_PROFILE_JSON_BYTES), ["body"])
-    if not entity_id.strip() or len(entity_id) > MAX_ID_LENGTH:
+    if not entity_id.strip() or len(entity_id) > MAX_ID_LENGTH or jsonsafe.bad_text(entity_id):
         raise ApiError(400, "invalid_request", "{}_id: 1 to {} characters".format(kind, MAX_ID_LENGTH),
                        ["{}_id".format(kind)])
     return profiles.put(kind, entity_id, body)
@@ -61,8 +71,9 @@ def put_profiles(profiles: ProfileStore, kind: str, body: Any) -> Dict[str, Any]
     request = validate(PutUsersRequest if kind == "user" else PutItemsRequest, body)
     batch: Dict[str, Dict[str, Any]] = {}
     for index, entry in enumerate(getattr(request, plural)):
+        field = "{}[{}].profile".format(plural, index)
+        _check_profile(entry.profile, field)
         if len(json.dumps(entry.profile)) > MAX_PROFILE_JSON_BYTES:
-            field = "{}[{}].profile".format(plural, index)
             raise ApiError(413, "profile_too_large", "{}: a profile is at most {} bytes of JSON".format(
                 field, MAX_PROFILE_JSON_BYTES), [field])
         entity_id = id_key(getattr(entry, kind + "_id"))

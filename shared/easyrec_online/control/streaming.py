@@ -10,16 +10,18 @@ For debugging and tests; the event source mapping does this continuously.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, List
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from easyrec_online.core.config import Settings
 from easyrec_online.core.http import ApiError
-from easyrec_online.ingest.consumer import new_processor, store_sqs_batch
 from easyrec_online.ingest.counters import INGEST_COUNTERS
-from easyrec_online.ingest.store import ActionStore
+from easyrec_online.ingest.quarantine import QUARANTINE_COUNTERS
 from easyrec_online.state.registry import StateStore
+
+logger = logging.getLogger(__name__)
 
 _DEPTH = {"ApproximateNumberOfMessages": "waiting", "ApproximateNumberOfMessagesNotVisible": "in_flight",
           "ApproximateNumberOfMessagesDelayed": "delayed"}
@@ -32,11 +34,11 @@ class ConsumeRequest(BaseModel):
 
 
 class StreamingService:
-    def __init__(self, settings: Settings, sqs: Any, state: StateStore, store: ActionStore) -> None:
+    def __init__(self, settings: Settings, sqs: Any, state: StateStore, sinks: Any) -> None:
         self._settings = settings
         self._sqs = sqs
         self._state = state
-        self._store = store
+        self._sinks = sinks  # ingest.consumer.Sinks: where a drained batch goes, as the consumer's
 
     def _depth(self, queue_url: str) -> Dict[str, int]:
         attrs = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=list(_DEPTH))["Attributes"]
@@ -57,8 +59,10 @@ class StreamingService:
         try:
             queue = self._stream()
             dead = dict(self._depth(s.actions_dlq_url), url=s.actions_dlq_url) if s.actions_dlq_url else None
-        except Exception as exc:  # noqa: BLE001
-            raise ApiError(503, "stream_unavailable", "could not read the queue: {}".format(exc))
+        except Exception:  # noqa: BLE001 - the reason goes to the log, not to the client
+            logger.exception("could not read the stream's depth")
+            raise ApiError(503, "stream_unavailable", "could not read the queue's depth; try again",
+                           headers={"Retry-After": "5"})
         consumer = self._state.counts(INGEST_COUNTERS)
         current = self._state.get_current()
         return {
@@ -70,6 +74,8 @@ class StreamingService:
                          "stored_actions": int(consumer.get("stored_actions", 0)),
                          "poison_messages": int(consumer.get("poison_messages", 0)),
                          "last_batch_at": consumer.get("last_at")},
+            # Stored lines the trainer could not read, set apart under quarantine/ (normally none).
+            "quarantined": int(self._state.counts(QUARANTINE_COUNTERS).get("lines", 0)),
             "current_version": current.version if current else None,
             "untrained_actions": untrained_actions(self._state),
         }
@@ -92,8 +98,11 @@ class StreamingService:
         event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
                               "attributes": m.get("Attributes", {}), "messageAttributes": {},
                               "eventSource": "aws:sqs", "md5OfBody": m.get("MD5OfBody", "")} for m in messages]}
+        # The consumer's own code (imported here: only this debugging call needs Powertools' batch module).
+        from easyrec_online.ingest.consumer import new_processor, store_sqs_batch
+
         before = int(self._state.counts(INGEST_COUNTERS).get("stored_actions", 0))
-        response = store_sqs_batch(event, new_processor(), self._store, self._state)
+        response = store_sqs_batch(event, new_processor(), self._sinks)
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
         for m in messages:
             if m["MessageId"] not in failed:

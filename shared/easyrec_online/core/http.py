@@ -8,10 +8,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from typing import Any, Callable, Dict, List, Optional, Type, TypeVar
 
 from chalice import Response
 from pydantic import BaseModel, ValidationError
+
+from easyrec_online.core import jsonsafe
 
 logger = logging.getLogger(__name__)
 
@@ -62,14 +65,14 @@ def parse_json_body(raw_body: Optional[bytes]) -> Any:
     if not raw_body:
         raise ApiError(400, "invalid_json", "request body is empty; send a JSON object")
     try:
-        return json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", "request body is not valid JSON: {}".format(exc))
+        return jsonsafe.loads(raw_body)
+    except (ValueError, UnicodeDecodeError) as exc:  # about the client's bytes only
+        raise ApiError(400, "invalid_json", "request body is not valid JSON: {}".format(str(exc)[:200]))
 
 
 # Parts of a pydantic error location that name a union branch or validator, not a field.
-_BRANCH_TAGS = {"int": "an integer", "str": "a string", "constrained-str": "a string", "float": "a number",
-                "bool": "a boolean"}
+_BRANCH_TAGS = {"int": "an integer", "str": "a string", "constrained-str": "a string", "constrained-int": "an integer",
+                "float": "a number", "constrained-float": "a number", "bool": "a boolean"}
 
 
 def _is_branch(part: Any) -> bool:
@@ -150,3 +153,26 @@ def json_route(fn: Callable[..., Any]) -> Callable[..., Response]:
         return json_response(result)
 
     return wrapper
+
+
+def _snake(code: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", code).lower().replace("_error", "") or "error"
+
+
+def json_errors(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """Chalice middleware: the framework's own refusals (415 for a Content-Type a route does not take,
+    405, 500) answer in the API's error shape too, {"error", "detail"}, not Chalice's {"Code", "Message"}."""
+    response = get_response(event)
+    if response.status_code < 400:
+        return response
+    try:
+        body = json.loads(response.body) if isinstance(response.body, (str, bytes)) else response.body
+    except ValueError:
+        return response
+    if isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        detail = body["Message"]
+        if response.status_code == 415:
+            detail += "; send Content-Type: application/json"
+        response.body = json.dumps({"error": _snake(str(body["Code"])), "detail": detail})
+        response.headers = dict(response.headers or {}, **{"Content-Type": "application/json"})
+    return response

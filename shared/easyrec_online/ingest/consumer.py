@@ -1,38 +1,82 @@
-"""The ingest consumer's logic: a batch of stream records -> one durable S3 object.
+"""The ingest consumer's logic: a batch of stream records -> one durable S3 object, each event once.
+
+  decode each record (envelopes.decode_message) -> de-duplicate -> claim each event id in the ledger
+  for this batch's object (ingest/ledger.py) -> store the events it owns as one object -> mark them
+  stored -> users' live activity -> counters
 
 Powertools BatchProcessor semantics (SQS, Kinesis): each record is decoded on its own; records that
 do not decode (poison messages) are reported as batch item failures, so the stream retries only
-them and eventually moves them to the dead-letter queue. Kafka event sources take no partial
-batch response, so the Kafka consumer sends its poison records to the dead-letter queue itself.
-The good records of a batch are stored together as one object; if that write fails the whole
-invocation fails and the batch is retried (the object key is derived from the event ids, so a
-retry overwrites instead of duplicating).
+them and eventually moves them to the dead-letter queue, and so are records holding an event that
+another consumer claimed and has not stored yet (retried later, when it has). Kafka event sources
+take no partial batch response: the Kafka consumer sends its poison records to the dead-letter
+queue itself, and fails the whole invocation for events in flight elsewhere. If the store fails,
+the invocation fails and the batch is retried: its object key and its claims are derived from its
+event ids, so a retry claims and rewrites the same object.
 """
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import logging
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from typing_extensions import Protocol
 
 from easyrec_online.ingest import kafka
 from easyrec_online.ingest.actions import StoredAction
 from easyrec_online.ingest.counters import Counters, count_batch
-from easyrec_online.ingest.envelopes import decode_message_body
+from easyrec_online.ingest.envelopes import decode_message
+from easyrec_online.ingest.ledger import Claims, EventLedger
 from easyrec_online.ingest.store import ActionStore, dedupe_actions
 
 logger = logging.getLogger(__name__)
 
 
-def _decode(record: SQSRecord) -> List[StoredAction]:
-    return decode_message_body(record.body)
+class ActivitySink(Protocol):
+    def record(self, actions: Sequence[StoredAction]) -> None: ...
 
 
-def _decode_kinesis(record: KinesisStreamRecord) -> List[StoredAction]:
-    return decode_message_body(base64.b64decode(record.kinesis.data).decode("utf-8"))
+@dataclass
+class Sinks:
+    """Where a consumed batch goes."""
+
+    store: ActionStore
+    ledger: Optional[EventLedger] = None  # None: no claims (each batch object de-duplicates itself only)
+    counters: Optional[Counters] = None
+    activity: Optional[ActivitySink] = None  # users' live activity (state/activity.py)
+    label_rules: Optional[Dict[str, Any]] = None  # for producers' samples without a label
+
+
+@dataclass
+class Stored:
+    records: int
+    stored: int  # events this batch stored that no batch had stored before
+    poison: int
+    in_flight: List[str]  # identifiers of records to retry: another consumer holds one of their events
+
+
+def _epoch_ms(value: Any) -> dt.datetime:
+    return dt.datetime.fromtimestamp(float(value) / 1000.0, tz=dt.timezone.utc)
+
+
+def _sqs_decoder(rules: Optional[Dict[str, Any]]) -> Callable[[SQSRecord], List[StoredAction]]:
+    def decode(record: SQSRecord) -> List[StoredAction]:
+        arrival = record.attributes.sent_timestamp
+        return decode_message(record.body, record.message_id,
+                              _epoch_ms(arrival) if arrival else dt.datetime.now(dt.timezone.utc), rules)
+    return decode
+
+
+def _kinesis_decoder(rules: Optional[Dict[str, Any]]) -> Callable[[KinesisStreamRecord], List[StoredAction]]:
+    def decode(record: KinesisStreamRecord) -> List[StoredAction]:
+        arrival = dt.datetime.fromtimestamp(float(record.kinesis.approximate_arrival_timestamp), tz=dt.timezone.utc)
+        return decode_message(base64.b64decode(record.kinesis.data).decode("utf-8"),
+                              "kinesis:{}".format(record.kinesis.sequence_number), arrival, rules)
+    return decode
 
 
 def new_processor(transport: str = "sqs") -> BatchProcessor:
@@ -40,24 +84,54 @@ def new_processor(transport: str = "sqs") -> BatchProcessor:
     return BatchProcessor(event_type=event_type, raise_on_entire_batch_failure=False)
 
 
-def store_kinesis_batch(event: Dict[str, Any], processor: BatchProcessor, store: ActionStore,
-                        counters: Optional[Counters] = None) -> Dict[str, Any]:
+def store_decoded(decoded: Sequence[Tuple[str, List[StoredAction]]], sinks: Sinks) -> Tuple[int, List[str]]:
+    """(events stored for the first time, identifiers of records to retry) for a batch of decoded
+    records, (record identifier, its actions) each."""
+    unique = list(dedupe_actions(a for _, actions in decoded for a in actions))
+    if not unique:
+        return 0, []
+    key = sinks.store.key_for(unique)  # from every event of the batch: a retry derives the same key
+    claims = (sinks.ledger.claim([a.event_id for a in unique], key) if sinks.ledger is not None else
+              Claims(owned={a.event_id for a in unique}, new={a.event_id for a in unique}))
+    owned = [a for a in unique if a.event_id in claims.owned]
+    if claims.duplicates:
+        logger.info("left out %d events stored before (redelivered or sent twice)", len(claims.duplicates))
+    sinks.store.put_batch(owned, key=key)
+    if sinks.ledger is not None and owned:
+        sinks.ledger.mark_stored([a.event_id for a in owned], key)
+    if sinks.activity is not None and owned:
+        try:
+            sinks.activity.record(owned)
+        except Exception:  # noqa: BLE001 - the actions are stored; the live features catch up on retries
+            logger.exception("could not record %d stored actions in the live activity", len(owned))
+    retry = [identifier for identifier, actions in decoded if any(a.event_id in claims.in_flight for a in actions)]
+    return len(claims.new), retry
+
+
+def _partial(event: Dict[str, Any], processor: BatchProcessor, sinks: Sinks, decode: Callable[[Any], Any],
+             identify: Callable[[Dict[str, Any]], str]) -> Dict[str, Any]:
+    records = event.get("Records", [])
+    with processor(records=records, handler=decode) as batch:
+        processed = batch.process()
+    decoded = [(identify(record), result) for status, result, record in processed if status == "success"]
+    stored, retry = store_decoded(decoded, sinks)
+    response = processor.response()
+    response["batchItemFailures"] = list(response["batchItemFailures"]) + [{"itemIdentifier": r} for r in retry]
+    poison = len(records) - len(decoded)
+    count_batch(sinks.counters, len(records), stored, poison)
+    return response
+
+
+def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, sinks: Sinks) -> Dict[str, Any]:
+    """SQS event source: returns the partial-batch response ({"batchItemFailures": [...]})."""
+    return _partial(event, processor, sinks, _sqs_decoder(sinks.label_rules), lambda r: r["messageId"])
+
+
+def store_kinesis_batch(event: Dict[str, Any], processor: BatchProcessor, sinks: Sinks) -> Dict[str, Any]:
     """Kinesis event source: failed records are reported by sequence number (the mapping then
     retries from the first of them, and sends them on to the on-failure destination when exhausted)."""
-    return store_sqs_batch(event, processor, store, counters, decode=_decode_kinesis)
-
-
-def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, store: ActionStore,
-                    counters: Optional[Counters] = None, decode: Any = _decode) -> Dict[str, Any]:
-    """Returns the partial-batch response ({"batchItemFailures": [...]}) for the event source."""
-    with processor(records=event.get("Records", []), handler=decode) as batch:
-        processed = batch.process()
-    # A producer may send an event twice: each event id stored once.
-    unique = list(dedupe_actions(a for status, result, _ in processed if status == "success" for a in result))
-    store.put_batch(unique)
-    response = processor.response()
-    count_batch(counters, len(event.get("Records", [])), len(unique), len(response["batchItemFailures"]))
-    return response
+    return _partial(event, processor, sinks, _kinesis_decoder(sinks.label_rules),
+                    lambda r: r["kinesis"]["sequenceNumber"])
 
 
 class DeadLetters:
@@ -80,23 +154,30 @@ class DeadLetters:
                     len(answer["Failed"]), answer["Failed"][0].get("Message", "")))
 
 
-def store_kafka_batch(event: Dict[str, Any], store: ActionStore, dead_letters: DeadLetters,
-                      counters: Optional[Counters] = None) -> Dict[str, Any]:
+class InFlightElsewhere(Exception):
+    """Some events of this Kafka batch are being stored by another consumer: retry the batch."""
+
+
+def store_kafka_batch(event: Dict[str, Any], sinks: Sinks, dead_letters: DeadLetters) -> Dict[str, Any]:
     """Kafka event source (MSK or self-managed): the whole batch succeeds or the invocation fails
     and the mapping delivers the batch again (its offsets are committed only after a success).
     Poison records go to the dead-letter queue, with where they came from, before the success."""
-    decoded: List[StoredAction] = []
+    decoded: List[Tuple[str, List[StoredAction]]] = []
     poison: List[str] = []
     records = list(kafka.event_records(event))
     for record in records:
+        reference = kafka.record_reference(record)
         try:
-            decoded.extend(decode_message_body(kafka.record_value(record)))
+            arrival = _epoch_ms(record["timestamp"]) if record.get("timestamp") else dt.datetime.now(dt.timezone.utc)
+            decoded.append((reference, decode_message(kafka.record_value(record), "kafka:" + reference, arrival,
+                                                      sinks.label_rules)))
         except Exception as exc:  # noqa: BLE001 - any undecodable record is a poison record
-            logger.warning("poison Kafka record %s: %s", kafka.record_reference(record), exc)
+            logger.warning("poison Kafka record %s: %s", reference, exc)
             poison.append(kafka.dead_letter_body(record, str(exc)))
-    unique = list(dedupe_actions(decoded))
-    store.put_batch(unique)
+    stored, retry = store_decoded(decoded, sinks)
+    if retry:
+        raise InFlightElsewhere("{} records hold events another consumer is storing".format(len(retry)))
     if poison:
-        dead_letters.send(poison)  # raises -> the batch is retried; storing it again is idempotent
-    count_batch(counters, len(records), len(unique), len(poison))
-    return {"records": len(records), "stored_actions": len(unique), "poison_records": len(poison)}
+        dead_letters.send(poison)  # raises -> the batch is retried; storing it again stores nothing twice
+    count_batch(sinks.counters, len(records), stored, len(poison))
+    return {"records": len(records), "stored_actions": stored, "poison_records": len(poison)}

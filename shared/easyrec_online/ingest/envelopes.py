@@ -1,14 +1,22 @@
-"""Stream messages: accepted actions travel in envelopes, {"v": 1, "actions": [...]}.
+"""Stream messages: what the consumer reads from SQS, Kinesis or Kafka.
 
-One SQS message, Kinesis record or Kafka message carries a whole /online/data/add request
-(typically), not one action: one send per request instead of one per action.
+The API writes envelopes of accepted actions, {"v": 1, "actions": [...]}: one SQS message, Kinesis
+record or Kafka message carries a whole /online/data/add request (typically), not one action, so
+one send per request instead of one per action. Producers that write to the stream directly may
+send what /online/data/add takes: one sample, or {"samples": [...]}. Their samples go through the
+same schema and label rules as the API's; each gets the event id "<message id>:<index>" (a single
+sample "<message id>") unless it names one, so a redelivered message is the same events again, and
+is accepted at the message's arrival on the stream.
 """
 from __future__ import annotations
 
-import json
-from typing import List, Sequence, Tuple
+import datetime as dt
+import hashlib
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from easyrec_online.ingest.actions import StoredAction
+from easyrec_online.core import jsonsafe
+from easyrec_online.ingest.actions import ActionIn, AddDataRequest, StoredAction
+from easyrec_online.ingest.labels import DEFAULT_LABEL_RULES, LabelRuleError
 
 # Actions travel in envelopes of up to this many bytes of JSON: one SQS message carries a whole
 # /online/data/add request (typically), not one action. That is one SendMessage per request instead
@@ -40,13 +48,39 @@ def _envelope(lines: List[str]) -> str:
     return '{"v":%d,"actions":[%s]}' % (ENVELOPE_VERSION, ",".join(lines))
 
 
-def decode_message_body(body: str) -> List[StoredAction]:
-    """A stream message -> the actions it carries: an envelope, or one action written directly by
-    an event producer. Raises ValueError for a message that is neither (a poison message)."""
+class PoisonMessage(ValueError):
+    """A message that is no action (the consumer reports it; the stream retries it, then dead-letters it)."""
+
+
+def decode_message(body: str, message_id: str, arrival: dt.datetime,
+                   label_rules: Optional[Dict[str, Any]] = None) -> List[StoredAction]:
+    """A stream message -> the actions it carries. Raises PoisonMessage naming what is wrong."""
     try:
-        doc = json.loads(body)
-        if isinstance(doc, dict) and "actions" in doc:
+        doc = jsonsafe.loads(body)
+    except ValueError as exc:
+        raise PoisonMessage("not JSON: {}".format(str(exc)[:200]))
+    rules = label_rules if label_rules is not None else DEFAULT_LABEL_RULES
+    try:
+        if isinstance(doc, dict) and "v" in doc and "actions" in doc:  # the API's envelope
+            if not isinstance(doc["actions"], list):
+                raise PoisonMessage("actions: must be a list")
             return [StoredAction.model_validate(item) for item in doc["actions"]]
-        return [StoredAction.model_validate(doc)]
-    except Exception as exc:  # pydantic raises its own ValidationError type
-        raise ValueError("not an action message: {}".format(str(exc)[:300]))
+        if isinstance(doc, dict) and "samples" in doc:  # a producer's /online/data/add body
+            samples = AddDataRequest.model_validate(doc).samples
+            return [StoredAction.accept(s, arrival, rules, event_id="{}:{}".format(message_id, i))
+                    for i, s in enumerate(samples)]
+        if isinstance(doc, dict) and "accepted_at" in doc:  # one stored action (written by earlier releases)
+            return [StoredAction.model_validate(doc)]
+        if isinstance(doc, dict):  # a producer's single sample
+            return [StoredAction.accept(ActionIn.model_validate(doc), arrival, rules, event_id=message_id)]
+    except PoisonMessage:
+        raise
+    except (ValueError, LabelRuleError) as exc:  # pydantic's ValidationError is a ValueError
+        raise PoisonMessage("not an action message: {}".format(str(exc)[:300]))
+    raise PoisonMessage("not an action message: a JSON object is expected")
+
+
+def decode_message_body(body: str) -> List[StoredAction]:
+    """The actions of a message with no stream metadata (tests, tools): as if it arrived now."""
+    return decode_message(body, "m-" + hashlib.sha256(body.encode("utf-8", "replace")).hexdigest()[:16],
+                          dt.datetime.now(dt.timezone.utc))

@@ -2,24 +2,37 @@
 
 An interface with an S3-backed and an in-memory implementation; the shared test class in
 tests/integration runs both against the same expectations.
+
+Every line of a stored object is one StoredAction, validated by the same schema as at the edge, so
+an object reads whole. Should a line be unreadable anyway (written by hand, by an older release),
+reading an object returns it apart with the reason (`StoredObject.unreadable`): the trainer
+quarantines it and trains on the rest, so one bad line never blocks training.
 """
 from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from easyrec_online.ingest.actions import StoredAction, isoformat_utc, utc_now
+
+
+class StoredObject(NamedTuple):
+    actions: List[StoredAction]
+    unreadable: List[Tuple[int, str, str]]  # (line number, why, the line)
 
 
 class ActionStore:
     """Durable storage of accepted actions, partitioned by the day they were accepted."""
 
-    def put_batch(self, actions: Sequence[StoredAction]) -> Optional[str]:
+    prefix = "actions/"
+
+    def put_batch(self, actions: Sequence[StoredAction], key: Optional[str] = None) -> Optional[str]:
         """Store a batch as one object; returns its key (None for an empty batch).
 
-        The key is derived from the batch's event ids, so a retried batch overwrites itself
-        instead of being stored twice.
+        The key is derived from the batch's event ids (`key_for`, or the key given: the consumer's,
+        derived from every event of the batch it read), so a retried batch overwrites itself instead
+        of being stored twice.
         """
         raise NotImplementedError
 
@@ -27,9 +40,13 @@ class ActionStore:
         """Keys of every stored batch object, sorted."""
         raise NotImplementedError
 
-    def read(self, key: str) -> List[StoredAction]:
-        """The actions of one batch object."""
+    def read_object(self, key: str) -> StoredObject:
+        """The actions of one batch object, and its unreadable lines (normally none)."""
         raise NotImplementedError
+
+    def read(self, key: str) -> List[StoredAction]:
+        """The (readable) actions of one batch object."""
+        return self.read_object(key).actions
 
     def iter_actions(self, keys: Optional[Sequence[str]] = None) -> Iterator[StoredAction]:
         """The actions of `keys` (default: every object), in key order, each event id once."""
@@ -38,6 +55,9 @@ class ActionStore:
 
     def count(self) -> int:
         return sum(1 for _ in self.iter_actions())
+
+    def key_for(self, actions: Sequence[StoredAction]) -> str:
+        return self.batch_key(self.prefix, actions)
 
     @staticmethod
     def batch_key(prefix: str, actions: Sequence[StoredAction]) -> str:
@@ -52,8 +72,17 @@ class ActionStore:
         return ("\n".join(a.to_json() for a in actions) + "\n").encode()
 
     @staticmethod
-    def decode(blob: bytes) -> List[StoredAction]:
-        return [StoredAction.from_json(line) for line in blob.decode().splitlines() if line.strip()]
+    def decode(blob: bytes) -> StoredObject:
+        actions: List[StoredAction] = []
+        unreadable: List[Tuple[int, str, str]] = []
+        for number, line in enumerate(blob.decode("utf-8", "replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                actions.append(StoredAction.from_json(line))
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                unreadable.append((number, str(exc).replace("\n", " ")[:500], line[:10000]))
+        return StoredObject(actions, unreadable)
 
 
 def dedupe_actions(actions: Iterable[StoredAction]) -> Iterator[StoredAction]:
@@ -70,10 +99,10 @@ class InMemoryActionStore(ActionStore):
         self.objects: Dict[str, bytes] = {}
         self._lock = threading.Lock()
 
-    def put_batch(self, actions: Sequence[StoredAction]) -> Optional[str]:
+    def put_batch(self, actions: Sequence[StoredAction], key: Optional[str] = None) -> Optional[str]:
         if not actions:
             return None
-        key = self.batch_key(self.prefix, actions)
+        key = key or self.key_for(actions)
         with self._lock:
             self.objects[key] = self.encode(actions)
         return key
@@ -82,7 +111,7 @@ class InMemoryActionStore(ActionStore):
         with self._lock:
             return sorted(self.objects)
 
-    def read(self, key: str) -> List[StoredAction]:
+    def read_object(self, key: str) -> StoredObject:
         with self._lock:
             blob = self.objects[key]
         return self.decode(blob)
@@ -94,10 +123,10 @@ class S3ActionStore(ActionStore):
         self.bucket = bucket
         self.prefix = prefix
 
-    def put_batch(self, actions: Sequence[StoredAction]) -> Optional[str]:
+    def put_batch(self, actions: Sequence[StoredAction], key: Optional[str] = None) -> Optional[str]:
         if not actions:
             return None
-        key = self.batch_key(self.prefix, actions)
+        key = key or self.key_for(actions)
         self._s3.put_object(
             Bucket=self.bucket, Key=key, Body=self.encode(actions), ContentType="application/x-ndjson",
             Metadata={"count": str(len(actions)), "stored-at": isoformat_utc(utc_now())},
@@ -111,7 +140,7 @@ class S3ActionStore(ActionStore):
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return sorted(keys)
 
-    def read(self, key: str) -> List[StoredAction]:
+    def read_object(self, key: str) -> StoredObject:
         return self.decode(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
 
@@ -122,20 +151,43 @@ class CachingActionStore(ActionStore):
 
     def __init__(self, inner: ActionStore, max_objects: int = 10000) -> None:
         self._inner = inner
-        self._cache: Dict[str, List[StoredAction]] = {}
+        self.prefix = inner.prefix
+        self._cache: Dict[str, StoredObject] = {}
         self._max = max_objects
 
-    def put_batch(self, actions: Sequence[StoredAction]) -> Optional[str]:
-        return self._inner.put_batch(actions)
+    def put_batch(self, actions: Sequence[StoredAction], key: Optional[str] = None) -> Optional[str]:
+        return self._inner.put_batch(actions, key)
 
     def keys(self) -> List[str]:
         return self._inner.keys()
 
-    def read(self, key: str) -> List[StoredAction]:
+    def read_object(self, key: str) -> StoredObject:
         found = self._cache.get(key)
         if found is None:
-            found = self._inner.read(key)
+            found = self._inner.read_object(key)
             if len(self._cache) >= self._max:
                 self._cache.clear()
             self._cache[key] = found
-        return list(found)
+        return StoredObject(list(found.actions), list(found.unreadable))
+
+
+class QuarantiningStore(ActionStore):
+    """Reads through to another store and sets unreadable lines apart (`quarantine(key, lines)`):
+    readers see only readable actions, so one bad line never blocks training. Writes pass through."""
+
+    def __init__(self, inner: ActionStore, quarantine: Any) -> None:
+        self._inner = inner
+        self.prefix = inner.prefix
+        self._quarantine = quarantine  # .set_apart(key, unreadable lines), e.g. quarantine.S3Quarantine
+
+    def put_batch(self, actions: Sequence[StoredAction], key: Optional[str] = None) -> Optional[str]:
+        return self._inner.put_batch(actions, key)
+
+    def keys(self) -> List[str]:
+        return self._inner.keys()
+
+    def read_object(self, key: str) -> StoredObject:
+        found = self._inner.read_object(key)
+        if found.unreadable:
+            self._quarantine.set_apart(key, found.unreadable)
+        return StoredObject(found.actions, [])

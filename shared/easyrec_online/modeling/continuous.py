@@ -2,37 +2,47 @@
 
   TRAINING_MODE=continuous python task.py
 
-Loop: every CONTINUOUS_POLL_MS, look for stored action objects the current version's lineage has
-not trained on. Immediate versus batch learning (`update_trigger`): an action of an
-IMMEDIATE_ACTION_TYPES type (purchase, rating, add_to_cart, book_tickets by default) starts an update
-at once; other actions wait until BATCH_MIN_ACTIONS of them are waiting or the oldest was accepted
-BATCH_MAX_AGE_S ago. With none and no current version of the configured model, run a cold full
-training (job.run_training_job). Otherwise make a warm incremental update (modeling/warm.py):
-the lineage's graph and session stay alive, so an update costs its training steps, one checkpoint
-save, one SavedModel load for the holdout evaluation, and the uploads. The same rules as a cold
-update hold: exactly-once per lineage (manifest), a holdout evaluated for the candidate and the
-current version (promotion gate), registry record, current pointer moved last. When the current
-version changes under it (a rollback, another trainer), it reloads from that version.
+Loop: every CONTINUOUS_POLL_MS, look for stored action objects the trainer's lineage has not
+trained on. Immediate versus batch learning (`update_trigger`): an action of an
+IMMEDIATE_ACTION_TYPES type (purchase, rating, add_to_cart, book_tickets by default) starts an
+update at once; other actions wait until BATCH_MIN_ACTIONS of them are waiting or the oldest was
+accepted BATCH_MAX_AGE_S ago (POST /online/training/start asks for an update now). With no current
+version of the configured model, run a cold full training (job.run_training_job). Otherwise make a
+warm incremental update (modeling/warm.py): the lineage's graph and session stay alive, so an
+update costs its training steps, one checkpoint save, one SavedModel load for the holdout
+evaluation, and the uploads. The same rules as a cold update hold: exactly-once per lineage
+(manifest), a holdout evaluated for the candidate and the current version (promotion gate), and
+publish.publish's order (files, registry record, pointer moved last and only from the version the
+update started from).
 
-Stops when the job record says so (POST /online/training/stop sets status "stopping") or on
-SIGTERM, between updates, so a stop never leaves half a version.
+  - A rejected update is not retried on the same actions: the trainer waits for new ones, and backs
+    off (doubling, up to REJECTED_BACKOFF_MAX_S) after each rejection in a row; the job's `detail`
+    says so.
+  - A pinned current version (POST /model/rollback): the trainer continues from it, and its
+    versions are registered (servable) but never move the pointer until it is unpinned.
+  - When the current version changes under it (a rollback, an operator's promotion), it reloads
+    from that version.
+
+Holds the trainer lease while it runs (modeling/lease.py). Stops when the job record says so (POST
+/online/training/stop sets status "stopping": it ends "stopped") or on SIGTERM ("interrupted": the
+supervisor resumes it), between updates, so a stop never leaves half a version.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Set
 
 from easyrec_online.artifacts.features.spec import spec_of
 from easyrec_online.core.config import Settings
 from easyrec_online.ingest.actions import StoredAction, isoformat_utc, parse_timestamp, utc_now
 from easyrec_online.ingest.store import ActionStore, CachingActionStore
+from easyrec_online.modeling.evaluation import promotion_decision, score_examples
 from easyrec_online.modeling.job import (
     TrainingFailed,
     download_checkpoint,
@@ -40,17 +50,27 @@ from easyrec_online.modeling.job import (
     load_training_data,
     parent_catalog,
     plan_training,
-    promotion_decision,
     read_manifest,
     run_training_job,
-    score_examples,
     upload_checkpoint,
-    write_version_documents,
+    version_catalog,
 )
+from easyrec_online.modeling.lease import LeaseLost, TrainerLease
+from easyrec_online.modeling.publish import fail_job, incremental_steps, publish, retire_old_versions, version_record
 from easyrec_online.state.profiles import CachedProfiles, ProfileSource, ProfileStore
 from easyrec_online.state.registry import ModelVersion, StateStore, new_id
 
 logger = logging.getLogger(__name__)
+
+REJECTED_BACKOFF_MAX_S = 60.0
+RETIRE_EVERY_S = 60.0  # old versions expire at most this often (publish.retire_old_versions)
+
+
+def _retire(settings: Settings, state: StateStore, s3: Any) -> None:
+    try:
+        retire_old_versions(settings, state, s3)
+    except Exception:  # noqa: BLE001 - retention must never stop learning; the next round tries again
+        logger.exception("could not expire old versions")
 
 
 class _Lineage:
@@ -66,7 +86,8 @@ class _Lineage:
         self.workdir = workdir
         bucket = settings.data_bucket
         pipeline_text = s3.get_object(Bucket=bucket, Key=current.pipeline_key)["Body"].read().decode()
-        self.trainer = WarmTrainer(pipeline_text, spec_of(current), os.path.join(workdir, "graph"))
+        self.trainer = WarmTrainer(pipeline_text, spec_of(current), os.path.join(workdir, "graph"),
+                                   accumulator_cap=settings.adagrad_accumulator_cap)
         ckpt_dir = os.path.join(workdir, "ckpt-" + current.version)
         download_checkpoint(s3, bucket, current, ckpt_dir)
         self.checkpoint, _ = latest_checkpoint(ckpt_dir)
@@ -102,24 +123,56 @@ class _Lineage:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def update_trigger(actions: Sequence[StoredAction], settings: Settings, now: dt.datetime) -> Optional[str]:
+
+def update_trigger(actions: Sequence[StoredAction], settings: Settings, now: dt.datetime,
+                   requested: bool = False) -> Optional[str]:
     """Why an update should start now for these waiting actions, or None to keep waiting."""
+    if not actions:
+        return None
+    if requested:
+        return "requested: POST /online/training/start"
     immediate = sorted({a.action_type for a in actions if a.action_type in settings.immediate_types})
     if immediate:
         return "immediate: {}".format(", ".join(t for t in immediate if t))
     if len(actions) >= settings.batch_min_actions:
         return "batch: {} actions waiting".format(len(actions))
-    if actions:
-        oldest = min(parse_timestamp(a.accepted_at) for a in actions)
-        age = (now - oldest).total_seconds()
-        if age >= settings.batch_max_age_s:
-            return "batch: oldest waiting action accepted {:.0f} s ago".format(age)
+    oldest = min(parse_timestamp(a.accepted_at) for a in actions)
+    age = (now - oldest).total_seconds()
+    if age >= settings.batch_max_age_s:
+        return "batch: oldest waiting action accepted {:.0f} s ago".format(age)
     return None
 
 
+class Backoff:
+    """After a rejected update: wait for actions it did not see, and for a delay doubling per rejection."""
+
+    def __init__(self, poll_s: float) -> None:
+        self._poll_s = poll_s
+        self.rejected_keys: Set[str] = set()
+        self.in_a_row = 0
+        self.until = 0.0  # time.monotonic()
+
+    def blocks(self, new_keys: Sequence[str], now: float) -> bool:
+        return bool(self.in_a_row) and (now < self.until or set(new_keys) <= self.rejected_keys)
+
+    def rejected(self, new_keys: Sequence[str], now: float) -> float:
+        self.in_a_row += 1
+        self.rejected_keys = set(new_keys)
+        delay = min(REJECTED_BACKOFF_MAX_S, self._poll_s * 2 ** self.in_a_row)
+        self.until = now + delay
+        return delay
+
+    def clear(self) -> None:
+        self.in_a_row, self.rejected_keys, self.until = 0, set(), 0.0
+
+
 def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: Any, lineage: _Lineage,
-                job_id: str, profile_store: Optional[ProfileSource]) -> Optional[ModelVersion]:
-    """One incremental update on the warm lineage; None when there is nothing new or it is not time yet."""
+                job_id: str, profile_store: Optional[ProfileSource], backoff: Optional[Backoff] = None,
+                requested: bool = False, base: Optional[str] = None) -> Optional[ModelVersion]:
+    """One incremental update on the warm lineage; None when there is nothing new, it is not time yet, or
+    the last update was rejected and nothing new has come since (`backoff`). `base`: the current version
+    the trainer follows, which the pointer may move from (None: the pointer is pinned; the version is
+    registered beside it). Default: the lineage's own version."""
     from easyrec_online.artifacts.scorer import SavedModelScorer
 
     started = time.monotonic()
@@ -128,13 +181,14 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     manifest = read_manifest(s3, settings.data_bucket, current)
     version = new_id("v")
     plan = plan_training(settings, "incremental", current, store.keys(), manifest, version)
-    if not plan.new_keys:
+    if not plan.new_keys or (backoff is not None and backoff.blocks(plan.new_keys, time.monotonic())):
         return None
     waiting = [a for key in plan.new_keys for a in store.read(key)]
-    trigger = update_trigger(waiting, settings, utc_now())
+    trigger = update_trigger(waiting, settings, utc_now(), requested)
     if trigger is None:
         return None
-    data = load_training_data(settings, store, plan, profile_store, parent_catalog(settings, s3, plan))
+    catalog = parent_catalog(settings, s3, plan)
+    data = load_training_data(settings, store, plan, profile_store, catalog)
     if not data.new_actions:
         return None
     timings["load_actions_s"] = round(time.monotonic() - started, 3)
@@ -142,9 +196,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     t0 = time.monotonic()
     holdout = data.holdout_rows
     baseline = score_examples(lineage.scorer, holdout, data.spec, data.profiles)
-    batch_size = min(settings.train_batch_size, max(1, len(data.train_rows)))
-    steps = max(settings.incremental_min_steps,
-                int(math.ceil(settings.incremental_epochs * len(data.train_rows) / float(batch_size))))
+    steps, batch_size = incremental_steps(settings, len(data.train_rows))
     global_step = lineage.trainer.train(data.train_rows, data.profiles, steps, batch_size,
                                         settings.random_seed + lineage.trainer.step)
     timings["train_s"] = round(time.monotonic() - t0, 3)
@@ -160,61 +212,104 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     timings["evaluate_s"] = round(time.monotonic() - t0, 3)
 
     t0 = time.monotonic()
+    record = version_record(
+        settings, version=version, lineage=plan.lineage, model_name=current.model_name, mode="incremental",
+        job_id=job_id, parent=current, parent_version=current.version, data=data, global_step=global_step,
+        metrics=metrics, gate=gate, feature_spec=current.feature_spec, optimizer=current.optimizer,
+        serving_defaults=dict(current.serving_defaults), timings=timings)
     bucket = settings.data_bucket
-    prefix = "{}{}/{}/".format(settings.models_prefix, plan.lineage, version)
-    record = ModelVersion(
-        version=version, lineage=plan.lineage, model_name=current.model_name, s3_prefix=prefix,
-        created_at=isoformat_utc(utc_now()), status="ready" if gate["promote"] else "rejected", job_id=job_id,
-        parent_version=current.version, mode="incremental", num_new_actions=len(data.train_actions),
-        num_actions=current.num_actions + len(data.train_actions), num_train_rows=len(data.train_rows),
-        global_step=global_step, metrics=metrics, gate=gate, feature_columns=current.feature_columns,
-        feature_spec=current.feature_spec, optimizer=current.optimizer, serving_defaults=current.serving_defaults,
-    )
-    upload_checkpoint(s3, bucket, checkpoint, record.checkpoint_prefix)
-    name = os.path.basename(checkpoint)
-    for suffix in (".index", ".data-00000-of-00001"):
-        # The same bytes are the SavedModel's variables: a server-side copy, not a second upload.
-        s3.copy_object(Bucket=bucket, Key=record.saved_model_prefix + "variables/variables" + suffix,
-                       CopySource={"Bucket": bucket, "Key": record.checkpoint_prefix + name + suffix})
-    for rel in lineage.graph_files:
-        s3.copy_object(Bucket=bucket, Key=record.saved_model_prefix + rel,
-                       CopySource={"Bucket": bucket, "Key": current.saved_model_prefix + rel})
-    write_version_documents(settings, s3, record, plan, data, lineage.pipeline_text, metrics, gate)
-    timings["upload_s"] = round(time.monotonic() - t0, 3)
-    timings["total_s"] = round(time.monotonic() - started, 3)
-    timings["warm"] = 1.0
-    record.timings = timings
-    state.put_version(record)
-    if gate["promote"]:
-        state.set_current(version)
-        lineage.scorer.close()
-        lineage.discard(current.version)
-        lineage.scorer, lineage.version, lineage.checkpoint = candidate, record, checkpoint
-    else:
+
+    def upload_model(record: ModelVersion) -> None:
+        upload_checkpoint(s3, bucket, checkpoint, record.checkpoint_prefix)
+        name = os.path.basename(checkpoint)
+        for suffix in (".index", ".data-00000-of-00001"):
+            # The same bytes are the SavedModel's variables: a server-side copy, not a second upload.
+            s3.copy_object(Bucket=bucket, Key=record.saved_model_prefix + "variables/variables" + suffix,
+                           CopySource={"Bucket": bucket, "Key": record.checkpoint_prefix + name + suffix})
+        for rel in lineage.graph_files:
+            s3.copy_object(Bucket=bucket, Key=record.saved_model_prefix + rel,
+                           CopySource={"Bucket": bucket, "Key": current.saved_model_prefix + rel})
+        timings["upload_s"] = round(time.monotonic() - t0, 3)
+        timings["total_s"] = round(time.monotonic() - started, 3)
+        timings["warm"] = 1.0
+
+    outcome = publish(settings, state, s3, record, upload_model, plan, data, lineage.pipeline_text,
+                      version_catalog(catalog, data.train_actions), base, promote=base is not None)
+    if outcome == "rejected":
         candidate.close()
         lineage.trainer.restore(lineage.checkpoint)  # back to the current version's weights
         lineage.discard(version)
-    logger.info("warm update %s: %s on %d actions in %.2f s (%s)", version,
-                "promoted" if gate["promote"] else "rejected", len(data.train_actions), timings["total_s"],
-                json.dumps(timings))
+        if backoff is not None:
+            delay = backoff.rejected(plan.new_keys, time.monotonic())
+            state.update_job(job_id, detail={
+                "state": "waiting_for_new_actions", "rejected_in_a_row": backoff.in_a_row,
+                "reason": "update {} rejected: {}".format(version, gate["reason"]),
+                "retry_after": isoformat_utc(utc_now() + dt.timedelta(seconds=delay))})
+    else:
+        # Promoted, or kept beside a pinned (or moved) pointer: the trainer continues from it either way.
+        lineage.scorer.close()
+        lineage.discard(current.version)
+        lineage.scorer, lineage.version, lineage.checkpoint = candidate, record, checkpoint
+        if backoff is not None and backoff.in_a_row:
+            backoff.clear()
+            state.update_job(job_id, detail={"state": "following"})
+    logger.info("warm update %s: %s on %d actions in %.2f s (%s)", version, outcome, len(data.train_actions),
+                timings["total_s"], json.dumps(timings))
     return record
 
 
 def run_continuous(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
                    profile_store: Optional[ProfileStore] = None,
-                   should_stop: Callable[[], bool] = lambda: False) -> None:
-    state.update_job(job_id, status="running", started_at=isoformat_utc(utc_now()))
+                   should_stop: Callable[[], bool] = lambda: False) -> str:
+    """Run until a stop request ("stopped") or `should_stop` (SIGTERM: "interrupted"); returns the status
+    the job ended with. Raises (after recording "failed") on an error."""
+    job = state.update_job(job_id, only_from=("pending",), status="running", started_at=isoformat_utc(utc_now()),
+                           detail={"state": "starting"})
+    if job.status != "running":  # stopped before it started
+        logger.info("continuous trainer %s is %s before it started", job_id, job.status)
+        return _end(state, job_id, interrupted=False)
+    try:
+        with TrainerLease(state, job_id) as lease:
+            _follow(settings, state, store, s3, sqs, job_id, profile_store, should_stop, lease)
+    except Exception as exc:  # LeaseLost included: another trainer runs; this one ends
+        fail_job(state, job_id, exc)
+        raise
+    return _end(state, job_id, interrupted=should_stop())
+
+
+def _end(state: StateStore, job_id: str, interrupted: bool) -> str:
+    now = isoformat_utc(utc_now())
+    job = state.update_job(job_id, only_from=("stopping",), status="stopped", finished_at=now)
+    if job.status == "stopped":
+        return "stopped"
+    # Ended without a stop request (SIGTERM: a task retirement, a deploy, the service shutting down).
+    job = state.update_job(job_id, only_from=("pending", "running"), status="interrupted", finished_at=now,
+                           error="the trainer was told to end (SIGTERM) without a stop request" if interrupted else
+                           "the trainer ended without a stop request")
+    return job.status
+
+
+def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
+            profile_store: Optional[ProfileStore], should_stop: Callable[[], bool], lease: TrainerLease) -> None:
     poll_s = settings.continuous_poll_ms / 1000.0
     lineage: Optional[_Lineage] = None
+    backoff = Backoff(poll_s)
     cached_store = CachingActionStore(store)  # each stored object is read once, however often we poll
     # Every update reads the profiles of its users and of every item its sampled negatives may draw
     # (the whole catalog: 0.7 s of BatchGetItems for MovieLens' 1,682 items on moto), so warm updates
     # cache them as inference does: a profile PUT reaches training within the same TTL.
     update_profiles = (CachedProfiles(profile_store, settings.profile_cache_ttl_s)
                        if profile_store is not None else None)
-    updates = 0
+    served: Optional[str] = None  # the pointer's version the lineage was loaded from
+    retired_at = float("-inf")
+    handled_request: Optional[str] = None
     try:
-        while not should_stop() and not _stop_requested(state, job_id):
+        while not should_stop():
+            lease.check()
+            job = state.get_job(job_id)
+            if job is None or job.status in ("stopping", "stopped"):
+                return
+            pointer = state.pointer() or {}
             current = state.get_current()
             usable = (current is not None and current.model_name == settings.model_name
                       and current.optimizer == settings.optimizer and current.global_step > 0)
@@ -222,42 +317,49 @@ def run_continuous(settings: Settings, state: StateStore, store: ActionStore, s3
                 if lineage is not None:
                     lineage.close()
                     lineage = None
-                if store.keys():
+                if store.keys() and not backoff.blocks(store.keys(), time.monotonic()):
                     # The first version of a lineage is a cold full training, recorded on this job.
+                    state.update_job(job_id, detail={"state": "training the first version of a lineage"})
                     record = run_training_job(settings, state, store, s3, sqs, job_id, "full", profile_store,
                                               keep_running=True)
-                    if record is not None and record.status != "ready":
-                        time.sleep(poll_s)  # rejected: wait for more data rather than retrain at once
+                    if record is not None and (state.pointer() or {}).get("version") != record.version:
+                        # Rejected, or kept beside a pinned version of another model: not again on the same
+                        # actions.
+                        backoff.rejected(store.keys(), time.monotonic())
+                        state.update_job(job_id, detail={"state": "waiting_for_new_actions", "reason": (
+                            record.gate.get("not_current") or record.gate.get("reason"))})
                 else:
                     time.sleep(poll_s)
                 continue
             assert current is not None
-            if lineage is None or lineage.version.version != current.version:
+            if lineage is None or served != current.version:
+                # First start, a rollback, or an operator's promotion: continue from the current version.
                 if lineage is not None:
                     lineage.close()
                 lineage = _Lineage(settings, s3, current, tempfile.mkdtemp(prefix="easyrec-warm-"))
+                served = current.version
+                backoff.clear()
+                state.update_job(job_id, detail={"state": "following", "from_version": current.version})
                 logger.info("continuous trainer: warm on version %s (lineage %s)", current.version, current.lineage)
-            record = warm_update(settings, state, cached_store, s3, lineage, job_id, update_profiles)
+            requested = bool(job.update_requested_at and job.update_requested_at != handled_request)
+            record = warm_update(settings, state, cached_store, s3, lineage, job_id, update_profiles, backoff,
+                                 requested=requested, base=None if pointer.get("pinned") else served)
+            if requested and record is not None:
+                handled_request = job.update_requested_at
             if record is None:
                 time.sleep(poll_s)
                 continue
-            updates += 1
+            if record.status == "ready" and state.pointer() and state.pointer().get("version") == record.version:
+                served = record.version  # promoted: the lineage is already on it
             state.update_job(job_id, version=record.version, num_actions=record.num_actions,
-                             outcome="promoted" if record.status == "ready" else "rejected")
-        state.update_job(job_id, status="stopped", finished_at=isoformat_utc(utc_now()))
-    except Exception as exc:
-        logger.exception("continuous trainer %s failed", job_id)
-        state.update_job(job_id, status="failed", finished_at=isoformat_utc(utc_now()),
-                         error="{}: {}".format(type(exc).__name__, exc)[:2000])
-        raise
+                             outcome="promoted" if served == record.version else
+                             ("rejected" if record.status != "ready" else "kept"))
+            if time.monotonic() - retired_at >= RETIRE_EVERY_S:
+                retired_at = time.monotonic()
+                _retire(settings, state, s3)
     finally:
         if lineage is not None:
             lineage.close()
 
 
-def _stop_requested(state: StateStore, job_id: str) -> bool:
-    job = state.get_job(job_id)
-    return job is not None and job.status in ("stopping", "stopped")
-
-
-__all__ = ["run_continuous", "warm_update", "TrainingFailed"]
+__all__ = ["run_continuous", "warm_update", "TrainingFailed", "LeaseLost"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, NamedTuple
 
+from easyrec_online.artifacts.scorer import PRIMARY_OUTPUTS
+
 # The version this adapter is written against (infra/model-runtime/requirements.txt pins it too).
 EASYREC_VERSION = "0.7.1"
 # The private functions the adapter calls, by (module, attribute path): checked by the pin test.
@@ -108,5 +110,5 @@ def build_training_graph(pipeline_text: str, workdir: str) -> TrainingGraph:
         estimator, run_config = easyrec_main._create_estimator(config)
         model = estimator._train_model_fn(parsed["feature"], creator._get_labels(parsed), run_config)
     predictions = model.predictions
-    probs = predictions["probs"] if "probs" in predictions else predictions["probs_main"]
+    probs = next(predictions[name] for name in PRIMARY_OUTPUTS if name in predictions)
     return TrainingGraph(inputs, global_step, model.train_op, model.loss, probs)

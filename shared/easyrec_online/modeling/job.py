@@ -31,16 +31,21 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from easyrec_online.artifacts.catalog import Catalog
+from easyrec_online.artifacts.cf import refresh_neighbours
 from easyrec_online.artifacts.download import download_saved_model
 from easyrec_online.artifacts.features.derive import derive_spec
-from easyrec_online.artifacts.features.encode import Example, Profiles, encode
+from easyrec_online.artifacts.features.encode import Example, Profiles
+from easyrec_online.artifacts.features.live import LiveReplay
 from easyrec_online.artifacts.features.rows import csv_lines, serving_action_type
-from easyrec_online.artifacts.features.sampling import histories_before, training_examples
+from easyrec_online.artifacts.features.sampling import cold_start_copies, histories_before, training_examples
 from easyrec_online.artifacts.features.spec import FeatureSpec, spec_of
 from easyrec_online.core.config import Settings
-from easyrec_online.ingest.actions import StoredAction, id_key, isoformat_utc, utc_now
+from easyrec_online.ingest.actions import StoredAction, id_key, isoformat_utc, parse_timestamp, utc_now
 from easyrec_online.ingest.store import ActionStore, dedupe_actions
+from easyrec_online.modeling.evaluation import evaluate, promotion_decision
+from easyrec_online.modeling.lease import LeaseLost, TrainerLease
 from easyrec_online.modeling.pipeline import MODELS_WITH_HISTORY, build_pipeline_config
+from easyrec_online.modeling.publish import fail_job, incremental_steps, publish, retire_old_versions, version_record
 from easyrec_online.state.profiles import ProfileSource, ProfileStore
 from easyrec_online.state.registry import COLD_START_RATE_KEY, TRAINING_MODES, ModelVersion, StateStore, new_id
 
@@ -202,57 +207,6 @@ def parent_catalog(settings: Settings, s3: Any, plan: TrainingPlan) -> Catalog:
     return Catalog(settings.trending_half_life_hours)
 
 
-def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles) -> Dict[str, float]:
-    """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec."""
-    from easyrec_online.artifacts.scorer import auc_and_logloss
-
-    rows = [encode(e, spec, profiles) for e in examples]
-    probs = scorer.score({n: [r[n] for r in rows] for n in spec.names})
-    return auc_and_logloss([e.label for e in examples], probs)
-
-
-def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles) -> Dict[str, float]:
-    """Holdout metrics of a SavedModel on disk."""
-    from easyrec_online.artifacts.scorer import SavedModelScorer
-
-    scorer = SavedModelScorer(export_dir)
-    try:
-        return score_examples(scorer, examples, spec, profiles)
-    finally:
-        scorer.close()
-
-
-def write_version_documents(settings: Settings, s3: Any, record: ModelVersion, plan: TrainingPlan,
-                            data: "TrainingData", pipeline_text: str, metrics: Dict[str, float],
-                            gate: Dict[str, Any]) -> None:
-    """A version's documents beside its model files: pipeline config, catalog, metrics, manifest."""
-    bucket = settings.data_bucket
-    s3.put_object(Bucket=bucket, Key=record.pipeline_key, Body=pipeline_text.encode())
-    s3.put_object(Bucket=bucket, Key=record.catalog_key,
-                  Body=parent_catalog(settings, s3, plan).add(data.train_actions).to_json().encode())
-    s3.put_object(Bucket=bucket, Key=record.s3_prefix + "metrics.json",
-                  Body=json.dumps({"holdout": metrics, "gate": gate}, sort_keys=True).encode())
-    s3.put_object(Bucket=bucket, Key=record.manifest_key, Body=json.dumps({
-        "keys": sorted(set(plan.trained_keys) | set(plan.new_keys)), "held_out": data.held_out_next,
-        "items": data.catalog}).encode())
-
-
-def promotion_decision(candidate: Dict[str, float], baseline: Optional[Dict[str, float]], tolerance: float,
-                       baseline_version: Optional[str]) -> Dict[str, Any]:
-    decision: Dict[str, Any] = {"tolerance": tolerance, "candidate_auc": candidate.get("auc"),
-                                "baseline_version": baseline_version,
-                                "baseline_auc": baseline.get("auc") if baseline else None}
-    if baseline is None or baseline.get("auc") is None or candidate.get("auc") is None:
-        decision.update(promote=True, reason="no comparable baseline AUC on this holdout")
-    elif candidate["auc"] >= baseline["auc"] - tolerance:
-        decision.update(promote=True, reason="holdout AUC {:.4f} vs current {:.4f} (tolerance {})".format(
-            candidate["auc"], baseline["auc"], tolerance))
-    else:
-        decision.update(promote=False, reason="holdout AUC {:.4f} is worse than current version {} ({:.4f}) by "
-                        "more than {}".format(candidate["auc"], baseline_version, baseline["auc"], tolerance))
-    return decision
-
-
 @dataclass
 class TrainingData:
     new_actions: List[StoredAction]
@@ -310,20 +264,29 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     prior = catalog
     items = sorted(set(plan.catalog) | {id_key(a.item_id) for a in new_actions})
     with_history = settings.model_name in MODELS_WITH_HISTORY if plan.spec is None else plan.spec.uses("history")
+    with_live = settings.live_features if plan.spec is None else plan.spec.uses("live")
+    # One pass over the run's actions in time order: each example's history and live features are
+    # those of the moment of its action (holdout actions included, as serving would have seen them).
+    ordered = sorted(train_actions + holdout_actions, key=lambda a: (parse_timestamp(a.timestamp), a.event_id))
     # Sequence models: each action sees the user's positives before it (the lineage's, then this run's).
-    histories = (histories_before(train_actions + holdout_actions, prior.histories() if prior else None)
-                 if with_history else None)
+    histories = histories_before(ordered, prior.histories() if prior else None) if with_history else None
+    live = live_replay(prior or Catalog(settings.trending_half_life_hours), full=plan.parent is None,
+                       actions=len(ordered)) if with_live else None
     cold_start_rate = lineage_cold_start_rate(settings, plan)
     # Sampled negatives skip what each user acted on before this run too (the lineage's catalog).
     acted_on = ({user: prior.acted_on(user) for user in {id_key(a.user_id) for a in new_actions}}
                 if prior is not None else None)
-    train_rows = training_examples(train_actions, settings.negatives_per_positive, settings.random_seed,
-                                   catalog=items, histories=histories, sampling=settings.negative_sampling,
-                                   acted_on=acted_on, cold_start_rate=cold_start_rate)
-    holdout_rows = (training_examples(holdout_actions, settings.negatives_per_positive, settings.random_seed + 1,
-                                      catalog=items, histories=histories, sampling=settings.negative_sampling,
-                                      acted_on=acted_on)
-                    if holdout_actions else train_rows)
+    # Negatives by popularity: how often the lineage (and this run) saw each item.
+    counts: Dict[str, float] = {item: stats[0] for item, stats in prior.items.items()} if prior is not None else {}
+    for action in ordered:
+        counts[id_key(action.item_id)] = counts.get(id_key(action.item_id), 0.0) + 1.0
+    every = training_examples(ordered, settings.negatives_per_positive, settings.random_seed, catalog=items,
+                              histories=histories, sampling=settings.negative_sampling, acted_on=acted_on, live=live,
+                              item_counts=counts, negative_power=settings.negative_sampling_power)
+    held = {a.event_id for a in holdout_actions}
+    train_rows = [e for e in every if e.event_id not in held]
+    train_rows += cold_start_copies(train_rows, cold_start_rate, settings.random_seed)
+    holdout_rows = [e for e in every if e.event_id in held] if holdout_actions else train_rows
     held_out_next: Dict[str, List[str]] = {}
     for action in holdout_actions:
         held_out_next.setdefault(key_of[action.event_id], []).append(action.event_id)
@@ -332,21 +295,53 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
         train_actions, profiles, min_support=settings.feature_min_support,
         max_parameter_features=settings.max_parameter_features, max_profile_features=settings.max_profile_features,
         exclude_parameters=settings.excluded_parameters, label_rules=settings.label_rules, with_history=with_history,
-        id_hash_buckets=settings.id_hash_buckets)
+        id_hash_buckets=settings.id_hash_buckets, live_examples=train_rows if with_live else None)
     return TrainingData(new_actions, train_actions, train_rows, holdout_rows, bool(holdout_actions), held_out_next,
                         items, spec, profiles)
+
+
+# A full training's replay recomputes item similarities this many times over its actions (at least
+# every FULL_REFRESH_MIN actions): its rows see similarities as a continuous trainer's versions would
+# have had them, never ones computed from the row's own future.
+FULL_REFRESHES = 20
+FULL_REFRESH_MIN = 500
+
+
+def live_replay(prior: Catalog, full: bool, actions: int) -> LiveReplay:
+    if not full:
+        return LiveReplay(prior)  # the similarities of the version this update continues from
+    every = max(FULL_REFRESH_MIN, int(math.ceil(actions / float(FULL_REFRESHES))))
+    return LiveReplay(prior, refresh_every=every, refresh=refresh_neighbours)
+
+
+def version_catalog(prior: Catalog, train_actions: Sequence[StoredAction]) -> Catalog:
+    """The new version's catalog: the parent's (or a new one) with this run's training actions, and its
+    item similarities recomputed."""
+    catalog = prior.copy().add(train_actions)
+    refresh_neighbours(catalog)
+    return catalog
+
+
+def serving_defaults_of(settings: Settings, plan: TrainingPlan, data: TrainingData) -> Dict[str, str]:
+    """A version's serving defaults: the action type it predicts, and its lineage's cold-start rate."""
+    if plan.parent is not None:
+        return dict(plan.parent.serving_defaults)
+    return dict({"action_type": serving_action_type(data.train_actions)},
+                **cold_start_default(lineage_cold_start_rate(settings, plan)))
 
 
 def run_training_job(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
                      requested_mode: str = "auto",
                      profile_store: Optional[ProfileStore] = None, keep_running: bool = False) -> Optional[ModelVersion]:
-    """Returns the new version (promoted or rejected), or None when there was nothing new to train.
+    """Returns the new version (promoted, kept or rejected), or None when there was nothing new to train.
 
     `keep_running`: the job goes on after this training (the continuous trainer's first version), so
-    its record stays "running" instead of passing through "succeeded" while the trainer carries on."""
+    its record stays "running" instead of passing through "succeeded" while the trainer carries on;
+    the caller holds the trainer lease and records failures."""
     started = time.monotonic()
     timings: Dict[str, float] = {}
-    state.update_job(job_id, status="running", started_at=isoformat_utc(utc_now()))
+    if not keep_running:
+        state.update_job(job_id, only_from=("pending",), status="running", started_at=isoformat_utc(utc_now()))
     workdir = tempfile.mkdtemp(prefix="easyrec-train-")
     try:
         if not wait_for_ingest_drain(sqs, settings.actions_queue_url):
@@ -356,11 +351,13 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         manifest = read_manifest(s3, settings.data_bucket, current) if current and current.global_step else None
         all_keys = store.keys()
         plan = plan_training(settings, requested_mode, current, all_keys, manifest, version)
-        data = load_training_data(settings, store, plan, profile_store, parent_catalog(settings, s3, plan))
+        catalog = parent_catalog(settings, s3, plan)
+        data = load_training_data(settings, store, plan, profile_store, catalog)
         timings["load_actions_s"] = round(time.monotonic() - started, 3)
         if plan.mode == "incremental" and not data.new_actions:
-            state.update_job(job_id, status="succeeded", finished_at=isoformat_utc(utc_now()), outcome="nothing_new",
-                             num_actions=0)
+            if not keep_running:
+                state.update_job(job_id, status="succeeded", finished_at=isoformat_utc(utc_now()),
+                                 outcome="nothing_new", num_actions=0)
             logger.info("job %s: no actions since version %s; nothing to train", job_id, current.version)
             return None
 
@@ -378,7 +375,8 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
                 logger.warning("job %s: version %s has AUC %.4f on fresh actions (< %s): full retrain", job_id,
                                current.version, fresh["auc"], settings.auto_retrain_auc_threshold)
                 plan = plan_training(settings, "full", current, all_keys, manifest, version)
-                data = load_training_data(settings, store, plan, profile_store, parent_catalog(settings, s3, plan))
+                catalog = parent_catalog(settings, s3, plan)
+                data = load_training_data(settings, store, plan, profile_store, catalog)
                 baseline = None  # a new holdout
         logger.info("job %s: %s training of lineage %s on %d actions (%d held out)", job_id, plan.mode,
                     plan.lineage, len(data.train_actions), len(data.new_actions) - len(data.train_actions))
@@ -388,14 +386,13 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
                 "POST /online/data/add".format(len(data.new_actions), max(1, settings.train_min_actions)))
 
         model_dir = os.path.join(workdir, "model_dir")
-        batch_size = min(settings.train_batch_size, max(1, len(data.train_rows)))
         if plan.mode == "incremental":
             assert plan.parent is not None
             download_checkpoint(s3, settings.data_bucket, plan.parent, model_dir)
-            steps = max(settings.incremental_min_steps,
-                        int(math.ceil(settings.incremental_epochs * len(data.train_rows) / float(batch_size))))
+            steps, batch_size = incremental_steps(settings, len(data.train_rows))
             total_steps = plan.parent.global_step + steps
         else:
+            batch_size = min(settings.train_batch_size, max(1, len(data.train_rows)))
             total_steps = settings.train_steps
         train_path, eval_path = os.path.join(workdir, "train.csv"), os.path.join(workdir, "eval.csv")
         # EasyRec's CSVInput shuffles within a small buffer only (32 rows): rows in stored order (by time,
@@ -426,44 +423,50 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         timings["evaluate_s"] = round(time.monotonic() - t0, 3)
 
         t0 = time.monotonic()
-        prefix = "{}{}/{}/".format(settings.models_prefix, plan.lineage, version)
-        record = ModelVersion(
-            version=version, lineage=plan.lineage, model_name=settings.model_name, s3_prefix=prefix,
-            created_at=isoformat_utc(utc_now()), status="ready" if gate["promote"] else "rejected", job_id=job_id,
+        record = version_record(
+            settings, version=version, lineage=plan.lineage, model_name=settings.model_name, mode=plan.mode,
+            job_id=job_id, parent=plan.parent,
             parent_version=plan.parent.version if plan.parent else (current.version if current else None),
-            mode=plan.mode, num_new_actions=len(data.train_actions),
-            num_actions=(plan.parent.num_actions if plan.parent else 0) + len(data.train_actions),
-            num_train_rows=len(data.train_rows), global_step=global_step, metrics=metrics, gate=gate,
-            feature_columns=data.spec.names, feature_spec=data.spec.to_json(), optimizer=settings.optimizer,
-            serving_defaults=dict({"action_type": serving_action_type(data.train_actions)},
-                                  **cold_start_default(lineage_cold_start_rate(settings, plan))),
-        )
-        upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)
-        upload_checkpoint(s3, settings.data_bucket, checkpoint, record.checkpoint_prefix)
-        write_version_documents(settings, s3, record, plan, data, pipeline_text, metrics, gate)
-        timings["upload_s"] = round(time.monotonic() - t0, 3)
-        timings["total_s"] = round(time.monotonic() - started, 3)
-        record.timings = timings
+            data=data, global_step=global_step, metrics=metrics, gate=gate, feature_spec=data.spec.to_json(),
+            optimizer=settings.optimizer, serving_defaults=serving_defaults_of(settings, plan, data), timings=timings)
 
-        state.put_version(record)
-        if gate["promote"]:
-            state.set_current(version)
+        def upload_model(record: ModelVersion) -> None:
+            upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)
+            upload_checkpoint(s3, settings.data_bucket, checkpoint, record.checkpoint_prefix)
+            timings["upload_s"] = round(time.monotonic() - t0, 3)
+            timings["total_s"] = round(time.monotonic() - started, 3)
+
+        outcome = publish(settings, state, s3, record, upload_model, plan, data, pipeline_text,
+                          version_catalog(catalog, data.train_actions), current.version if current else None)
         ended = {} if keep_running else {"status": "succeeded", "finished_at": isoformat_utc(utc_now())}
-        state.update_job(job_id, version=version, num_actions=len(data.train_actions),
-                         outcome="promoted" if gate["promote"] else "rejected", **ended)
-        logger.info("job %s: version %s %s (%s): %s", job_id, version,
-                    "promoted" if gate["promote"] else "rejected", gate["reason"], json.dumps(metrics))
+        state.update_job(job_id, version=version, num_actions=len(data.train_actions), outcome=outcome, **ended)
+        logger.info("job %s: version %s %s (%s): %s", job_id, version, outcome, gate["reason"], json.dumps(metrics))
         return record
     except Exception as exc:
-        logger.exception("training job %s failed", job_id)
-        state.update_job(job_id, status="failed", finished_at=isoformat_utc(utc_now()),
-                         error="{}: {}".format(type(exc).__name__, exc)[:2000])
+        if not keep_running:
+            fail_job(state, job_id, exc)
         raise
     finally:
         if settings.train_keep_workdir:
             logger.info("job %s: working folder kept at %s", job_id, workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_one_shot(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
+                 mode: str, profile_store: Optional[ProfileStore] = None) -> Optional[ModelVersion]:
+    """A one-shot training task: holds the trainer lease while it trains."""
+    try:
+        with TrainerLease(state, job_id):
+            record = run_training_job(settings, state, store, s3, sqs, job_id, mode, profile_store)
+            try:
+                retire_old_versions(settings, state, s3)
+            except Exception:  # noqa: BLE001 - retention never fails a training
+                logger.exception("could not expire old versions")
+            return record
+    except LeaseLost as exc:
+        fail_job(state, job_id, exc)
+        raise
 
 
 def job_from_environment(environ: Optional[Dict[str, str]] = None) -> Tuple[str, str]:

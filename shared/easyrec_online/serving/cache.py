@@ -12,10 +12,10 @@ import contextlib
 import logging
 import threading
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Set
 
 from easyrec_online.artifacts.catalog import Catalog
-from easyrec_online.artifacts.download import download_saved_model, load_catalog
+from easyrec_online.artifacts.download import download_saved_model, load_catalog, remove_versions_except
 from easyrec_online.core.config import Settings
 from easyrec_online.state.registry import ModelVersion, StateStore
 
@@ -104,4 +104,13 @@ class ModelCache:
         self.swaps += 1
         self.last_load_s = time.monotonic() - started
         logger.info("serving model version %s (loaded in %.3f s)", current.version, self.last_load_s)
+        self._keep_on_disk({current.version, loaded.version.version if loaded is not None else current.version})
+
+    def _keep_on_disk(self, versions: Set[str]) -> None:
+        """Only the served version and the one before stay in MODEL_CACHE_DIR (Lambda's /tmp holds 512 MB
+        and a continuous trainer publishes a version every few seconds). Requests still scoring with an
+        older one keep its session, which was loaded from disk already."""
+        removed = remove_versions_except(self._settings.model_cache_dir, versions)
+        if removed:
+            logger.info("removed %d older versions from the model cache", removed)
 

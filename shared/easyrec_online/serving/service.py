@@ -6,17 +6,21 @@ is unit-testable with any scorer that maps feature columns to probabilities.
 from __future__ import annotations
 
 import heapq
+import logging
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
 from easyrec_online.artifacts.features.encode import Context, Profiles, columns_for_pairs
+from easyrec_online.artifacts.features.live import LIVE_HISTORY, LIVE_KEYS, live_columns
 from easyrec_online.artifacts.features.spec import spec_of
 from easyrec_online.core.config import Settings
 from easyrec_online.core.http import ApiError
 from easyrec_online.ingest.actions import EntityId, id_key, parse_timestamp, utc_now
 from easyrec_online.serving.cache import LoadedModel
 from easyrec_online.state.registry import ModelVersion
+
+logger = logging.getLogger(__name__)
 
 NO_MODEL_DETAIL = (
     "no model has been trained yet: add actions with POST /online/data/add, then start training "
@@ -125,10 +129,13 @@ class ScoringService:
     otherwise they get the item's popularity prior (catalog.Catalog.prior).
     """
 
-    def __init__(self, settings: Settings, models: Any, profiles: Any = None) -> None:
+    def __init__(self, settings: Settings, models: Any, profiles: Any = None, activity: Any = None) -> None:
         self._settings = settings
         self._models = models  # .current() -> Optional[LoadedModel]
         self._profiles = profiles  # .attributes_of(kind, ids), e.g. profiles.CachedProfiles; None: no profiles
+        # .recent(user_ids, limit), e.g. activity.CachedActivity: users' actions since the version (live
+        # features); None: the version's catalog only.
+        self._activity = activity
         self._item_index: Optional[Tuple[Any, Any, List[str]]] = None  # (scorer, unit vectors, item ids)
 
     def _model(self) -> LoadedModel:
@@ -140,8 +147,9 @@ class ScoringService:
     def _attributes(self, kind: str, ids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
         try:
             return self._profiles.attributes_of(kind, ids) if self._profiles is not None else {}
-        except Exception as exc:
-            raise ApiError(503, "profiles_unavailable", "could not read user/item profiles: {}".format(exc),
+        except Exception:  # the reason goes to the log, not to the client
+            logger.exception("could not read user/item profiles")
+            raise ApiError(503, "profiles_unavailable", "could not read user/item profiles; try again",
                            headers={"Retry-After": "5"})
 
     def _profiles_for(self, loaded: LoadedModel, pairs: Sequence[Pair]) -> Profiles:
@@ -163,9 +171,10 @@ class ScoringService:
     def _run(self, scorer: Any, columns: Dict[str, Any], output: Optional[str] = None) -> Any:
         try:
             return scorer.score(columns) if output is None else scorer.embed(output, columns)
-        except Exception as exc:
-            # Never a 200 with made-up scores.
-            raise ApiError(500, "scoring_failed", "the model could not score this request: {}".format(exc))
+        except Exception:
+            # Never a 200 with made-up scores; the reason goes to the log, not to the client.
+            logger.exception("the model could not score a request")
+            raise ApiError(500, "scoring_failed", "the model could not score this request")
 
     def _score(self, loaded: LoadedModel, pairs: Sequence[Pair],
                request_context: Optional[RequestContext]) -> Tuple[List[float], List[bool]]:
@@ -200,9 +209,41 @@ class ScoringService:
     def _model_scores(self, loaded: LoadedModel, pairs: Sequence[Pair], request_context: Optional[RequestContext],
                       new_users: Optional[Set[str]] = None, new_items: Optional[Set[str]] = None) -> List[float]:
         context = self._context(loaded.version, request_context)
-        columns = columns_for_pairs(pairs, context, spec_of(loaded.version), self._profiles_for(loaded, pairs),
-                                    cold_users=new_users, cold_items=new_items)
+        spec = spec_of(loaded.version)
+        live = self._live(loaded, pairs, context) if spec.uses("live") else None
+        columns = columns_for_pairs(pairs, context, spec, self._profiles_for(loaded, pairs),
+                                    cold_users=new_users, cold_items=new_items, live=live)
         return list(map(float, self._run(loaded.scorer, columns)))
+
+    def _histories(self, catalog: Any, users: Set[str]) -> Dict[str, List[Any]]:
+        """Users' recent actions: their live activity (what they did moments ago), else what the version's
+        catalog knows of them."""
+        found: Dict[str, List[Any]] = {}
+        if self._activity is not None:
+            try:
+                found = self._activity.recent(users, LIVE_HISTORY)
+            except Exception:  # noqa: BLE001 - rank with what the version knows rather than fail
+                logger.exception("could not read users' recent activity; using the version's catalog")
+        return {user: found.get(user) or catalog.users.get(user, []) for user in users}
+
+    def _live(self, loaded: LoadedModel, pairs: Sequence[Pair], context: Context) -> Dict[str, List[float]]:
+        """The pairs' live features (features/live.py), in pair order."""
+        moment = context.moment.timestamp()
+        users = [id_key(u) for u, _ in pairs]
+        histories = self._histories(loaded.catalog, set(users))
+        if len(histories) == 1:  # /recommend: one user, many items
+            return live_columns(loaded.catalog, histories[users[0]], [id_key(i) for _, i in pairs], moment)
+        positions: Dict[str, List[int]] = {}
+        for index, user in enumerate(users):
+            positions.setdefault(user, []).append(index)
+        out: Dict[str, List[float]] = {key: [0.0] * len(pairs) for key in LIVE_KEYS}
+        for user, indices in positions.items():
+            columns = live_columns(loaded.catalog, histories[user], [id_key(pairs[i][1]) for i in indices], moment)
+            for key in LIVE_KEYS:
+                target, values = out[key], columns[key]
+                for k, index in enumerate(indices):
+                    target[index] = values[k]
+        return out
 
     # --- candidates ------------------------------------------------------------------------------
     def _nearest_items(self, loaded: LoadedModel, user_id: Union[int, str],

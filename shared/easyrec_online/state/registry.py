@@ -1,11 +1,18 @@
-"""State of the service: the model registry (versions + the current pointer) and training jobs.
+"""State of the service: the model registry (versions + the current pointer), training jobs, the
+trainer's lease, run-time configuration and counters.
 
-One DynamoDB table holds both (pk/sk design):
-  pk="model"  sk="current"            -> which version serves
-  pk="model"  sk="version#<version>"  -> one record per trained version
-  pk="job"    sk="<job_id>"           -> one record per training run (job ids sort by time)
+One DynamoDB table holds them (pk/sk design):
+  pk="model"    sk="current"            -> which version serves (and whether it is pinned)
+  pk="model"    sk="version#<version>"  -> one record per trained version
+  pk="job"      sk="<job_id>"           -> one record per training run (job ids sort by time)
+  pk="lease"    sk="trainer"            -> which job may train (one at a time)
+  pk="config"   sk="<name>"             -> settings changed at run time (the restart policy)
+  pk="counters" sk="<name>"             -> running totals (the ingest consumer's)
 Records are stored as a JSON document in attribute `doc`, which keeps floats exact and the schema
-in one place (the dataclasses below).
+in one place (the dataclasses below), with a revision number `rev`: every read-modify-write is
+conditional on the revision it read (optimistic concurrency), so concurrent writers (two API
+containers, the API and the trainer) never overwrite each other's changes. `mutate` retries a
+change on the newer document when it lost the race.
 """
 from __future__ import annotations
 
@@ -14,9 +21,9 @@ import json
 import secrets
 import threading
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from easyrec_online.ingest.actions import isoformat_utc, utc_now
+from easyrec_online.ingest.actions import isoformat_utc, parse_timestamp, utc_now
 
 TRAINING_MODES = ("auto", "full", "incremental", "continuous")
 # In a version's serving_defaults: the COLD_START_RATE its lineage learnt new users and items with.
@@ -104,10 +111,16 @@ class ModelVersion:
         return self.s3_prefix + "manifest.json"
 
 
+JOB_STATUSES = ("pending", "running", "stopping", "stopped", "succeeded", "failed", "interrupted")
+ACTIVE_STATUSES = ("pending", "running", "stopping")
+
+
 @dataclass
 class TrainingJob:
     job_id: str
-    status: str  # pending, running, succeeded, failed
+    # pending -> running -> succeeded | failed | stopping -> stopped | interrupted (ended without being
+    # asked to: SIGTERM, a task retirement, the service shutting down; a supervisor resumes it)
+    status: str
     requested_at: str
     mode: str = "auto"
     task_ref: Optional[str] = None
@@ -117,19 +130,45 @@ class TrainingJob:
     num_actions: Optional[int] = None
     outcome: Optional[str] = None  # promoted / rejected / nothing_new, once succeeded
     error: Optional[str] = None
+    # What a running trainer is doing or waiting for, e.g. {"state": "backing_off", "reason": ...,
+    # "retry_after": ...} after a rejected update (GET /online/training/status shows it).
+    detail: Dict[str, Any] = field(default_factory=dict)
+    heartbeat_at: Optional[str] = None
+    update_requested_at: Optional[str] = None  # POST /online/training/start while a continuous trainer runs
 
     @property
     def active(self) -> bool:
-        return self.status in ("pending", "running", "stopping")
+        return self.status in ACTIVE_STATUSES
+
+
+class Conflict(Exception):
+    """A conditional write lost the race: the document changed since it was read."""
+
+
+class LeaseHeld(Exception):
+    def __init__(self, holder: str) -> None:
+        super().__init__("the trainer lease is held by job {}".format(holder))
+        self.holder = holder
+
+
+class NotCurrent(Exception):
+    """A promotion found the current pointer moved (a rollback, another trainer) or pinned."""
+
+
+TRAINER_LEASE = "trainer"
+MUTATE_ATTEMPTS = 20
 
 
 class StateStore:
-    """The registry and the job log over three storage primitives that each backend provides."""
+    """The registry and the job log over storage primitives that each backend provides."""
 
-    def _put(self, pk: str, sk: str, doc: Dict[str, Any]) -> None:
+    def _get_rev(self, pk: str, sk: str) -> Tuple[Optional[Dict[str, Any]], int]:
+        """(document or None, its revision; 0 when absent)."""
         raise NotImplementedError
 
-    def _get(self, pk: str, sk: str) -> Optional[Dict[str, Any]]:
+    def _put_rev(self, pk: str, sk: str, doc: Dict[str, Any], expected_rev: int) -> None:
+        """Write `doc` as revision expected_rev + 1 if the stored revision is still expected_rev (0: the
+        document must not exist); else raise Conflict."""
         raise NotImplementedError
 
     def _query(self, pk: str, sk_prefix: str, limit: int) -> List[Dict[str, Any]]:
@@ -143,12 +182,35 @@ class StateStore:
     def _counters(self, pk: str, sk: str) -> Dict[str, Any]:
         raise NotImplementedError
 
+    # --- primitives on top -------------------------------------------------------------------------
+    def _get(self, pk: str, sk: str) -> Optional[Dict[str, Any]]:
+        return self._get_rev(pk, sk)[0]
+
+    def mutate(self, pk: str, sk: str,
+               change: Callable[[Optional[Dict[str, Any]]], Optional[Dict[str, Any]]]) -> Optional[Dict[str, Any]]:
+        """Read-modify-write without lost updates: `change(doc or None)` returns the new document (None:
+        write nothing) and is called again on the newer document when another writer got there first.
+        Returns what was written (or the unchanged document)."""
+        for _ in range(MUTATE_ATTEMPTS):
+            doc, rev = self._get_rev(pk, sk)
+            new = change(json.loads(json.dumps(doc)) if doc is not None else None)
+            if new is None:
+                return doc
+            try:
+                self._put_rev(pk, sk, new, rev)
+                return new
+            except Conflict:
+                continue
+        raise Conflict("{}/{}: still changing after {} attempts".format(pk, sk, MUTATE_ATTEMPTS))
+
+    # --- configuration and counters ----------------------------------------------------------------
     def get_config(self, name: str) -> Optional[Dict[str, Any]]:
         """A service setting stored at run time (e.g. the trainer's restart policy)."""
         return self._get("config", name)
 
-    def put_config(self, name: str, doc: Dict[str, Any]) -> None:
-        self._put("config", name, doc)
+    def mutate_config(self, name: str, change: Callable[[Optional[Dict[str, Any]]], Optional[Dict[str, Any]]]
+                      ) -> Optional[Dict[str, Any]]:
+        return self.mutate("config", name, change)
 
     def add_counts(self, name: str, stamp: str, **deltas: int) -> None:
         """Running totals, e.g. the ingest consumer's stored actions and poison messages."""
@@ -157,8 +219,9 @@ class StateStore:
     def counts(self, name: str) -> Dict[str, Any]:
         return self._counters("counters", name)
 
+    # --- versions and the current pointer ----------------------------------------------------------
     def put_version(self, version: ModelVersion) -> None:
-        self._put("model", "version#" + version.version, asdict(version))
+        self.mutate("model", "version#" + version.version, lambda _: asdict(version))
 
     def get_version(self, version: str) -> Optional[ModelVersion]:
         doc = self._get("model", "version#" + version)
@@ -167,20 +230,63 @@ class StateStore:
     def list_versions(self, limit: int = 50) -> List[ModelVersion]:
         return [_from_dict(ModelVersion, d) for d in self._query("model", "version#", limit)]
 
+    def pointer(self) -> Optional[Dict[str, Any]]:
+        """The current pointer: {"version", "pinned", "updated_at", "reason", ...} or None."""
+        return self._get("model", "current")
+
     def get_current(self) -> Optional[ModelVersion]:
-        pointer = self._get("model", "current")
+        pointer = self.pointer()
         return self.get_version(pointer["version"]) if pointer else None
 
-    def set_current(self, version: str) -> None:
+    def set_current(self, version: str, pinned: Optional[bool] = None, reason: str = "") -> Dict[str, Any]:
+        """Make a servable version current, deliberately (a rollback, an operator's promotion): whatever
+        the pointer was. `pinned`: True pins it (trainers publish beside it, never over it), False
+        unpins, None keeps the pointer's pin as it was."""
+        self._servable(version)
+
+        def change(doc: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+            keep = bool(doc and doc.get("pinned")) if pinned is None else pinned
+            return {"version": version, "pinned": keep, "reason": reason, "updated_at": isoformat_utc(utc_now())}
+
+        return self.mutate("model", "current", change)  # type: ignore[return-value]
+
+    def set_pinned(self, pinned: bool, reason: str = "") -> Optional[Dict[str, Any]]:
+        """Pin or unpin the current version (None when there is none)."""
+        def change(doc: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+            if doc is None:
+                return None
+            return dict(doc, pinned=pinned, reason=reason, updated_at=isoformat_utc(utc_now()))
+
+        return self.mutate("model", "current", change)
+
+    def promote(self, version: str, parent: Optional[str], reason: str = "promoted by the trainer") -> None:
+        """A trainer's promotion: the pointer moves to `version` only if it still names `parent` (what the
+        version was trained from; None: no current version yet) and is not pinned. Raises NotCurrent
+        otherwise, so a rollback made during an update is never undone by that update."""
+        self._servable(version)
+
+        def change(doc: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+            found = doc.get("version") if doc else None
+            if found != parent:
+                raise NotCurrent("the current version is {}, not {} (changed during the update)".format(found, parent))
+            if doc and doc.get("pinned"):
+                raise NotCurrent("version {} is pinned ({})".format(found, doc.get("reason") or "rolled back"))
+            return {"version": version, "pinned": False, "reason": reason, "updated_at": isoformat_utc(utc_now())}
+
+        self.mutate("model", "current", change)
+
+    def _servable(self, version: str) -> ModelVersion:
         record = self.get_version(version)
         if record is None:
             raise KeyError("no model version {}".format(version))
         if record.status != "ready":
             raise ValueError("version {} is {} and cannot serve".format(version, record.status))
-        self._put("model", "current", {"version": version, "updated_at": isoformat_utc(utc_now())})
+        return record
 
+    # --- jobs --------------------------------------------------------------------------------------
     def put_job(self, job: TrainingJob) -> None:
-        self._put("job", job.job_id, asdict(job))
+        """Record a new job (a job id is written once: a second put of the same id is a Conflict)."""
+        self._put_rev("job", job.job_id, asdict(job), 0)
 
     def get_job(self, job_id: str) -> Optional[TrainingJob]:
         doc = self._get("job", job_id)
@@ -190,37 +296,88 @@ class StateStore:
         docs = self._query("job", "", 1)
         return _from_dict(TrainingJob, docs[0]) if docs else None
 
-    def update_job(self, job_id: str, **changes: Any) -> TrainingJob:
-        job = self.get_job(job_id)
-        if job is None:
-            raise KeyError("no training job {}".format(job_id))
-        for name, value in changes.items():
-            if not hasattr(job, name):
+    def update_job(self, job_id: str, only_from: Optional[Sequence[str]] = None, **changes: Any) -> TrainingJob:
+        """Change fields of a job, applied to its latest document (never overwriting a concurrent change
+        of other fields). `only_from`: statuses the job must be in for the change to apply; when it is
+        in another (e.g. a stop was requested meanwhile) nothing is written and the job is returned as
+        it is."""
+        for name in changes:
+            if name not in _JOB_FIELDS:
                 raise AttributeError(name)
-            setattr(job, name, value)
-        self.put_job(job)
-        return job
+
+        def change(doc: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+            if doc is None:
+                raise KeyError("no training job {}".format(job_id))
+            if only_from is not None and doc.get("status") not in only_from:
+                return None
+            doc.update(changes)
+            return doc
+
+        return _from_dict(TrainingJob, self.mutate("job", job_id, change))
+
+    # --- the trainer lease -------------------------------------------------------------------------
+    def lease(self, name: str = TRAINER_LEASE) -> Optional[Dict[str, Any]]:
+        """{"holder": job id, "expires_at": ISO time} or None."""
+        return self._get("lease", name)
+
+    def acquire_lease(self, holder: str, ttl_s: float, now: Optional[dt.datetime] = None,
+                      name: str = TRAINER_LEASE) -> Dict[str, Any]:
+        """Hold (or renew) the lease for `ttl_s` seconds. Raises LeaseHeld when another holder has it and
+        neither has it expired nor has that holder's job ended."""
+        moment = now or utc_now()
+
+        def change(doc: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+            if doc and doc.get("holder") != holder and parse_timestamp(doc["expires_at"]) > moment:
+                other = self.get_job(doc["holder"])
+                if other is not None and other.active:
+                    raise LeaseHeld(doc["holder"])
+            return {"holder": holder, "expires_at": isoformat_utc(moment + dt.timedelta(seconds=ttl_s)),
+                    "renewed_at": isoformat_utc(moment)}
+
+        return self.mutate("lease", name, change)  # type: ignore[return-value]
+
+    def release_lease(self, holder: str, name: str = TRAINER_LEASE) -> None:
+        """Give the lease up (only its holder can); expired at once."""
+        def change(doc: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+            if not doc or doc.get("holder") != holder:
+                return None
+            return dict(doc, expires_at=isoformat_utc(utc_now()), released=True)
+
+        self.mutate("lease", name, change)
+
+    def lease_holder(self, now: Optional[dt.datetime] = None, name: str = TRAINER_LEASE) -> Optional[str]:
+        """The job holding an unexpired lease, if any."""
+        doc = self.lease(name)
+        if doc and not doc.get("released") and parse_timestamp(doc["expires_at"]) > (now or utc_now()):
+            return str(doc["holder"])
+        return None
+
+
+_JOB_FIELDS = {f.name for f in fields(TrainingJob)}
 
 
 class InMemoryStateStore(StateStore):
     def __init__(self) -> None:
-        self._items: Dict[tuple, Dict[str, Any]] = {}
+        self._items: Dict[tuple, Tuple[str, int]] = {}
         self._counts: Dict[tuple, Dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def _put(self, pk: str, sk: str, doc: Dict[str, Any]) -> None:
+    def _get_rev(self, pk: str, sk: str) -> Tuple[Optional[Dict[str, Any]], int]:
         with self._lock:
-            self._items[(pk, sk)] = json.loads(json.dumps(doc))
+            found = self._items.get((pk, sk))
+        return (json.loads(found[0]), found[1]) if found else (None, 0)
 
-    def _get(self, pk: str, sk: str) -> Optional[Dict[str, Any]]:
+    def _put_rev(self, pk: str, sk: str, doc: Dict[str, Any], expected_rev: int) -> None:
         with self._lock:
-            doc = self._items.get((pk, sk))
-            return json.loads(json.dumps(doc)) if doc is not None else None
+            found = self._items.get((pk, sk))
+            if (found[1] if found else 0) != expected_rev:
+                raise Conflict("{}/{} changed".format(pk, sk))
+            self._items[(pk, sk)] = (json.dumps(doc), expected_rev + 1)
 
     def _query(self, pk: str, sk_prefix: str, limit: int) -> List[Dict[str, Any]]:
         with self._lock:
             keys = sorted((k for k in self._items if k[0] == pk and k[1].startswith(sk_prefix)), reverse=True)
-            return [json.loads(json.dumps(self._items[k])) for k in keys[:limit]]
+            return [json.loads(self._items[k][0]) for k in keys[:limit]]
 
     def _add(self, pk: str, sk: str, deltas: Dict[str, int], stamp: str) -> None:
         with self._lock:
@@ -239,17 +396,28 @@ class DynamoStateStore(StateStore):
         self._ddb = dynamodb_client
         self.table = table
 
-    def _put(self, pk: str, sk: str, doc: Dict[str, Any]) -> None:
-        self._ddb.put_item(
-            TableName=self.table,
-            Item={"pk": {"S": pk}, "sk": {"S": sk}, "doc": {"S": json.dumps(doc, sort_keys=True)}},
-        )
-
-    def _get(self, pk: str, sk: str) -> Optional[Dict[str, Any]]:
+    def _get_rev(self, pk: str, sk: str) -> Tuple[Optional[Dict[str, Any]], int]:
         item = self._ddb.get_item(
             TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
         ).get("Item")
-        return json.loads(item["doc"]["S"]) if item else None
+        if not item or "doc" not in item:
+            return None, 0
+        # Records written before revisions existed count as revision 0 (see _put_rev).
+        return json.loads(item["doc"]["S"]), int(item.get("rev", {}).get("N", "0"))
+
+    def _put_rev(self, pk: str, sk: str, doc: Dict[str, Any], expected_rev: int) -> None:
+        if expected_rev:
+            condition, values = "rev = :rev", {":rev": {"N": str(expected_rev)}}
+        else:
+            condition, values = "attribute_not_exists(doc) OR attribute_not_exists(rev)", {}
+        kwargs: Dict[str, Any] = {"ExpressionAttributeValues": values} if values else {}
+        try:
+            self._ddb.put_item(
+                TableName=self.table, ConditionExpression=condition,
+                Item={"pk": {"S": pk}, "sk": {"S": sk}, "doc": {"S": json.dumps(doc, sort_keys=True)},
+                      "rev": {"N": str(expected_rev + 1)}}, **kwargs)
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            raise Conflict("{}/{} changed".format(pk, sk))
 
     def _query(self, pk: str, sk_prefix: str, limit: int) -> List[Dict[str, Any]]:
         condition = "pk = :pk"
@@ -262,7 +430,6 @@ class DynamoStateStore(StateStore):
             ScanIndexForward=False, Limit=limit, ConsistentRead=True,
         ).get("Items", [])
         return [json.loads(item["doc"]["S"]) for item in items]
-
     def _add(self, pk: str, sk: str, deltas: Dict[str, int], stamp: str) -> None:
         names = {"#n{}".format(i): name for i, name in enumerate(sorted(deltas))}
         values: Dict[str, Any] = {":v{}".format(i): {"N": str(deltas[name])} for i, name in enumerate(sorted(deltas))}

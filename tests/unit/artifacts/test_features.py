@@ -214,7 +214,8 @@ def test_negative_sampling_beside_explicit_negatives(sampling, expected_negative
     # unseen catalog items for each liked one (2 per positive here).
     actions = [_action(1, 10, 1), _action(1, 11, 0), _action(2, 12, 1), _action(2, 13, 0)]
     examples = training_examples(actions, 2, 7, catalog=[str(i) for i in range(10, 30)], sampling=sampling)
-    sampled = examples[len(actions):]
+    pairs = {(str(a.user_id), str(a.item_id)) for a in actions}
+    sampled = [e for e in examples if (str(e.user_id), str(e.item_id)) not in pairs]
     assert len(sampled) == expected_negatives
     seen = {"1": {"10", "11"}, "2": {"12", "13"}}
     assert all(e.label == 0.0 and str(e.item_id) not in seen[str(e.user_id)] for e in sampled)

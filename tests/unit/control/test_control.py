@@ -137,14 +137,46 @@ def test_stop_a_continuous_trainer_between_updates_and_a_one_shot_run_at_once():
     assert state.get_job(one_shot).outcome == "stopped"
 
 
+def test_start_while_a_continuous_trainer_runs_asks_it_for_an_update_now():
+    """The seed's `POST /online/training/start` with learning on by default: 202, and the trainer learns now."""
+    state, launcher = InMemoryStateStore(), InMemoryTrainingLauncher()
+    training = TrainingService(state, launcher)
+    job_id = training.start("continuous")["job"]["job_id"]
+    state.update_job(job_id, status="running")
+    answer = training.start()
+    assert answer["status"] == "started" and answer["job"]["job_id"] == job_id and answer["job"]["update_requested_at"]
+    assert len(launcher.launched) == 1
+    with pytest.raises(ApiError) as caught:
+        training.start("continuous")
+    assert caught.value.status == 409
+
+
+def test_two_api_containers_starting_at_once_launch_one_task():
+    state, launcher = InMemoryStateStore(), InMemoryTrainingLauncher()
+    first, second = TrainingService(state, launcher), TrainingService(state, launcher)
+    first.start("full")
+    with pytest.raises(ApiError) as caught:
+        second.start("full")
+    assert caught.value.status == 409 and len(launcher.launched) == 1
+    # Both would have read "nothing runs" before either wrote: the lease decides.
+    state2, launcher2 = InMemoryStateStore(), InMemoryTrainingLauncher()
+    a, b = TrainingService(state2, launcher2), TrainingService(state2, launcher2)
+    a.current_job = b.current_job = lambda: None
+    a.start("full")
+    with pytest.raises(ApiError):
+        b.start("full")
+    assert len(launcher2.launched) == 1
+
+
 def test_rollback_to_a_servable_version_only():
     state = InMemoryStateStore()
     for name, status in (("v1", "ready"), ("v2", "ready"), ("v3", "rejected")):
         state.put_version(ModelVersion(name, "deepfm-v1", "deepfm", "models/deepfm-v1/{}/".format(name), "t",
                                        status=status))
     state.set_current("v2")
-    assert rollback(state, RollbackRequest(version="v1"))["current"]["version"] == "v1"
-    assert state.get_current().version == "v1"
+    answer = rollback(state, RollbackRequest(version="v1"))
+    assert answer["current"]["version"] == "v1" and answer["pinned"]
+    assert state.get_current().version == "v1" and state.pointer()["pinned"]
     with pytest.raises(ApiError) as caught:
         rollback(state, RollbackRequest(version="v3"))
     assert caught.value.status == 409 and state.get_current().version == "v1"

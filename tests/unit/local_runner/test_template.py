@@ -29,7 +29,8 @@ def app():
 
 
 EXTENSIONS = {("POST", "/model/rollback"), ("PUT", "/users/{user_id}"), ("GET", "/users/{user_id}"),
-              ("PUT", "/items/{item_id}"), ("GET", "/items/{item_id}"), ("POST", "/users"), ("POST", "/items")}
+              ("PUT", "/items/{item_id}"), ("GET", "/items/{item_id}"), ("POST", "/users"), ("POST", "/items"),
+              ("POST", "/model/unpin")}
 
 
 def test_every_seed_endpoint_is_declared_once(app):
@@ -37,10 +38,26 @@ def test_every_seed_endpoint_is_declared_once(app):
     assert set(declared) == SEED_ENDPOINTS | EXTENSIONS and len(declared) == len(set(declared))
 
 
+def test_the_supervisor_runs_on_a_schedule_and_when_a_trainer_task_stops(app):
+    assert [(s.function, s.rate_s) for s in app.schedules] == [("SupervisorFunction", 60.0)]
+    (rule,) = app.event_rules
+    assert rule.function == "SupervisorFunction" and rule.pattern["detail"]["lastStatus"] == ["STOPPED"]
+    assert app.parameters["ContinuousTraining"] == "true"  # learning is on by default
+
+
+def test_event_patterns_match_as_eventbridge_does():
+    from infra.local_runner.event_sources import matches
+
+    pattern = {"source": ["aws.ecs"], "detail": {"lastStatus": ["STOPPED"]}}
+    assert matches(pattern, {"source": "aws.ecs", "detail": {"lastStatus": "STOPPED", "x": 1}, "id": "1"})
+    assert not matches(pattern, {"source": "aws.ecs", "detail": {"lastStatus": "RUNNING"}})
+    assert not matches(pattern, {"source": "aws.s3", "detail": {"lastStatus": "STOPPED"}})
+
+
 def test_each_function_has_one_runtime_and_existing_code(app):
     runtimes = {f.name: f.runtime for f in app.functions.values()}
     assert runtimes == {"ApiFunction": CONTROL_RUNTIME, "IngestConsumerFunction": CONTROL_RUNTIME,  # default: sqs
-                        "InferenceFunction": MODEL_RUNTIME}
+                        "InferenceFunction": MODEL_RUNTIME, "SupervisorFunction": CONTROL_RUNTIME}
     for spec in app.functions.values():
         module = spec.handler.rsplit(".", 1)[0]
         assert os.path.exists(os.path.join(ROOT, spec.code_dir, module + ".py")), spec
@@ -89,7 +106,7 @@ def test_stream_transport_selects_one_consumer_and_its_event_source(transport, c
         assert source.stream == "ActionsStream" and source.on_failure == "ActionsDeadLetterQueue"
     env = app.functions["ApiFunction"].environment
     resolver = Resolver(dict(app.parameters, ActionsStream="stream-name", DataBucket="b", StateTable="s",
-                             ProfilesTable="p", ActionsQueue="q", ActionsDeadLetterQueue="d",
+                             ProfilesTable="p", ActivityTable="act", LedgerTable="led", ActionsQueue="q", ActionsDeadLetterQueue="d",
                              TrainingCluster="c", TrainerTaskDefinition="t", TrainerLogGroup="g"),
                         {}, app.conditions)
     resolved = resolver.resolve(env)

@@ -123,3 +123,16 @@ def test_keeps_serving_when_the_new_version_cannot_load(tmp_path, s3):
     state.set_current("v2")
     clock.now = 5.0
     assert cache.current()[0].version == "v1"
+
+
+def test_only_the_served_version_and_the_one_before_stay_on_disk(tmp_path, s3):
+    """A version every few seconds must not fill Lambda's /tmp."""
+    state, clock = InMemoryStateStore(), Clock()
+    settings = Settings.from_env({"DATA_BUCKET": "data", "MODEL_CACHE_DIR": str(tmp_path),
+                                  "CURRENT_CHECK_INTERVAL_MS": "1000"})
+    cache = ModelCache(settings, state, s3, Loaded, clock, background=False)
+    for n in range(1, 6):
+        _publish(s3, state, "v{}".format(n))
+        clock.now += 1.0
+        assert cache.current().version.version == "v{}".format(n)
+    assert sorted(p.name.split(".")[0] for p in tmp_path.iterdir()) == ["v4", "v5"]

@@ -209,3 +209,38 @@ def test_context_reaches_the_model_and_bad_context_or_filters_are_400s():
             validate(RecommendRequest, dict({"user_id": 1, "candidate_items": [1]}, **body))
         assert caught.value.status == 400 and any(f.startswith(field) for f in caught.value.fields), (
             body, caught.value.fields)
+
+
+class LiveSum:
+    """Scores a pair by its live features (their encoded sum): what live features change, scores show."""
+
+    def score(self, columns):
+        names = [name for name in columns if name.startswith("l_")]
+        return [sum(float(columns[name][i]) for name in names) / 100.0 for i in range(len(columns["item_id"]))]
+
+
+def test_an_accepted_action_changes_the_next_ranking_before_any_weight_update():
+    """The user's live activity (written on accept) reaches the live features of the very next request."""
+    from easyrec_online.artifacts.cf import refresh_neighbours
+    from easyrec_online.artifacts.features.derive import derive_spec
+    from easyrec_online.artifacts.features.live import LiveReplay
+    from easyrec_online.artifacts.features.sampling import training_examples
+    from easyrec_online.state.activity import InMemoryActivityStore
+
+    actions = [_action(u, i, timestamp="2026-11-01T00:00:{:02d}Z".format(n)) for n, (u, i) in enumerate(
+        [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (3, "c"), (3, "d"), (4, "c"), (4, "d")])]
+    catalog = Catalog().add(actions)
+    refresh_neighbours(catalog)
+    examples = training_examples(actions, 1, 3, catalog=["a", "b", "c", "d"], sampling="always",
+                                 live=LiveReplay(Catalog()))
+    version = ModelVersion("v7", "deepfm", "deepfm", "models/deepfm/v7/", "t",
+                           feature_spec=derive_spec(actions, live_examples=examples).to_json(),
+                           serving_defaults={"cold_start_rate": "0.1"})  # the model scores new users
+    activity = InMemoryActivityStore()
+    service = ScoringService(Settings.from_env({}), Models(LoadedModel(version, LiveSum(), catalog)), None, activity)
+    request = {"user_id": 9, "candidate_items": ["b", "d"], "top_k": 2}
+    before = service.recommend(validate(RecommendRequest, request))["recommendations"]
+    activity.record([_action(9, "c")])  # user 9, unknown to the version, likes c: d is like c
+    after = service.recommend(validate(RecommendRequest, request))["recommendations"]
+    assert [r["item_id"] for r in after] == ["d", "b"], (before, after)
+    assert {r["item_id"]: r["score"] for r in after}["d"] > {r["item_id"]: r["score"] for r in before}["d"]

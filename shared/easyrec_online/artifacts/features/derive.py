@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from easyrec_online.artifacts.features.encode import NO_PROFILES, Profiles, flatten, value_kind
+from easyrec_online.artifacts.features.encode import NO_PROFILES, Example, Profiles, flatten, value_kind
+from easyrec_online.artifacts.features.live import LIVE_KEYS
 from easyrec_online.artifacts.features.spec import (
     BASE_FEATURES,
     BASE_NAMES,
@@ -89,8 +90,11 @@ def derive_spec(actions: Sequence[StoredAction], profiles: Profiles = NO_PROFILE
                 max_parameter_features: int = 20, max_profile_features: int = 20,
                 exclude_parameters: Iterable[str] = (), label_rules: Optional[Mapping[str, Any]] = None,
                 hash_bucket_size: int = 10000, with_history: bool = False,
-                id_hash_buckets: Optional[int] = None) -> FeatureSpec:
-    """A new lineage's features, from the actions (and the profiles of their users and items)."""
+                id_hash_buckets: Optional[int] = None,
+                live_examples: Optional[Sequence[Example]] = None) -> FeatureSpec:
+    """A new lineage's features, from the actions (and the profiles of their users and items).
+    `live_examples`: the lineage reads live features (features/live.py), normalised with the mean and
+    standard deviation of these training examples' values."""
     taken = set(BASE_NAMES)
     excluded = set(exclude_parameters) | label_parameters(label_rules)
     features = [FeatureDef(f.name, f.kind, f.source, f.key, hash_bucket_size=id_hash_buckets)
@@ -106,4 +110,18 @@ def derive_spec(actions: Sequence[StoredAction], profiles: Profiles = NO_PROFILE
     if with_history:
         features.append(FeatureDef(HISTORY_FEATURE_NAME, "seq", "history", "items",
                                    hash_bucket_size=id_hash_buckets or 200000))
+    if live_examples is not None:
+        features += _live_features(live_examples, taken)
     return FeatureSpec(tuple(features))
+
+
+def _live_features(examples: Sequence[Example], taken: Set[str]) -> List[FeatureDef]:
+    """Every live feature, even one constant on this data (no similar items yet, say): it will vary."""
+    features = []
+    for key in LIVE_KEYS:
+        values = [float(e.live[key]) for e in examples if e.live]
+        mean = sum(values) / len(values) if values else 0.0
+        std = math.sqrt(sum((x - mean) ** 2 for x in values) / len(values)) if values else 0.0
+        features.append(FeatureDef(_column_name("live", key, taken), "raw", "live", key, mean=round(mean, 6),
+                                   std=round(std, 6) or 1.0))
+    return features

@@ -53,6 +53,14 @@ class Example:
     # serving uses them for users and items the version never trained on.
     cold_user: bool = False
     cold_item: bool = False
+    # The live features' values at the time of the action (features/live.py; training rows), and the
+    # action the example comes from (its negatives and copies share it).
+    live: Optional[Mapping[str, float]] = None
+    event_id: str = ""
+
+    def label_values(self) -> Tuple[float, float]:
+        """The label columns (spec.LABEL_COLUMNS): label, conversion."""
+        return float(self.label), float(self.conversion)
 
 
 class Profiles:
@@ -135,7 +143,7 @@ def _token(value: Any) -> str:
     return feature_value(value if isinstance(value, (int, str)) else str(value))
 
 
-def _encode(feature: FeatureDef, value: Any) -> Value:
+def encode_value(feature: FeatureDef, value: Any) -> Value:
     if feature.kind == "raw":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return 0.0
@@ -176,8 +184,10 @@ def encode(example: Example, spec: FeatureSpec, profiles: Profiles = NO_PROFILES
         elif feature.source == "history":
             row[feature.name] = encode_history(
                 example.history if example.history is not None else profiles.history(example.user_id))
+        elif feature.source == "live":
+            row[feature.name] = encode_value(feature, (example.live or {}).get(feature.key))
         else:
-            row[feature.name] = _encode(feature, sources[feature.source].get(feature.key))
+            row[feature.name] = encode_value(feature, sources[feature.source].get(feature.key))
     return row
 
 
@@ -189,13 +199,15 @@ def feature_row(user_id: Union[int, str], item_id: Union[int, str], context: Con
 def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], context: Context,
                       spec: Optional[FeatureSpec] = None, profiles: Profiles = NO_PROFILES,
                       cold_users: Optional[Set[str]] = None,
-                      cold_items: Optional[Set[str]] = None) -> Dict[str, List[Value]]:
+                      cold_items: Optional[Set[str]] = None,
+                      live: Optional[Mapping[str, Sequence[float]]] = None) -> Dict[str, List[Value]]:
     """Model inputs for scoring pairs in one context (columnar, as the SavedModel wants).
 
     The same values as `encode` gives pair by pair (tested), computed once per context, per
     distinct user and per distinct item: a 1000-candidate request encodes one user, not 1000.
     Users in `cold_users` and items in `cold_items` (id keys) are encoded as `Example.cold_user` and
-    `Example.cold_item` are.
+    `Example.cold_item` are. `live`: the pairs' live features (live.live_columns, in pair order), as
+    `Example.live` is for one pair.
     """
     spec = spec or FeatureSpec()
     if not pairs:
@@ -211,11 +223,14 @@ def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], 
         flat = flatten(attributes) if len(features) > 1 else {}
         return {f.name: feature_value(entity_id) if f.source == "base"
                 else encode_history(profiles.history(entity_id)) if f.source == "history"
-                else _encode(f, flat.get(f.key)) for f in features}
+                else encode_value(f, flat.get(f.key)) for f in features}
 
-    for name in spec.names:
-        if name not in one_of:
-            columns[name] = [first[name]] * n  # depends on the context alone
+    for f in spec.features:
+        if f.source == "live":  # per pair
+            values = (live or {}).get(f.key)
+            columns[f.name] = [encode_value(f, v) for v in values] if values is not None else [encode_value(f, None)] * n
+        elif f.name not in one_of:
+            columns[f.name] = [first[f.name]] * n  # depends on the context alone
     for features, position, lookup in ((user_side, 0, profiles.user), (item_side, 1, profiles.item)):
         ids = [pair[position] for pair in pairs]
         if len(features) == 1:  # just the id: no profile fields to join

@@ -13,11 +13,11 @@ def _csv_value(value: Value) -> str:
 
 
 def csv_lines(examples: Iterable[Example], spec: FeatureSpec, profiles: Profiles = NO_PROFILES) -> Iterable[str]:
-    """CSV rows in the pipeline config's column order: label, conversion, then the spec's features."""
+    """CSV rows in the pipeline config's column order: the label columns, then the spec's features."""
     names = spec.names
     for example in examples:
         row = encode(example, spec, profiles)
-        yield CSV_SEPARATOR.join([repr(float(example.label)), repr(float(example.conversion))]
+        yield CSV_SEPARATOR.join([repr(v) for v in example.label_values()]
                                  + [_csv_value(row[n]) for n in names]) + "\n"
 
 

@@ -12,9 +12,10 @@ LABEL = "label"
 # not just engagement. Single-task models ignore the column.
 CONVERSION_LABEL = "conversion"
 CONVERSION_ACTION_TYPES = frozenset(["purchase", "book_tickets"])
+LABEL_COLUMNS = (LABEL, CONVERSION_LABEL)  # the CSV's first columns, in this order
 
 KINDS = ("id", "raw", "tags", "seq")
-SOURCES = ("base", "param", "user", "item", "history")
+SOURCES = ("base", "param", "user", "item", "history", "live")
 # Sequence models (MIND) read the user's history: the items they acted on positively before, oldest
 # first, up to MAX_HISTORY. An empty history is one placeholder token (a sequence is never empty).
 MAX_HISTORY = 20
@@ -33,8 +34,8 @@ Value = Union[str, float]
 @dataclass(frozen=True)
 class FeatureDef:
     name: str  # model input / CSV column name
-    kind: str  # id | raw | tags
-    source: str  # base | param | user | item
+    kind: str  # id | raw | tags | seq
+    source: str  # base | param | user | item | history | live (features/live.py)
     key: str  # dotted path inside the source (the base feature's own name for base)
     hash_bucket_size: int = 0  # id and tags
     mean: float = 0.0  # raw
@@ -53,7 +54,7 @@ BASE_FEATURES: Tuple[FeatureDef, ...] = (
     FeatureDef("dow", "id", "base", "dow", hash_bucket_size=20),
 )
 BASE_NAMES: Tuple[str, ...] = tuple(f.name for f in BASE_FEATURES)
-PREFIXES = {"param": "p", "user": "u", "item": "i"}
+PREFIXES = {"param": "p", "user": "u", "item": "i", "live": "l"}
 
 
 @dataclass(frozen=True)

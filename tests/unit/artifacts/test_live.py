@@ -1,0 +1,96 @@
+"""Live features: the same numbers for a training row and for a serving request, computed as of the
+moment of the action (never from its future), and item-to-item similarities."""
+import math
+
+import pytest
+
+from easyrec_online.artifacts.catalog import Catalog
+from easyrec_online.artifacts.cf import item_neighbours, refresh_neighbours
+from easyrec_online.artifacts.features.derive import derive_spec
+from easyrec_online.artifacts.features.encode import Context, Example, columns_for_pairs, encode
+from easyrec_online.artifacts.features.live import LIVE_KEYS, LiveReplay, live_columns, live_row
+from easyrec_online.artifacts.features.sampling import training_examples
+from easyrec_online.ingest.actions import ActionIn, StoredAction, parse_timestamp
+
+
+def _action(user, item, label=1, at=0, action_type="like"):
+    return StoredAction.accept(ActionIn.model_validate({
+        "user_id": user, "item_id": item, "label": label, "action_type": action_type,
+        "timestamp": 1764547200 + at}))
+
+
+def _catalog():
+    # Users who like a also like b; c goes with d; user 9 disliked e.
+    actions = [_action(u, i, at=10 * n) for n, (u, i) in enumerate(
+        [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (3, "a"), (3, "b"), (4, "c"), (4, "d"), (5, "c"), (5, "d")])]
+    actions.append(_action(9, "e", label=0, at=200))
+    catalog = Catalog(1.0).add(actions)
+    refresh_neighbours(catalog)
+    return catalog
+
+
+def test_similar_items_are_the_co_liked_ones_with_shrinkage():
+    catalog = _catalog()
+    assert catalog.neighbours["a"][0][0] == "b" and "c" not in {n for n, _ in catalog.neighbours["a"]}
+    # co(a, b) = 3 users, acted(a) = 3, liked(b) = 3: 3 / (3 + 10)
+    assert catalog.neighbours["a"][0][1] == pytest.approx(3 / 13.0, abs=1e-6)
+    assert "a" not in {n for n, _ in catalog.neighbours["a"]}  # never itself
+    assert item_neighbours({"u": [["x", "", 0]]}) == {}  # nothing liked: nothing similar
+
+
+def test_one_definition_for_a_handful_of_items_and_for_a_ranking():
+    catalog = _catalog()
+    history = [["a", "like", 1], ["e", "view", 0], ["c", "like", 1]]
+    many = ["b", "d", "a", "zz"] + ["x{}".format(i) for i in range(100)]  # over the small-list path's size
+    big = live_columns(catalog, history, many, 1764547500.0)
+    small = live_columns(catalog, history, many[:4], 1764547500.0)
+    for key in LIVE_KEYS:
+        assert big[key][:4] == pytest.approx(small[key]), key
+    # b is similar to a (liked 3 actions ago: weight 0.9**2), d to c (liked last: weight 1)
+    assert small["cf_pos"][0] == pytest.approx(0.81 * catalog.neighbours["a"][0][1])
+    assert small["cf_pos"][1] == pytest.approx(1.0 * dict(catalog.neighbours["c"])["d"])
+    assert small["cf_pos"][2] == 0.0 and small["cf_neg"] == [0.0] * 4  # e (disliked) resembles nothing
+    assert small["item_pos"][0] == pytest.approx(math.log1p(3)) and small["item_rate"][3] == 0.5  # unknown zz
+    assert small["user_actions"] == [math.log1p(3)] * 4 and small["user_rate"][0] == pytest.approx(3 / 5.0)
+    # trend: 3 positives of b, 1 hour half-life, read 1 hour after the newest of them
+    late = live_columns(catalog, history, ["b"], catalog.newest + 3600)
+    now = live_columns(catalog, history, ["b"], catalog.newest)
+    assert math.expm1(late["item_trend"][0]) == pytest.approx(math.expm1(now["item_trend"][0]) / 2)
+
+
+def test_the_trend_read_later_is_the_trend_decayed_and_adding_is_constant_time():
+    catalog = Catalog(1.0)
+    catalog.add([_action(1, "a", at=0), _action(2, "a", at=3600)])
+    assert catalog.trend_at("a", catalog.newest) == pytest.approx(1.5)
+    catalog.add([_action(3, "a", at=3600 * 100)])  # far later: the anchor moves, the scores stay right
+    assert catalog.trend_at("a", catalog.newest) == pytest.approx(1.0 + 1.5 * 0.5 ** 99)
+    assert Catalog.from_json(catalog.to_json()).trend_at("a", catalog.newest) == pytest.approx(
+        catalog.trend_at("a", catalog.newest))
+
+
+def test_training_rows_see_the_catalog_as_it_was_just_before_their_action():
+    actions = [_action(1, "a", at=0), _action(2, "a", at=10), _action(2, "b", at=20)]
+    replay = LiveReplay(Catalog(1.0))
+    examples = training_examples(actions, 1, 3, catalog=["a", "b", "c", "d"], sampling="always", live=replay)
+    first, second = [e for e in examples if e.item_id == "a" and e.label == 1]
+    assert first.live["item_pos"] == 0.0 and first.live["user_actions"] == 0.0  # nothing before it
+    assert second.live["item_pos"] == pytest.approx(math.log1p(1))  # user 1's like of a, not its own
+    negative = [e for e in examples if e.label == 0 and e.event_id == actions[0].event_id]
+    assert negative and negative[0].live["item_pos"] == 0.0  # a negative shares its positive's moment
+    assert replay.catalog.items["a"][1] == 2  # the replay advanced past every action
+
+
+def test_a_training_row_and_a_serving_request_encode_the_live_features_alike():
+    catalog = _catalog()
+    actions = [_action(1, "a", at=300), _action(1, "d", label=0, at=310)]
+    examples = training_examples(actions, 1, 3, catalog=["a", "b", "c", "d"], sampling="always",
+                                 live=LiveReplay(catalog))
+    spec = derive_spec(actions, live_examples=examples)
+    assert [f.name for f in spec.features if f.source == "live"] == ["l_" + k for k in LIVE_KEYS]
+    moment = parse_timestamp(actions[0].timestamp)
+    history = catalog.users["1"]
+    columns = live_columns(catalog, history, ["b", "c"], moment.timestamp())
+    served = columns_for_pairs([(1, "b"), (1, "c")], Context("like", moment), spec, live=columns)
+    for index, item in enumerate(["b", "c"]):
+        row = encode(Example(1, item, Context("like", moment), live=live_row(columns, index)), spec)
+        assert {name: served[name][index] for name in spec.names} == row

@@ -1,0 +1,73 @@
+"""What template.yaml grants: each route's auth is the README's, and each function and task gets only
+the access it needs (inference reads models/ only; the trainer never writes actions/)."""
+import os
+import re
+
+import pytest
+
+from infra.local_runner.template import load_template, parse_app
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def template():
+    return load_template(os.path.join(ROOT, "template.yaml"))
+
+
+def _readme_roles():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    section = text[text.index("## Who may call what"):text.index("## Serving")]
+    return {(m.group(1), m.group(2)): m.group(3)
+            for m in re.finditer(r"^\| `(GET|POST|PUT|PATCH|DELETE) ([^`]+)` \| (open|client|admin) \|$", section, re.M)}
+
+
+def test_every_route_has_the_role_the_readme_names(template):
+    declared = {(r.method, r.path): r.auth for r in parse_app(template).routes}
+    assert declared == _readme_roles()
+
+
+def test_client_routes_are_in_a_usage_plan_and_refusals_are_json(template):
+    api = template["Resources"]["EasyRecApi"]["Properties"]
+    assert api["Auth"]["UsagePlan"]["CreateUsagePlan"] == "PER_API"
+    assert {"Throttle", "Quota"} <= set(api["Auth"]["UsagePlan"])
+    for kind in ("API_KEY", "MISSING_AUTHENTICATION_TOKEN", "ACCESS_DENIED", "THROTTLED"):
+        body = api["GatewayResponses"][kind]["ResponseTemplates"]["application/json"]
+        assert '"error"' in body and '"detail"' in body
+
+
+def _statements(resource):
+    for policy in resource["Properties"].get("Policies", []):
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            yield statement
+
+
+def _resources(statement):
+    found = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    return [str(r) for r in found]
+
+
+def test_inference_reads_model_versions_only(template):
+    inference = template["Resources"]["InferenceFunction"]
+    assert not any("S3ReadPolicy" in p for p in inference["Properties"]["Policies"] if isinstance(p, dict))
+    s3 = [s for s in _statements(inference) if any(a.startswith("s3:") for a in s["Action"])]
+    objects = [r for s in s3 if "s3:GetObject" in s["Action"] for r in _resources(s)]
+    assert objects and all("/models/*" in r for r in objects)
+    listing = [s for s in s3 if "s3:ListBucket" in s["Action"]]
+    assert listing and all(s["Condition"]["StringLike"]["s3:prefix"] == ["models/*"] for s in listing)
+
+
+def test_the_trainer_never_writes_actions_and_gets_a_public_ip_only_when_asked(template):
+    role = template["Resources"]["TrainerTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    writes = [r for s in role for r in _resources(s) if any(a in s["Action"] for a in ("s3:PutObject", "s3:DeleteObject"))]
+    assert writes and not any("actions/" in r or r.endswith("}/*") for r in writes)
+    assert template["Parameters"]["TrainingAssignPublicIp"]["Default"] == "DISABLED"
+
+
+def test_the_launcher_asks_for_a_public_ip_only_when_configured():
+    from easyrec_online.control.launcher import EcsTrainingLauncher
+    from easyrec_online.core.config import Settings
+
+    for value, expected in (("", "DISABLED"), ("DISABLED", "DISABLED"), ("ENABLED", "ENABLED")):
+        settings = Settings.from_env({"TRAINING_SUBNETS": "subnet-1", "TRAINING_ASSIGN_PUBLIC_IP": value})
+        assert EcsTrainingLauncher.network(settings)["awsvpcConfiguration"]["assignPublicIp"] == expected
