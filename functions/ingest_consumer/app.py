@@ -28,7 +28,7 @@ def _record_metrics(records: int, failed: int) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def sqs_handler(event, context):
-    response = store_sqs_batch(event, sqs_processor, sinks)
+    response = store_sqs_batch(event, sqs_processor, sinks, context.get_remaining_time_in_millis)
     _record_metrics(len(event.get("Records", [])), len(response["batchItemFailures"]))
     return response
 
@@ -36,7 +36,7 @@ def sqs_handler(event, context):
 @metrics.log_metrics
 @logger.inject_lambda_context
 def kinesis_handler(event, context):
-    response = store_kinesis_batch(event, kinesis_processor, sinks)
+    response = store_kinesis_batch(event, kinesis_processor, sinks, context.get_remaining_time_in_millis)
     _record_metrics(len(event.get("Records", [])), len(response["batchItemFailures"]))
     return response
 
@@ -44,6 +44,6 @@ def kinesis_handler(event, context):
 @metrics.log_metrics
 @logger.inject_lambda_context
 def kafka_handler(event, context):
-    summary = store_kafka_batch(event, sinks, dead_letters)
+    summary = store_kafka_batch(event, sinks, dead_letters, context.get_remaining_time_in_millis)
     _record_metrics(summary["records"], summary["poison_records"])
     return summary

@@ -6,7 +6,8 @@ before its response is returned, by a write of the affected state to a local fol
 
   <state>/s3/<bucket>/<quoted key>      object bytes (the latest version)
   <state>/sqs/<queue name>/<id>.json    each message still in the queue (visible or in flight)
-  <state>/dynamodb/<table>/<key hash>.json  each item (only those a request wrote are rewritten)
+  <state>/dynamodb/<table>/<key hash>.json  each item (only those a request wrote are rewritten; not
+                                        fsynced: they survive the runner, not a power loss)
 
 `restore` loads that folder back after the resources are created. A request that was acknowledged
 is therefore on disk; one that was not is retried by its client. SQS messages come back visible
@@ -37,13 +38,15 @@ _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _READ_ONLY_TARGETS = re.compile(r"\.(Get|List|Describe|Query|Scan|BatchGet|TransactGet)")
 
 
-def _atomic_write(path: str, data: bytes) -> None:
+def _atomic_write(path: str, data: bytes, sync: bool = True) -> None:
+    """Write a file whole or not at all (a rename); `sync`: also to the disk before returning."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = "{}.tmp-{}".format(path, threading.get_ident())
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -145,7 +148,11 @@ class StateMirror:
                 if os.path.exists(path):
                     os.remove(path)
             else:
-                _atomic_write(path, json.dumps(item.to_json()["Attributes"], sort_keys=True).encode())
+                # Without fsync: an item write survives the runner's death (the file is in the page cache)
+                # but not the machine's. What must survive a power loss is the actions themselves (S3
+                # objects and queued messages, fsynced); DynamoDB holds an item per action here (the
+                # ledger, the live activity), and an fsync each would cap ingest at a few hundred a second.
+                _atomic_write(path, json.dumps(item.to_json()["Attributes"], sort_keys=True).encode(), sync=False)
 
     def dynamodb_tables(self) -> None:
         """Every item of every table (after a restore, or a request the middleware cannot attribute)."""

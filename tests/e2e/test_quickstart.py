@@ -321,3 +321,34 @@ def test_streaming_status_counts_what_the_consumer_stored(service):
     assert consumed["status"] == "empty", consumed  # the consumer function keeps the queue drained
     bad = requests.post(service.url + "/online/streaming/consume", json={"max_messages": 0}, timeout=10)
     assert bad.status_code == 400 and bad.json()["fields"] == ["max_messages"]
+
+
+def test_no_request_to_the_running_service_gets_a_5xx(service):
+    """The whole service over HTTP, a real model serving: hostile bodies on the scoring routes (deep
+    nesting, huge numbers, lone surrogates, NaN, wrong types) and everywhere else, zero 5xx, every
+    refusal in the API's JSON shape (tests/integration/test_api_fuzz.py fuzzes the API far harder)."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    leaf = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10 ** 30), max_value=10 ** 30),
+                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
+                     st.sampled_from(["\ud800", "9999-12-31T23:59:59-14:00", ""]))
+    value = st.recursive(leaf, lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(max_size=6), c,
+                                                                                           max_size=3)), max_leaves=12)
+    field = st.sampled_from(["user_id", "candidate_items", "top_k", "context", "filters", "item_id", "item_ids",
+                             "pairs"])
+    routes = st.sampled_from(["/recommend", "/predict", "/online/data/add", "/users/1", "/model/rollback"])
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(route=routes, key=field, replacement=value, raw=st.sampled_from([None, b"[" * 3000 + b"]" * 3000,
+                                                                            b'{"user_id": NaN}', b"\xff\xfe"]))
+    def fuzz(route, key, replacement, raw):
+        body = {"user_id": 123, "candidate_items": [1, 2, 3], "top_k": 2, "item_id": 1}
+        body[key] = replacement
+        data = raw if raw is not None else json.dumps(body).encode()
+        method = requests.put if route.startswith("/users/") else requests.post
+        r = method(service.url + route, data=data, headers={"Content-Type": "application/json"}, timeout=30)
+        assert r.status_code < 500, (route, data[:200], r.status_code, r.text[:300])
+        if r.status_code >= 400:
+            assert {"error", "detail"} <= set(r.json()), r.text
+
+    fuzz()

@@ -47,7 +47,7 @@ class SavedModelScorer:
         lengths = {len(columns[name]) for name in self.input_names}
         if len(lengths) != 1:
             raise ScoringError("feature columns differ in length: {}".format(sorted(lengths)))
-        feed = {self._inputs[name]: list(columns[name]) for name in self.input_names}
+        feed = {self._inputs[name]: columns[name] for name in self.input_names}  # lists or arrays
         probs = self._session.run(self._probs, feed_dict=feed)
         probs = np.asarray(probs, dtype=np.float64).reshape(-1)
         if not np.all(np.isfinite(probs)):

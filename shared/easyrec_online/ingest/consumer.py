@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -84,21 +85,43 @@ def new_processor(transport: str = "sqs") -> BatchProcessor:
     return BatchProcessor(event_type=event_type, raise_on_entire_batch_failure=False)
 
 
-def store_decoded(decoded: Sequence[Tuple[str, List[StoredAction]]], sinks: Sinks) -> Tuple[int, List[str]]:
+# A batch is stored in chunks of about this many events (one object each), so that an invocation short
+# of time stops between chunks and hands the rest back to the stream.
+CHUNK_EVENTS = 2000
+TIME_MARGIN_S = 8.0  # stop starting chunks when less than this is left of the invocation
+
+
+def store_decoded(decoded: Sequence[Tuple[str, List[StoredAction]]], sinks: Sinks,
+                  deadline: Optional[float] = None) -> Tuple[int, List[str]]:
     """(events stored for the first time, identifiers of records to retry) for a batch of decoded
-    records, (record identifier, its actions) each."""
+    records, (record identifier, its actions) each. `deadline` (time.monotonic()): records left when it
+    nears are handed back for retry, rather than the invocation timing out with everything undone."""
+    stored, retry, chunk, size = 0, [], [], 0
+    for index, (identifier, actions) in enumerate(decoded):
+        chunk.append((identifier, actions))
+        size += len(actions)
+        if size >= CHUNK_EVENTS or index == len(decoded) - 1:
+            if deadline is not None and time.monotonic() > deadline - TIME_MARGIN_S:
+                retry += [i for i, _ in chunk] + [i for i, _ in decoded[index + 1:]]
+                logger.warning("out of time: %d records handed back for retry", len(retry))
+                return stored, retry
+            new, again = _store_chunk(chunk, sinks)
+            stored, retry, chunk, size = stored + new, retry + again, [], 0
+    return stored, retry
+
+
+def _store_chunk(decoded: Sequence[Tuple[str, List[StoredAction]]], sinks: Sinks) -> Tuple[int, List[str]]:
     unique = list(dedupe_actions(a for _, actions in decoded for a in actions))
     if not unique:
         return 0, []
-    key = sinks.store.key_for(unique)  # from every event of the batch: a retry derives the same key
-    claims = (sinks.ledger.claim([a.event_id for a in unique], key) if sinks.ledger is not None else
+    key = sinks.store.key_for(unique)  # from every event of the chunk: a retry derives the same key
+    claims = (sinks.ledger.claim([a.event_id for a in unique], key, sinks.store.exists)
+              if sinks.ledger is not None else
               Claims(owned={a.event_id for a in unique}, new={a.event_id for a in unique}))
     owned = [a for a in unique if a.event_id in claims.owned]
     if claims.duplicates:
         logger.info("left out %d events stored before (redelivered or sent twice)", len(claims.duplicates))
     sinks.store.put_batch(owned, key=key)
-    if sinks.ledger is not None and owned:
-        sinks.ledger.mark_stored([a.event_id for a in owned], key)
     if sinks.activity is not None and owned:
         try:
             sinks.activity.record(owned)
@@ -108,13 +131,18 @@ def store_decoded(decoded: Sequence[Tuple[str, List[StoredAction]]], sinks: Sink
     return len(claims.new), retry
 
 
+def _deadline(remaining_ms: Optional[Callable[[], int]]) -> Optional[float]:
+    return time.monotonic() + remaining_ms() / 1000.0 if remaining_ms is not None else None
+
+
 def _partial(event: Dict[str, Any], processor: BatchProcessor, sinks: Sinks, decode: Callable[[Any], Any],
-             identify: Callable[[Dict[str, Any]], str]) -> Dict[str, Any]:
+             identify: Callable[[Dict[str, Any]], str], remaining_ms: Optional[Callable[[], int]]) -> Dict[str, Any]:
+    deadline = _deadline(remaining_ms)
     records = event.get("Records", [])
     with processor(records=records, handler=decode) as batch:
         processed = batch.process()
     decoded = [(identify(record), result) for status, result, record in processed if status == "success"]
-    stored, retry = store_decoded(decoded, sinks)
+    stored, retry = store_decoded(decoded, sinks, deadline)
     response = processor.response()
     response["batchItemFailures"] = list(response["batchItemFailures"]) + [{"itemIdentifier": r} for r in retry]
     poison = len(records) - len(decoded)
@@ -122,16 +150,20 @@ def _partial(event: Dict[str, Any], processor: BatchProcessor, sinks: Sinks, dec
     return response
 
 
-def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, sinks: Sinks) -> Dict[str, Any]:
-    """SQS event source: returns the partial-batch response ({"batchItemFailures": [...]})."""
-    return _partial(event, processor, sinks, _sqs_decoder(sinks.label_rules), lambda r: r["messageId"])
+def store_sqs_batch(event: Dict[str, Any], processor: BatchProcessor, sinks: Sinks,
+                    remaining_ms: Optional[Callable[[], int]] = None) -> Dict[str, Any]:
+    """SQS event source: returns the partial-batch response ({"batchItemFailures": [...]}).
+    `remaining_ms`: the invocation's time left (the Lambda context's get_remaining_time_in_millis)."""
+    return _partial(event, processor, sinks, _sqs_decoder(sinks.label_rules), lambda r: r["messageId"],
+                    remaining_ms)
 
 
-def store_kinesis_batch(event: Dict[str, Any], processor: BatchProcessor, sinks: Sinks) -> Dict[str, Any]:
+def store_kinesis_batch(event: Dict[str, Any], processor: BatchProcessor, sinks: Sinks,
+                        remaining_ms: Optional[Callable[[], int]] = None) -> Dict[str, Any]:
     """Kinesis event source: failed records are reported by sequence number (the mapping then
     retries from the first of them, and sends them on to the on-failure destination when exhausted)."""
     return _partial(event, processor, sinks, _kinesis_decoder(sinks.label_rules),
-                    lambda r: r["kinesis"]["sequenceNumber"])
+                    lambda r: r["kinesis"]["sequenceNumber"], remaining_ms)
 
 
 class DeadLetters:
@@ -158,7 +190,8 @@ class InFlightElsewhere(Exception):
     """Some events of this Kafka batch are being stored by another consumer: retry the batch."""
 
 
-def store_kafka_batch(event: Dict[str, Any], sinks: Sinks, dead_letters: DeadLetters) -> Dict[str, Any]:
+def store_kafka_batch(event: Dict[str, Any], sinks: Sinks, dead_letters: DeadLetters,
+                      remaining_ms: Optional[Callable[[], int]] = None) -> Dict[str, Any]:
     """Kafka event source (MSK or self-managed): the whole batch succeeds or the invocation fails
     and the mapping delivers the batch again (its offsets are committed only after a success).
     Poison records go to the dead-letter queue, with where they came from, before the success."""
@@ -174,7 +207,7 @@ def store_kafka_batch(event: Dict[str, Any], sinks: Sinks, dead_letters: DeadLet
         except Exception as exc:  # noqa: BLE001 - any undecodable record is a poison record
             logger.warning("poison Kafka record %s: %s", reference, exc)
             poison.append(kafka.dead_letter_body(record, str(exc)))
-    stored, retry = store_decoded(decoded, sinks)
+    stored, retry = store_decoded(decoded, sinks, _deadline(remaining_ms))
     if retry:
         raise InFlightElsewhere("{} records hold events another consumer is storing".format(len(retry)))
     if poison:

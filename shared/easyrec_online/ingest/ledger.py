@@ -5,19 +5,20 @@ records into other batches, and clients retry requests: the same event id can re
 in several batches. Before a batch is stored, the consumer claims each of its event ids for the
 batch's object with a conditional write; an id another object owns is left out:
 
-  claimed by nobody                 -> claimed for this object (a new event: counted)
-  claimed for this object already   -> kept (a retry of this very batch: the object is rewritten
-                                       with the same content)
-  stored by another object          -> a duplicate: dropped
-  claimed by another object, within
-  the claim's lease                 -> in flight elsewhere: this record is retried later
-  claimed by another object whose
-  lease ran out, never stored       -> taken over (that consumer died between claim and store)
+  claimed by nobody                    -> claimed for this object (a new event: counted)
+  claimed for this object already      -> kept (a retry of this very batch: the object is rewritten
+                                          with the same content)
+  claimed by an object that is stored  -> a duplicate: dropped
+  claimed by an object not stored yet,
+  within the claim's lease             -> in flight elsewhere: this record is retried later
+  ... whose lease ran out              -> taken over (that consumer died between claim and store)
 
-After the object is stored, its claims are marked stored. The lease (LEDGER_LEASE_S) is longer than
-any consumer invocation may run, so a claim is only taken over from a consumer that is gone.
-Entries expire after LEDGER_TTL_DAYS (the DynamoDB table's TTL), longer than any stream keeps a
-record (SQS: 14 days).
+The lease (LEDGER_LEASE_S) is longer than any consumer invocation may run, so a claim is only taken
+over from a consumer that is gone. Whether an owner's object is stored is asked of the store
+(`stored(key)`), and only for the rare conflicting ids, once per owner. Entries expire after
+LEDGER_TTL_DAYS (the DynamoDB table's TTL), longer than any stream keeps a record (SQS: 14 days).
+Existing claims are read in batches first (a redelivered batch costs a read per 100 ids), and only
+ids seen nowhere are written, one conditional write each.
 """
 from __future__ import annotations
 
@@ -25,10 +26,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Set
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
 LEDGER_LEASE_S = 300.0
-CLAIMED, STORED = "claimed", "stored"
 
 
 @dataclass
@@ -40,30 +40,58 @@ class Claims:
 
 
 class EventLedger:
-    def _claim_one(self, event_id: str, owner: str, now: float, lease_s: float) -> str:
-        """One event's claim: "new", "owned", "duplicate" or "in_flight"."""
+    def _existing(self, event_ids: List[str]) -> Dict[str, Dict[str, Any]]:
+        """event id -> its entry ({"owner", "claimed_at"}) for the ids claimed already."""
         raise NotImplementedError
 
-    def mark_stored(self, event_ids: Iterable[str], owner: str) -> None:
+    def _put_new(self, event_id: str, owner: str, now: float) -> Optional[Dict[str, Any]]:
+        """Claim an id nobody holds; None on success, else the entry that won the race."""
         raise NotImplementedError
 
-    def claim(self, event_ids: Iterable[str], owner: str, now: Optional[float] = None,
-              lease_s: float = LEDGER_LEASE_S) -> Claims:
+    def _take_over(self, event_id: str, owner: str, old: Dict[str, Any], now: float) -> bool:
+        """Claim an id from `old` (conditional on it still holding it)."""
+        raise NotImplementedError
+
+    def claim(self, event_ids: Iterable[str], owner: str, stored: Callable[[str], bool],
+              now: Optional[float] = None, lease_s: float = LEDGER_LEASE_S) -> Claims:
+        """Claim the ids for object `owner`; `stored(key)` says whether another owner's object exists."""
         moment = time.time() if now is None else now
+        ids = sorted(set(event_ids))
+        existing = self._existing(ids)
+        fresh = [e for e in ids if e not in existing]
+        lost = dict(zip(fresh, self._map(lambda e: self._put_new(e, owner, moment), fresh)))
+        existing.update({e: entry for e, entry in lost.items() if entry is not None})
+        known: Dict[str, bool] = {}  # owner key -> its object is stored
+
+        def outcome(event_id: str) -> str:
+            entry = existing.get(event_id)
+            if entry is None:
+                return "new"
+            if entry["owner"] == owner:
+                return "owned"
+            if entry["owner"] not in known:
+                known[entry["owner"]] = stored(entry["owner"])
+            if known[entry["owner"]]:
+                return "duplicate"
+            if float(entry["claimed_at"]) + lease_s > moment:
+                return "in_flight"
+            return "owned" if self._take_over(event_id, owner, entry, moment) else "in_flight"
+
         claims = Claims()
-        for event_id, outcome in self._claim_all(sorted(set(event_ids)), owner, moment, lease_s):
-            if outcome in ("new", "owned"):
+        for event_id in ids:
+            result = outcome(event_id)
+            if result in ("new", "owned"):
                 claims.owned.add(event_id)
-                if outcome == "new":
+                if result == "new":
                     claims.new.add(event_id)
-            elif outcome == "duplicate":
+            elif result == "duplicate":
                 claims.duplicates.add(event_id)
             else:
                 claims.in_flight.add(event_id)
         return claims
 
-    def _claim_all(self, event_ids: List[str], owner: str, now: float, lease_s: float) -> List[Any]:
-        return [(e, self._claim_one(e, owner, now, lease_s)) for e in event_ids]
+    def _map(self, call: Callable[[str], Any], items: List[str]) -> List[Any]:
+        return [call(item) for item in items]
 
 
 class InMemoryEventLedger(EventLedger):
@@ -71,31 +99,27 @@ class InMemoryEventLedger(EventLedger):
         self.entries: Dict[str, Dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def _claim_one(self, event_id: str, owner: str, now: float, lease_s: float) -> str:
+    def _existing(self, event_ids: List[str]) -> Dict[str, Dict[str, Any]]:
         with self._lock:
-            entry = self.entries.get(event_id)
-            if entry is None:
-                self.entries[event_id] = {"owner": owner, "status": CLAIMED, "claimed_at": now}
-                return "new"
-            if entry["owner"] == owner:
-                return "owned"
-            if entry["status"] == STORED:
-                return "duplicate"
-            if entry["claimed_at"] + lease_s > now:
-                return "in_flight"
-            self.entries[event_id] = {"owner": owner, "status": CLAIMED, "claimed_at": now}
-            return "owned"  # taken over: its first consumer counted it
+            return {e: dict(self.entries[e]) for e in event_ids if e in self.entries}
 
-    def mark_stored(self, event_ids: Iterable[str], owner: str) -> None:
+    def _put_new(self, event_id: str, owner: str, now: float) -> Optional[Dict[str, Any]]:
         with self._lock:
-            for event_id in event_ids:
-                entry = self.entries.get(event_id)
-                if entry is not None and entry["owner"] == owner:
-                    entry["status"] = STORED
+            if event_id in self.entries:
+                return dict(self.entries[event_id])
+            self.entries[event_id] = {"owner": owner, "claimed_at": now}
+            return None
+
+    def _take_over(self, event_id: str, owner: str, old: Dict[str, Any], now: float) -> bool:
+        with self._lock:
+            if self.entries.get(event_id, {}).get("owner") != old["owner"]:
+                return False
+            self.entries[event_id] = {"owner": owner, "claimed_at": now}
+            return True
 
 
 class DynamoEventLedger(EventLedger):
-    """One item per event id (pk "event#<id>"), conditional PutItems, several at a time."""
+    """One item per event id (pk "event#<id>"): batched reads, conditional PutItems several at a time."""
 
     def __init__(self, dynamodb_client: Any, table: str, ttl_days: float = 21.0, max_parallel: int = 16) -> None:
         self._ddb = dynamodb_client
@@ -103,53 +127,44 @@ class DynamoEventLedger(EventLedger):
         self._ttl_s = ttl_days * 86400.0
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="ledger")
 
-    def _item(self, event_id: str, owner: str, status: str, now: float) -> Dict[str, Any]:
-        return {"pk": {"S": "event#" + event_id}, "owner": {"S": owner}, "status": {"S": status},
-                "claimed_at": {"N": repr(now)}, "expires_at": {"N": str(int(now + self._ttl_s))}}
+    def _item(self, event_id: str, owner: str, now: float) -> Dict[str, Any]:
+        return {"pk": {"S": "event#" + event_id}, "owner": {"S": owner}, "claimed_at": {"N": repr(now)},
+                "expires_at": {"N": str(int(now + self._ttl_s))}}
 
-    def _claim_all(self, event_ids: List[str], owner: str, now: float, lease_s: float) -> List[Any]:
-        if len(event_ids) <= 1:
-            return [(e, self._claim_one(e, owner, now, lease_s)) for e in event_ids]
-        return list(self._pool.map(lambda e: (e, self._claim_one(e, owner, now, lease_s)), event_ids))
+    @staticmethod
+    def _entry(item: Dict[str, Any]) -> Dict[str, Any]:
+        return {"owner": item["owner"]["S"], "claimed_at": float(item["claimed_at"]["N"])}
 
-    def _claim_one(self, event_id: str, owner: str, now: float, lease_s: float) -> str:
+    def _map(self, call: Callable[[str], Any], items: List[str]) -> List[Any]:
+        return list(self._pool.map(call, items)) if len(items) > 1 else [call(i) for i in items]
+
+    def _existing(self, event_ids: List[str]) -> Dict[str, Dict[str, Any]]:
+        found: Dict[str, Dict[str, Any]] = {}
+        for start in range(0, len(event_ids), 100):  # BatchGetItem's limit
+            request = {self.table: {"Keys": [{"pk": {"S": "event#" + e}} for e in event_ids[start:start + 100]],
+                                    "ConsistentRead": True}}
+            while request:
+                answer = self._ddb.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.table, []):
+                    found[item["pk"]["S"][len("event#"):]] = self._entry(item)
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def _put_new(self, event_id: str, owner: str, now: float) -> Optional[Dict[str, Any]]:
         try:
-            self._ddb.put_item(TableName=self.table, Item=self._item(event_id, owner, CLAIMED, now),
+            self._ddb.put_item(TableName=self.table, Item=self._item(event_id, owner, now),
                                ConditionExpression="attribute_not_exists(pk)")
-            return "new"
+            return None
         except self._ddb.exceptions.ConditionalCheckFailedException:
-            pass
-        found = self._ddb.get_item(TableName=self.table, Key={"pk": {"S": "event#" + event_id}},
-                                   ConsistentRead=True).get("Item")
-        if found is None:  # expired meanwhile (TTL): claim it again
-            return self._claim_one(event_id, owner, now, lease_s)
-        if found["owner"]["S"] == owner:
-            return "owned"
-        if found["status"]["S"] == STORED:
-            return "duplicate"
-        if float(found["claimed_at"]["N"]) + lease_s > now:
-            return "in_flight"
-        try:  # its consumer died between claim and store: take the claim over
-            self._ddb.put_item(TableName=self.table, Item=self._item(event_id, owner, CLAIMED, now),
-                               ConditionExpression="#o = :old AND #s = :claimed",
-                               ExpressionAttributeNames={"#o": "owner", "#s": "status"},
-                               ExpressionAttributeValues={":old": found["owner"], ":claimed": {"S": CLAIMED}})
-            return "owned"
+            found = self._ddb.get_item(TableName=self.table, Key={"pk": {"S": "event#" + event_id}},
+                                       ConsistentRead=True).get("Item")
+            return self._entry(found) if found else self._put_new(event_id, owner, now)
+
+    def _take_over(self, event_id: str, owner: str, old: Dict[str, Any], now: float) -> bool:
+        try:
+            self._ddb.put_item(TableName=self.table, Item=self._item(event_id, owner, now),
+                               ConditionExpression="#o = :old", ExpressionAttributeNames={"#o": "owner"},
+                               ExpressionAttributeValues={":old": {"S": old["owner"]}})
+            return True
         except self._ddb.exceptions.ConditionalCheckFailedException:
-            return "in_flight"  # someone else took it over first: look again on the retry
-
-    def mark_stored(self, event_ids: Iterable[str], owner: str) -> None:
-        now = time.time()
-        # Only this object's claims (a takeover happens only after its consumer is long gone).
-        requests = [{"PutRequest": {"Item": self._item(e, owner, STORED, now)}} for e in sorted(set(event_ids))]
-        chunks = [requests[i:i + 25] for i in range(0, len(requests), 25)]
-        list(self._pool.map(self._write, chunks))
-
-    def _write(self, chunk: List[Dict[str, Any]]) -> None:
-        pending: Dict[str, Any] = {self.table: chunk}
-        for attempt in range(8):
-            pending = self._ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-            if not pending:
-                return
-            time.sleep(min(1.0, 0.05 * 2 ** attempt))
-        raise RuntimeError("DynamoDB left {} ledger writes unprocessed".format(len(pending[self.table])))
+            return False

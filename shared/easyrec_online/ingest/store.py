@@ -44,6 +44,10 @@ class ActionStore:
         """The actions of one batch object, and its unreadable lines (normally none)."""
         raise NotImplementedError
 
+    def exists(self, key: str) -> bool:
+        """Whether a batch object is stored (the event ledger asks, for a conflicting claim's owner)."""
+        raise NotImplementedError
+
     def read(self, key: str) -> List[StoredAction]:
         """The (readable) actions of one batch object."""
         return self.read_object(key).actions
@@ -116,6 +120,10 @@ class InMemoryActionStore(ActionStore):
             blob = self.objects[key]
         return self.decode(blob)
 
+    def exists(self, key: str) -> bool:
+        with self._lock:
+            return key in self.objects
+
 
 class S3ActionStore(ActionStore):
     def __init__(self, s3_client: Any, bucket: str, prefix: str = "actions/") -> None:
@@ -143,6 +151,15 @@ class S3ActionStore(ActionStore):
     def read_object(self, key: str) -> StoredObject:
         return self.decode(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
+    def exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except self._s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
 
 class CachingActionStore(ActionStore):
     """Reads through to another store and keeps what it read: stored batch objects never change
@@ -160,6 +177,9 @@ class CachingActionStore(ActionStore):
 
     def keys(self) -> List[str]:
         return self._inner.keys()
+
+    def exists(self, key: str) -> bool:
+        return self._inner.exists(key)
 
     def read_object(self, key: str) -> StoredObject:
         found = self._cache.get(key)
@@ -185,6 +205,9 @@ class QuarantiningStore(ActionStore):
 
     def keys(self) -> List[str]:
         return self._inner.keys()
+
+    def exists(self, key: str) -> bool:
+        return self._inner.exists(key)
 
     def read_object(self, key: str) -> StoredObject:
         found = self._inner.read_object(key)

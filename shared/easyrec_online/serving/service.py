@@ -306,7 +306,11 @@ class ScoringService:
         keep = candidates
         exclude_acted = filters.exclude_acted_on if filters.exclude_acted_on is not None else from_catalog
         if exclude_acted:
-            acted = loaded.catalog.acted_on(request.user_id, self._settings.acted_action_types)
+            # What the version knows the user did, and what they did since (their live activity).
+            types = self._settings.acted_action_types
+            acted = loaded.catalog.acted_on(request.user_id, types)
+            recent = self._histories(loaded.catalog, {id_key(request.user_id)})[id_key(request.user_id)]
+            acted |= {entry[0] for entry in recent if types is None or entry[1] in types}
             keep = [i for i in keep if id_key(i) not in acted]
         if filters.include_items is not None:
             allowed = {id_key(i) for i in filters.include_items}

@@ -70,7 +70,7 @@ def test_an_event_is_stored_and_counted_once_however_batches_regroup_it():
 def test_a_record_whose_event_another_consumer_holds_is_retried_and_a_dead_claim_is_taken_over():
     sinks = _sinks()
     a1, a2 = _action(1), _action(2)
-    sinks.ledger.claim([a1.event_id], "actions/dt=x/other-consumer.jsonl")  # in flight elsewhere
+    sinks.ledger.claim([a1.event_id], "actions/dt=x/other-consumer.jsonl", lambda key: False)  # in flight elsewhere
     event = {"Records": [_record("m1", _envelope([a1])), _record("m2", _envelope([a2]))]}
     assert store_sqs_batch(event, new_processor(), sinks) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
     assert _stored_ids(sinks) == [a2.event_id]

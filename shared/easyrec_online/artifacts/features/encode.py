@@ -226,9 +226,15 @@ def columns_for_pairs(pairs: Sequence[Tuple[Union[int, str], Union[int, str]]], 
                 else encode_value(f, flat.get(f.key)) for f in features}
 
     for f in spec.features:
-        if f.source == "live":  # per pair
+        if f.source == "live":  # per pair: encode_value's arithmetic, on arrays (1000 candidates, 8 features)
             values = (live or {}).get(f.key)
-            columns[f.name] = [encode_value(f, v) for v in values] if values is not None else [encode_value(f, None)] * n
+            if values is None:
+                columns[f.name] = [encode_value(f, None)] * n
+            else:
+                import numpy as np  # where scoring runs; the same IEEE arithmetic as encode_value's
+
+                z = (np.asarray(values, dtype=np.float64) - f.mean) / (f.std or 1.0)
+                columns[f.name] = np.clip(z, -RAW_CLIP, RAW_CLIP)
         elif f.name not in one_of:
             columns[f.name] = [first[f.name]] * n  # depends on the context alone
     for features, position, lookup in ((user_side, 0, profiles.user), (item_side, 1, profiles.item)):
