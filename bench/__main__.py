@@ -1,4 +1,4 @@
-"""Every benchmark in one run: `.venv/bin/python -m bench` (about 15 minutes on 2 cores; its limit is 20).
+"""Every benchmark in one run: `.venv/bin/python -m bench` (see the README's figures for how long it takes).
 
 Runs, one after another, each on a fresh local service it starts and stops itself:
   bench.serving    /recommend at 100 and 1000 candidates vs raw TF Session.run; swaps under load
@@ -7,8 +7,10 @@ Runs, one after another, each on a fresh local service it starts and stops itsel
   bench.ingest     actions/s accepted and stored, requests of 1 and of 100, with a loss count
   bench.training   our incremental training task vs plain EasyRec train_eval --continue_train,
                    same new data (ratio)
-  bench.quality    MovieLens-100k split by time: popularity vs frozen vs online, AUC/HR@10/NDCG@10,
-                   DeepFM and Wide&Deep
+  bench.shift      a preference shift: seconds until every shifted user's top 10 follows it
+  bench.faults     kill -9 of each process under load: accepted vs trained, lost, twice, failed requests
+  bench.quality    MovieLens-100k split by time, replayed: online vs frozen vs popularity, trending,
+                   item-kNN and EASE, AUC/HR@10/NDCG@10, streaming and day-level
 then prints one table and writes bench/results/all.json (each part also writes its own file).
 `--skip quality` (repeatable) leaves a part out.
 """
@@ -20,23 +22,24 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARTS = ["serving", "freshness", "ingest", "training", "quality"]
+PARTS = ["serving", "freshness", "ingest", "training", "shift", "faults", "quality"]
 
 
 def _rows(name, results):
     if name == "quality":
         for m in results["models"]:
-            for scorer in ("popularity", "frozen", "online"):
-                r = m[scorer]
-                yield "quality {} {}: AUC / HR@10 / NDCG@10 (HR@10 known / new users)".format(m["model"], scorer), \
-                    "{:.3f} / {:.3f} / {:.3f} ({:.3f} / {:.3f})".format(
-                        r["auc"], r["hr@10"], r["ndcg@10"], r["hr@10_known_users"], r["hr@10_new_users"])
-            yield "quality {} s: profiles / first training / replay (scored alongside) / scoring after".format(
+            for variant in ("streaming", "day_level"):
+                for scorer, r in m[variant].items():
+                    yield "quality {} {} {}: AUC / HR@10 / NDCG@10 (HR@10 known / new users)".format(
+                        m["model"], variant, scorer), "{} / {:.3f} / {:.3f} ({:.3f} / {:.3f})".format(
+                            "-" if r.get("auc") is None else "{:.3f}".format(r["auc"]), r["hr@10"], r["ndcg@10"],
+                            r.get("hr@10_known", float("nan")), r.get("hr@10_new", float("nan")))
+            yield "quality {} s: profiles / first training / replay / scoring after".format(
                 m["model"]), "{:.0f} / {:.0f} / {:.0f} / {:.0f}".format(
                     m.get("profiles_s", 0), m["first_training_s"], m["replay_s"], m["evaluation_after_replay_s"])
         return
     for key, value in results.items():
-        if key in ("date", "machine"):
+        if key in ("date", "machine") or isinstance(value, (dict, list)):
             continue
         if isinstance(value, float):
             value = "{:.2f}".format(value)

@@ -31,6 +31,8 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from . import moto_atomic
+
 log = logging.getLogger("local-cloud")
 
 REGION = "us-east-1"
@@ -278,6 +280,41 @@ class PersistingMiddleware:
             log.exception("could not persist local cloud state after a %s request", service)
 
 
+class _CachingDispatcher(DomainDispatcherApplication):
+    """moto's dispatcher, remembering which app serves a signed request of the services we call.
+
+    moto finds the backend for every request by walking its service modules (~1 ms, under a
+    process-wide lock); for these services the signing scope alone decides it.
+    """
+
+    CACHED_SERVICES = frozenset({"sqs", "kinesis", "logs", "ecs", "events", "iam", "sts", "scheduler"})
+
+    def __init__(self, create_app: Callable) -> None:
+        super().__init__(create_app)
+        self._by_scope: Dict[Tuple[str, str, str], Any] = {}
+
+    def get_application(self, environ: Dict[str, Any]) -> Any:
+        scope = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        path = environ.get("PATH_INFO", "")
+        if scope is None or path.startswith(("/moto-api", "/latest/")):
+            return super().get_application(environ)
+        region, service = scope.group(1), scope.group(2)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if service == "dynamodb" and target.startswith("DynamoDB_20120810."):
+            variant = "dynamodb"
+        elif service == "s3" and not path.startswith("/v20180820/") and "s3-control" not in environ.get("HTTP_HOST", ""):
+            variant = "s3"
+        elif service in self.CACHED_SERVICES:
+            variant = service
+        else:
+            return super().get_application(environ)
+        key = (region, service, variant)
+        app = self._by_scope.get(key)
+        if app is None:
+            app = self._by_scope[key] = super().get_application(environ)
+        return app
+
+
 class _FastMotoHandler(MotoRequestHandler):
     # werkzeug writes headers and body separately; without TCP_NODELAY every keep-alive request
     # from botocore waits out a delayed ACK (~40 ms).
@@ -310,7 +347,8 @@ class LocalCloud:
         from moto.moto_api import state_manager
 
         state_manager.set_transition("ecs::task", {"progression": "time", "seconds": 10 ** 9})
-        self._app = PersistingMiddleware(DomainDispatcherApplication(create_backend_app), self.mirror)
+        moto_atomic.install()
+        self._app = PersistingMiddleware(_CachingDispatcher(create_backend_app), self.mirror)
         self._server = make_server(self.host, self.port, self._app, threaded=True, request_handler=_FastMotoHandler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)

@@ -61,7 +61,8 @@ def event_ledger(settings: Settings) -> DynamoEventLedger:
 def consumer_sinks(settings: Settings) -> Sinks:
     """What the ingest consumer writes a batch to: the store, the ledger, the counters, users' activity."""
     return Sinks(store=action_store(settings), ledger=event_ledger(settings), counters=state_store(settings),
-                 activity=activity_store(settings), label_rules=check_rules(settings.label_rules))
+                 activity=activity_store(settings), label_rules=check_rules(settings.label_rules),
+                 count_keep_s=settings.ledger_ttl_days * 86400.0)
 
 
 def trainer_store(settings: Settings) -> QuarantiningStore:

@@ -30,13 +30,14 @@ def _scores(service):
 
 
 def test_purchases_make_the_user_prefer_a_without_any_training_call(online):
-    # History: everyone likes B and passes on A; user 42 has seen other items only. Views are passes
-    # (label 0): with liked views too, "view" was the lineage's default context, where B has no positive
-    # at all and the first version's order of A and B was a coin toss (it failed 3 runs of 7).
+    # History: everyone rates B high and A low; user 42 has liked other items only. A and B are rated in
+    # one context: when the history told them apart only by action type (likes of B, views of A), the
+    # action type explained every label and the first version's order of A and B was a coin toss
+    # (liked views: 3 runs of 7; views as passes: 1 CI run).
     samples = []
     for user in range(30):
-        samples += [{"user_id": user, "item_id": "B", "label": 1, "action_type": "like"},
-                    {"user_id": user, "item_id": "A", "label": 0, "action_type": "view"}]
+        samples += [{"user_id": user, "item_id": "B", "label": 1, "action_type": "rating"},
+                    {"user_id": user, "item_id": "A", "label": 0, "action_type": "rating"}]
         samples += [{"user_id": user, "item_id": "x{}".format((user + k) % 7), "label": 0, "action_type": "view"}
                     for k in range(4)]
     samples += [{"user_id": USER, "item_id": "x{}".format(k), "label": 1, "action_type": "like"} for k in range(5)]

@@ -17,6 +17,7 @@ from moto.server import ThreadedMotoServer
 
 from easyrec_online.core import aws
 from easyrec_online.core.config import Settings
+from infra.local_runner import moto_atomic
 
 
 def free_port() -> int:
@@ -39,6 +40,7 @@ class CloudEndpoints(str):
 @pytest.fixture(scope="session")
 def moto_endpoint():
     port = free_port()
+    moto_atomic.install()  # as the local runner's cloud does: atomic item writes, cheap transactions
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     moto = "http://127.0.0.1:{}".format(port)
@@ -62,6 +64,17 @@ def dynamodb_itself():
     """For tests about DynamoDB: skipped (with the reason) on LocalStack."""
     if BACKEND == "localstack":
         pytest.skip(LOCALSTACK_SKIP_DYNAMODB)
+
+
+def contract_backend(request, in_memory, aws_backed, dynamodb=True):
+    """A contract test's implementation under test (the fixture's param "memory" or another): the
+    in-memory one, or the AWS-backed one built by `aws_backed(settings)` on a fresh local cloud.
+    DynamoDB-backed ones (`dynamodb`) skip, with the reason, on LocalStack."""
+    if request.param == "memory":
+        return in_memory()
+    if dynamodb:
+        request.getfixturevalue("dynamodb_itself")
+    return aws_backed(request.getfixturevalue("cloud"))
 
 
 def make_cloud(endpoint: str, **env: str) -> Settings:

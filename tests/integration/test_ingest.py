@@ -6,6 +6,7 @@ from easyrec_online.core import aws
 from easyrec_online.ingest.actions import ActionIn, StoredAction
 from easyrec_online.ingest.envelopes import decode_message_body
 from easyrec_online.ingest.store import InMemoryActionStore
+from tests.integration.conftest import contract_backend
 
 
 def _actions(n, start=0):
@@ -15,9 +16,7 @@ def _actions(n, start=0):
 
 @pytest.fixture(params=["memory", "s3"])
 def store(request):
-    if request.param == "memory":
-        return InMemoryActionStore()
-    return wiring.action_store(request.getfixturevalue("cloud"))
+    return contract_backend(request, InMemoryActionStore, wiring.action_store, dynamodb=False)
 
 
 class TestActionStoreContract:

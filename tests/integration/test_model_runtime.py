@@ -55,11 +55,11 @@ def _trained_event_ids(settings, version):
     return [a.event_id for key in manifest["keys"] for a in store.read(key) if a.event_id not in held]
 
 
-def preference_actions():
+def preference_actions(count=600):
     """Users prefer items of their own parity: a pattern only user-item interactions can learn."""
     rng = random.Random(3)
     actions = []
-    for _ in range(600):
+    for _ in range(count):
         user, item = rng.randrange(20), rng.randrange(20)
         actions.append(StoredAction.accept(ActionIn.model_validate(
             {"user_id": user, "item_id": "item-{}".format(item), "label": int((user + item) % 2 == 0)})))
@@ -214,13 +214,14 @@ def test_a_candidate_worse_than_the_current_version_is_rejected(trained):
     settings, tmp, _ = trained
     state = wiring.state_store(settings)
     current = state.get_current()
-    wiring.action_store(settings).put_batch(preference_actions()[:100])  # a mixed-label batch to evaluate on
+    # A mixed-label batch to evaluate on: its holdout (about 30 rows) holds both labels, so an AUC exists.
+    wiring.action_store(settings).put_batch(preference_actions()[:300])
     # A tolerance of -1 demands an AUC one point above the current one: impossible, so rejected.
     job_id, result = _run_trainer(settings, tmp, PROMOTION_AUC_TOLERANCE="-1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     job = state.get_job(job_id)
     rejected = state.get_version(job.version)
-    assert job.outcome == "rejected" and rejected.status == "rejected" and rejected.gate["promote"] is False
+    assert job.outcome == "rejected" and rejected.status == "rejected" and rejected.gate["promote"] is False, rejected.gate
     assert "worse than current version" in rejected.gate["reason"]
     assert state.get_current().version == current.version
     with pytest.raises(ValueError):

@@ -14,14 +14,12 @@ from easyrec_online.state.registry import (
     TrainingJob,
     new_id,
 )
+from tests.integration.conftest import contract_backend
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
 def store(request):
-    if request.param == "memory":
-        return InMemoryStateStore()
-    request.getfixturevalue("dynamodb_itself")  # skipped, with the reason, on LocalStack
-    return wiring.state_store(request.getfixturevalue("cloud"))
+    return contract_backend(request, InMemoryStateStore, wiring.state_store)
 
 
 def _version(name, **extra):
@@ -40,6 +38,15 @@ class TestStateStoreContract:
         store.add_counts("ingest", "t1", batches=1, stored_actions=10, poison_messages=0)
         store.add_counts("ingest", "t2", batches=1, stored_actions=5, poison_messages=2)
         assert store.counts("ingest") == {"batches": 2, "stored_actions": 15, "poison_messages": 2, "last_at": "t2"}
+
+    def test_counts_added_once_per_token_however_often_asked(self, store):
+        assert store.add_counts_once("ingest", "actions/a.jsonl", "t1", stored_actions=3)
+        assert not store.add_counts_once("ingest", "actions/a.jsonl", "t2", stored_actions=3)
+        assert store.add_counts_once("ingest", "actions/b.jsonl", "t3", stored_actions=2)
+        assert store.add_counts_once("other", "actions/a.jsonl", "t4", stored_actions=1)  # tokens per counter
+        assert store.counts("ingest") == {"stored_actions": 5, "last_at": "t3"}
+        store.add_counts("ingest", "t5", batches=1)  # the plain counters beside it
+        assert store.counts("ingest") == {"stored_actions": 5, "batches": 1, "last_at": "t5"}
 
     def test_current_pointer(self, store):
         assert store.get_current() is None
@@ -128,13 +135,10 @@ class TestStateStoreContract:
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
-def profiles(request, moto_endpoint):
+def profiles(request):
     from easyrec_online.state.profiles import InMemoryProfileStore
 
-    if request.param == "memory":
-        return InMemoryProfileStore()
-    request.getfixturevalue("dynamodb_itself")
-    return wiring.profile_store(request.getfixturevalue("cloud"))
+    return contract_backend(request, InMemoryProfileStore, wiring.profile_store)
 
 
 class TestProfileStoreContract:
@@ -162,13 +166,10 @@ class TestProfileStoreContract:
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
-def activity(request, moto_endpoint):
+def activity(request):
     from easyrec_online.state.activity import InMemoryActivityStore
 
-    if request.param == "memory":
-        return InMemoryActivityStore()
-    request.getfixturevalue("dynamodb_itself")
-    return wiring.activity_store(request.getfixturevalue("cloud"))
+    return contract_backend(request, InMemoryActivityStore, wiring.activity_store)
 
 
 class TestActivityStoreContract:

@@ -71,3 +71,25 @@ def test_the_launcher_asks_for_a_public_ip_only_when_configured():
     for value, expected in (("", "DISABLED"), ("DISABLED", "DISABLED"), ("ENABLED", "ENABLED")):
         settings = Settings.from_env({"TRAINING_SUBNETS": "subnet-1", "TRAINING_ASSIGN_PUBLIC_IP": value})
         assert EcsTrainingLauncher.network(settings)["awsvpcConfiguration"]["assignPublicIp"] == expected
+
+
+# The calls the ingest consumer makes (ingest/consumer.py, ledger.py, store.py, state/registry.py's
+# add_counts_once, a TransactWriteItems of a Put and an Update), by what they reach. IAM checks a
+# transaction's items by their own actions, and S3's HeadObject by s3:GetObject.
+CONSUMER_NEEDS = {"LedgerTable": {"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:GetItem"},
+                  "StateTable": {"dynamodb:UpdateItem", "dynamodb:PutItem"},
+                  "ActivityTable": {"dynamodb:BatchWriteItem"},
+                  "/actions/*": {"s3:PutObject", "s3:GetObject"}}
+
+
+@pytest.mark.parametrize("function", ["IngestConsumerFunction", "IngestKinesisConsumerFunction",
+                                      "IngestKafkaConsumerFunction"])
+def test_each_consumer_may_make_every_call_the_consumer_makes(template, function):
+    resource = template["Resources"][function]
+    granted = {}
+    for statement in _statements(resource):
+        for target in _resources(statement):
+            granted.setdefault(target, set()).update(statement["Action"])
+    for target, actions in CONSUMER_NEEDS.items():
+        have = set().union(*[a for r, a in granted.items() if target in r] or [set()])
+        assert actions <= have, (function, target, actions - have)

@@ -1,8 +1,8 @@
 """The ingest consumer's logic: a batch of stream records -> one durable S3 object, each event once.
 
   decode each record (envelopes.decode_message) -> de-duplicate -> claim each event id in the ledger
-  for this batch's object (ingest/ledger.py) -> store the events it owns as one object -> mark them
-  stored -> users' live activity -> counters
+  for this batch's object (ingest/ledger.py) -> store the events it owns as one object -> users' live
+  activity -> add the object's events to `stored_actions`, once per object
 
 Powertools BatchProcessor semantics (SQS, Kinesis): each record is decoded on its own; records that
 do not decode (poison messages) are reported as batch item failures, so the stream retries only
@@ -12,6 +12,12 @@ take no partial batch response: the Kafka consumer sends its poison records to t
 queue itself, and fails the whole invocation for events in flight elsewhere. If the store fails,
 the invocation fails and the batch is retried: its object key and its claims are derived from its
 event ids, so a retry claims and rewrites the same object.
+
+`stored_actions` is exact: an object's events are added to it in one atomic write with a record of
+the object's key (StateStore.add_counts_once), after the object is stored. A consumer that dies in
+between leaves the object stored and uncounted; whichever batch next meets its events (a retry of
+the same batch, or a redelivery regrouped into another) finds them owned by a stored object and
+counts that object, once.
 """
 from __future__ import annotations
 
@@ -28,8 +34,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from typing_extensions import Protocol
 
 from easyrec_online.ingest import kafka
-from easyrec_online.ingest.actions import StoredAction
-from easyrec_online.ingest.counters import Counters, count_batch
+from easyrec_online.ingest.actions import StoredAction, isoformat_utc, utc_now
+from easyrec_online.ingest.counters import INGEST_COUNTERS, Counters, count_batch
 from easyrec_online.ingest.envelopes import decode_message
 from easyrec_online.ingest.ledger import Claims, EventLedger
 from easyrec_online.ingest.store import ActionStore, dedupe_actions
@@ -50,6 +56,7 @@ class Sinks:
     counters: Optional[Counters] = None
     activity: Optional[ActivitySink] = None  # users' live activity (state/activity.py)
     label_rules: Optional[Dict[str, Any]] = None  # for producers' samples without a label
+    count_keep_s: float = 21 * 86400.0  # how long a counted object's key is remembered (LEDGER_TTL_DAYS)
 
 
 @dataclass
@@ -128,7 +135,18 @@ def _store_chunk(decoded: Sequence[Tuple[str, List[StoredAction]]], sinks: Sinks
         except Exception:  # noqa: BLE001 - the actions are stored; the live features catch up on retries
             logger.exception("could not record %d stored actions in the live activity", len(owned))
     retry = [identifier for identifier, actions in decoded if any(a.event_id in claims.in_flight for a in actions)]
-    return len(claims.new), retry
+    if sinks.counters is None:
+        return len(claims.new), retry
+    objects = ([(key, len(owned))] if owned else []) + [
+        (owner, sinks.store.count_of(owner)) for owner in sorted(claims.stored_owners)]
+    return sum(count for owner, count in objects if _count_once(sinks, owner, count)), retry
+
+
+def _count_once(sinks: Sinks, key: str, count: int) -> bool:
+    """Add a stored object's events to stored_actions unless they were (raises: the batch is retried)."""
+    assert sinks.counters is not None
+    return sinks.counters.add_counts_once(INGEST_COUNTERS, key, isoformat_utc(utc_now()), sinks.count_keep_s,
+                                          stored_actions=count)
 
 
 def _deadline(remaining_ms: Optional[Callable[[], int]]) -> Optional[float]:
@@ -146,7 +164,7 @@ def _partial(event: Dict[str, Any], processor: BatchProcessor, sinks: Sinks, dec
     response = processor.response()
     response["batchItemFailures"] = list(response["batchItemFailures"]) + [{"itemIdentifier": r} for r in retry]
     poison = len(records) - len(decoded)
-    count_batch(sinks.counters, len(records), stored, poison)
+    count_batch(sinks.counters, len(records), poison)
     return response
 
 
@@ -212,5 +230,5 @@ def store_kafka_batch(event: Dict[str, Any], sinks: Sinks, dead_letters: DeadLet
         raise InFlightElsewhere("{} records hold events another consumer is storing".format(len(retry)))
     if poison:
         dead_letters.send(poison)  # raises -> the batch is retried; storing it again stores nothing twice
-    count_batch(sinks.counters, len(records), stored, len(poison))
+    count_batch(sinks.counters, len(records), len(poison))
     return {"records": len(records), "stored_actions": stored, "poison_records": len(poison)}

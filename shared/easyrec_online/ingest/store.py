@@ -48,6 +48,12 @@ class ActionStore:
         """Whether a batch object is stored (the event ledger asks, for a conflicting claim's owner)."""
         raise NotImplementedError
 
+    def count_of(self, key: str) -> int:
+        """How many actions a stored batch object holds (the consumer counts an object it finds stored
+        but not yet counted: its consumer died in between)."""
+        found = self.read_object(key)
+        return len(found.actions) + len(found.unreadable)
+
     def read(self, key: str) -> List[StoredAction]:
         """The (readable) actions of one batch object."""
         return self.read_object(key).actions
@@ -151,6 +157,10 @@ class S3ActionStore(ActionStore):
     def read_object(self, key: str) -> StoredObject:
         return self.decode(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
+    def count_of(self, key: str) -> int:
+        count = self._s3.head_object(Bucket=self.bucket, Key=key).get("Metadata", {}).get("count")
+        return int(count) if count is not None else super().count_of(key)
+
     def exists(self, key: str) -> bool:
         try:
             self._s3.head_object(Bucket=self.bucket, Key=key)
@@ -181,6 +191,9 @@ class CachingActionStore(ActionStore):
     def exists(self, key: str) -> bool:
         return self._inner.exists(key)
 
+    def count_of(self, key: str) -> int:
+        return self._inner.count_of(key)
+
     def read_object(self, key: str) -> StoredObject:
         found = self._cache.get(key)
         if found is None:
@@ -208,6 +221,9 @@ class QuarantiningStore(ActionStore):
 
     def exists(self, key: str) -> bool:
         return self._inner.exists(key)
+
+    def count_of(self, key: str) -> int:
+        return self._inner.count_of(key)
 
     def read_object(self, key: str) -> StoredObject:
         found = self._inner.read_object(key)

@@ -8,6 +8,8 @@ One DynamoDB table holds them (pk/sk design):
   pk="lease"    sk="trainer"            -> which job may train (one at a time)
   pk="config"   sk="<name>"             -> settings changed at run time (the restart policy)
   pk="counters" sk="<name>"             -> running totals (the ingest consumer's)
+  pk="once#<token>" sk="<name>"         -> a token already added to counter <name> (see add_counts_once;
+                                           expires with the table's TTL attribute expires_at)
 Records are stored as a JSON document in attribute `doc`, which keeps floats exact and the schema
 in one place (the dataclasses below), with a revision number `rev`: every read-modify-write is
 conditional on the revision it read (optimistic concurrency), so concurrent writers (two API
@@ -182,6 +184,10 @@ class StateStore:
     def _counters(self, pk: str, sk: str) -> Dict[str, Any]:
         raise NotImplementedError
 
+    def _add_once(self, pk: str, sk: str, token: str, deltas: Dict[str, int], stamp: str, keep_s: float) -> bool:
+        """`_add` and a record of `token`, atomically, unless `token` was recorded before (-> False)."""
+        raise NotImplementedError
+
     # --- primitives on top -------------------------------------------------------------------------
     def _get(self, pk: str, sk: str) -> Optional[Dict[str, Any]]:
         return self._get_rev(pk, sk)[0]
@@ -215,6 +221,13 @@ class StateStore:
     def add_counts(self, name: str, stamp: str, **deltas: int) -> None:
         """Running totals, e.g. the ingest consumer's stored actions and poison messages."""
         self._add("counters", name, deltas, stamp)
+
+    def add_counts_once(self, name: str, token: str, stamp: str, keep_s: float = 21 * 86400.0,
+                        **deltas: int) -> bool:
+        """Add to running totals exactly once per `token` (e.g. a stored object's key), however often it
+        is asked: the addition and the token's record are one atomic write. False: added before. The
+        token is remembered for `keep_s` (longer than anything may ask again)."""
+        return self._add_once("counters", name, token, deltas, stamp, keep_s)
 
     def counts(self, name: str) -> Dict[str, Any]:
         return self._counters("counters", name)
@@ -360,6 +373,7 @@ class InMemoryStateStore(StateStore):
     def __init__(self) -> None:
         self._items: Dict[tuple, Tuple[str, int]] = {}
         self._counts: Dict[tuple, Dict[str, Any]] = {}
+        self._tokens: set = set()
         self._lock = threading.Lock()
 
     def _get_rev(self, pk: str, sk: str) -> Tuple[Optional[Dict[str, Any]], int]:
@@ -389,6 +403,14 @@ class InMemoryStateStore(StateStore):
     def _counters(self, pk: str, sk: str) -> Dict[str, Any]:
         with self._lock:
             return dict(self._counts.get((pk, sk), {}))
+
+    def _add_once(self, pk: str, sk: str, token: str, deltas: Dict[str, int], stamp: str, keep_s: float) -> bool:
+        with self._lock:
+            if (sk, token) in self._tokens:
+                return False
+            self._tokens.add((sk, token))
+        self._add(pk, sk, deltas, stamp)  # no reader sees the token without the addition: both are local
+        return True
 
 
 class DynamoStateStore(StateStore):
@@ -430,16 +452,32 @@ class DynamoStateStore(StateStore):
             ScanIndexForward=False, Limit=limit, ConsistentRead=True,
         ).get("Items", [])
         return [json.loads(item["doc"]["S"]) for item in items]
-    def _add(self, pk: str, sk: str, deltas: Dict[str, int], stamp: str) -> None:
+    def _addition(self, pk: str, sk: str, deltas: Dict[str, int], stamp: str) -> Dict[str, Any]:
         names = {"#n{}".format(i): name for i, name in enumerate(sorted(deltas))}
         values: Dict[str, Any] = {":v{}".format(i): {"N": str(deltas[name])} for i, name in enumerate(sorted(deltas))}
         values[":stamp"] = {"S": stamp}
         names["#last"] = "last_at"
         additions = ", ".join("#n{0} :v{0}".format(i) for i in range(len(deltas)))
-        self._ddb.update_item(
-            TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}},
-            UpdateExpression="ADD {} SET #last = :stamp".format(additions) if deltas else "SET #last = :stamp",
-            ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        return dict(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                    UpdateExpression="ADD {} SET #last = :stamp".format(additions) if deltas else "SET #last = :stamp",
+                    ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+
+    def _add(self, pk: str, sk: str, deltas: Dict[str, int], stamp: str) -> None:
+        self._ddb.update_item(**self._addition(pk, sk, deltas, stamp))
+
+    def _add_once(self, pk: str, sk: str, token: str, deltas: Dict[str, int], stamp: str, keep_s: float) -> bool:
+        expires = str(int(dt.datetime.now(dt.timezone.utc).timestamp() + keep_s))
+        try:
+            self._ddb.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)",
+                         "Item": {"pk": {"S": "once#" + token}, "sk": {"S": sk}, "expires_at": {"N": expires}}}},
+                {"Update": self._addition(pk, sk, deltas, stamp)}])
+            return True
+        except self._ddb.exceptions.TransactionCanceledException as error:
+            reasons = error.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False
+            raise
 
     def _counters(self, pk: str, sk: str) -> Dict[str, Any]:
         item = self._ddb.get_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}},

@@ -67,6 +67,37 @@ def test_an_event_is_stored_and_counted_once_however_batches_regroup_it():
     assert sinks.counters.counts("ingest")["stored_actions"] == 3
 
 
+class _DiesBeforeCounting(InMemoryStateStore):
+    """A consumer killed after its object is stored and before the count (the first time only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dead = True
+
+    def add_counts_once(self, *args, **kwargs):
+        if self.dead:
+            self.dead = False
+            raise SystemExit("killed")
+        return super().add_counts_once(*args, **kwargs)
+
+
+@pytest.mark.parametrize("redelivery", ["same batch", "regrouped"])
+def test_stored_actions_stays_exact_when_the_consumer_dies_between_storing_and_counting(redelivery):
+    sinks = _sinks()
+    sinks.counters = _DiesBeforeCounting()
+    a1, a2, a3 = _action(1), _action(2), _action(3)
+    first = {"Records": [_record("m1", _envelope([a1, a2]))]}
+    with pytest.raises(SystemExit):
+        store_sqs_batch(first, new_processor(), sinks)
+    assert len(sinks.store.objects) == 1 and "stored_actions" not in sinks.counters.counts("ingest")
+    again = first if redelivery == "same batch" else {
+        "Records": [_record("m1", _envelope([a1, a2])), _record("m9", _envelope([a3]))]}
+    assert store_sqs_batch(again, new_processor(), sinks) == {"batchItemFailures": []}
+    store_sqs_batch(again, new_processor(), sinks)  # and once more: nothing added twice
+    expected = 2 if redelivery == "same batch" else 3
+    assert sinks.counters.counts("ingest")["stored_actions"] == expected == len(_stored_ids(sinks))
+
+
 def test_a_record_whose_event_another_consumer_holds_is_retried_and_a_dead_claim_is_taken_over():
     sinks = _sinks()
     a1, a2 = _action(1), _action(2)
@@ -79,8 +110,8 @@ def test_a_record_whose_event_another_consumer_holds_is_retried_and_a_dead_claim
     assert store_sqs_batch({"Records": [_record("m1", _envelope([a1]))]}, new_processor(), sinks) == {
         "batchItemFailures": []}
     assert _stored_ids(sinks) == sorted([a1.event_id, a2.event_id])
-    # a1 was counted by the consumer that first claimed it (simulated above without counters): not again.
-    assert sinks.counters.counts("ingest")["stored_actions"] == 1
+    # Counted with the object that stores it (the dead consumer counted nothing: it stored nothing).
+    assert sinks.counters.counts("ingest")["stored_actions"] == 2
 
 
 def test_stored_actions_reach_the_users_live_activity():
