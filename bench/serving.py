@@ -66,10 +66,10 @@ def _train(service, mode):
         time.sleep(0.5)
 
 
-def _raw(model_dir, candidates, repeats):
+def _raw(model_dir, candidates, repeats, spec_path):
     out = subprocess.run(
         [os.path.join(ROOT, ".venv-model", "bin", "python"), os.path.join(ROOT, "bench", "raw_scoring.py"),
-         model_dir, str(candidates), str(repeats)], capture_output=True, text=True, check=True,
+         model_dir, str(candidates), str(repeats), spec_path], capture_output=True, text=True, check=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).stdout.strip().splitlines()[-1]
     return json.loads(out)
 
@@ -131,7 +131,11 @@ def main():
     args = parser.parse_args()
     tmp = scratch_dir("bench-serving-")
     service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"),
-                             ["TRAIN_STEPS=200", "CURRENT_CHECK_INTERVAL_MS=500", "PROMOTION_AUC_TOLERANCE=1.0"])
+                             # Versions come from the training calls below, one at a time: with the
+                             # default continuous trainer, the first actions would start it, and a
+                             # training call would then ask it for an update rather than run its own.
+                             ["TRAIN_STEPS=200", "CURRENT_CHECK_INTERVAL_MS=500", "PROMOTION_AUC_TOLERANCE=1.0",
+                              "CONTINUOUS_TRAINING=false"])
     results = {"date": time.strftime("%Y-%m-%d"),
                "machine": "{} cores, {}".format(os.cpu_count(), platform.platform())}
     service.start()
@@ -150,11 +154,15 @@ def main():
 
         client = KeepAliveClient(service.port)
         model_dir = os.path.join(service.state_dir, "model-cache", first)
+        spec_path = os.path.join(tmp, "feature_spec.json")  # so that raw TF is fed every input, live ones too
+        with open(spec_path, "w") as f:
+            spec = requests.get(service.url + "/model/info", timeout=10).json()["current"]["feature_spec"]
+            f.write(spec if isinstance(spec, str) else json.dumps(spec))
         for n in (100, 1000):
             ranked = json.loads(client.post_json("/recommend", dict(bodies[n], top_k=n)).text)["recommendations"]
             results["recommend{}_cold_start_candidates".format(n)] = sum(1 for x in ranked if x.get("cold_start"))
             p50, p99 = timed(lambda: client.post_json("/recommend", bodies[n]), args.requests)
-            raw = _raw(model_dir, n, args.requests)
+            raw = _raw(model_dir, n, args.requests, spec_path)
             results["recommend{}_p50_ms".format(n)], results["recommend{}_p99_ms".format(n)] = p50, p99
             results["raw_tf{}_p50_ms".format(n)], results["raw_tf{}_p99_ms".format(n)] = raw["p50_ms"], raw["p99_ms"]
             results["recommend{}_over_raw_p50".format(n)] = p50 / raw["p50_ms"]

@@ -171,16 +171,10 @@ class S3ActionStore(ActionStore):
             raise
 
 
-class CachingActionStore(ActionStore):
-    """Reads through to another store and keeps what it read: stored batch objects never change
-    (a retry rewrites the same key with the same actions), so a long-running reader such as the
-    continuous trainer reads each object once. Writes pass through."""
+class _ReadingThrough(ActionStore):
+    """A store over another: writes, listings and counts pass through; subclasses change reads."""
 
-    def __init__(self, inner: ActionStore, max_objects: int = 10000) -> None:
-        self._inner = inner
-        self.prefix = inner.prefix
-        self._cache: Dict[str, StoredObject] = {}
-        self._max = max_objects
+    _inner: ActionStore
 
     def put_batch(self, actions: Sequence[StoredAction], key: Optional[str] = None) -> Optional[str]:
         return self._inner.put_batch(actions, key)
@@ -193,6 +187,18 @@ class CachingActionStore(ActionStore):
 
     def count_of(self, key: str) -> int:
         return self._inner.count_of(key)
+
+
+class CachingActionStore(_ReadingThrough):
+    """Reads through to another store and keeps what it read: stored batch objects never change
+    (a retry rewrites the same key with the same actions), so a long-running reader such as the
+    continuous trainer reads each object once. Writes pass through."""
+
+    def __init__(self, inner: ActionStore, max_objects: int = 10000) -> None:
+        self._inner = inner
+        self.prefix = inner.prefix
+        self._cache: Dict[str, StoredObject] = {}
+        self._max = max_objects
 
     def read_object(self, key: str) -> StoredObject:
         found = self._cache.get(key)
@@ -204,7 +210,7 @@ class CachingActionStore(ActionStore):
         return StoredObject(list(found.actions), list(found.unreadable))
 
 
-class QuarantiningStore(ActionStore):
+class QuarantiningStore(_ReadingThrough):
     """Reads through to another store and sets unreadable lines apart (`quarantine(key, lines)`):
     readers see only readable actions, so one bad line never blocks training. Writes pass through."""
 
@@ -212,18 +218,6 @@ class QuarantiningStore(ActionStore):
         self._inner = inner
         self.prefix = inner.prefix
         self._quarantine = quarantine  # .set_apart(key, unreadable lines), e.g. quarantine.S3Quarantine
-
-    def put_batch(self, actions: Sequence[StoredAction], key: Optional[str] = None) -> Optional[str]:
-        return self._inner.put_batch(actions, key)
-
-    def keys(self) -> List[str]:
-        return self._inner.keys()
-
-    def exists(self, key: str) -> bool:
-        return self._inner.exists(key)
-
-    def count_of(self, key: str) -> int:
-        return self._inner.count_of(key)
 
     def read_object(self, key: str) -> StoredObject:
         found = self._inner.read_object(key)
