@@ -73,8 +73,11 @@ def main():
     try:
         profiles = [{"item_id": i, "profile": {"category": i[0]}} for i in _items("a") + _items("b")]
         assert requests.post(service.url + "/items", json={"items": profiles}, timeout=30).status_code == 200
-        r = requests.post(service.url + "/online/data/add", json={"samples": history(rng)}, timeout=60)
-        assert r.status_code == 200, r.text
+        samples = history(rng)
+        for start in range(0, len(samples), 500):  # MAX_SAMPLES_PER_REQUEST
+            r = requests.post(service.url + "/online/data/add", json={"samples": samples[start:start + 500]},
+                              timeout=60)
+            assert r.status_code == 200, r.text
         started = time.monotonic()
         while not requests.get(service.url + "/health", timeout=10).json()["model_version"]:
             assert time.monotonic() - started < 300, "no first version"

@@ -53,3 +53,13 @@ class TestEventLedgerContract:
         owned = [e for claims in results.values() for e in claims.owned]
         assert sorted(owned) == sorted(ids)  # no id owned twice, none dropped
         assert all(claims.owned | claims.in_flight == set(ids) for claims in results.values())
+
+    def test_ids_claimed_between_the_read_and_the_write_are_lost_and_the_rest_claimed(self, ledger):
+        # A transaction of 150 claims (two chunks) meets three ids another consumer claimed just before.
+        ids = ["e{:03d}".format(k) for k in range(150)]
+        assert ledger._put_new(["e005", "e120", "e149"], "obj-b", 999.0) == {}
+        lost = ledger._put_new(ids, "obj-a", 1000.0)
+        assert sorted(lost) == ["e005", "e120", "e149"] and all(e["owner"] == "obj-b" for e in lost.values())
+        owners = ledger._existing(ids)
+        assert sum(1 for e in owners.values() if e["owner"] == "obj-a") == 147 and len(owners) == 150
+
