@@ -87,7 +87,8 @@ class _Lineage:
         bucket = settings.data_bucket
         pipeline_text = s3.get_object(Bucket=bucket, Key=current.pipeline_key)["Body"].read().decode()
         self.trainer = WarmTrainer(pipeline_text, spec_of(current), os.path.join(workdir, "graph"),
-                                   accumulator_cap=settings.adagrad_accumulator_cap)
+                                   accumulator_cap=settings.adagrad_accumulator_cap,
+                                   replay_rows=settings.replay_buffer_rows)
         ckpt_dir = os.path.join(workdir, "ckpt-" + current.version)
         download_checkpoint(s3, bucket, current, ckpt_dir)
         self.checkpoint, _ = latest_checkpoint(ckpt_dir)
@@ -196,9 +197,10 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     t0 = time.monotonic()
     holdout = data.holdout_rows
     baseline = score_examples(lineage.scorer, holdout, data.spec, data.profiles)
-    steps, batch_size = incremental_steps(settings, len(data.train_rows))
+    replay = min(lineage.trainer.replayable, int(round(settings.incremental_replay * len(data.train_rows))))
+    steps, batch_size = incremental_steps(settings, len(data.train_rows) + replay)
     global_step = lineage.trainer.train(data.train_rows, data.profiles, steps, batch_size,
-                                        settings.random_seed + lineage.trainer.step)
+                                        settings.random_seed + lineage.trainer.step, replay=replay)
     timings["train_s"] = round(time.monotonic() - t0, 3)
 
     t0 = time.monotonic()
@@ -247,14 +249,15 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
                 "retry_after": isoformat_utc(utc_now() + dt.timedelta(seconds=delay))})
     else:
         # Promoted, or kept beside a pinned (or moved) pointer: the trainer continues from it either way.
+        lineage.trainer.keep_for_replay()
         lineage.scorer.close()
         lineage.discard(current.version)
         lineage.scorer, lineage.version, lineage.checkpoint = candidate, record, checkpoint
         if backoff is not None and backoff.in_a_row:
             backoff.clear()
             state.update_job(job_id, detail={"state": "following"})
-    logger.info("warm update %s: %s on %d actions in %.2f s (%s)", version, outcome, len(data.train_actions),
-                timings["total_s"], json.dumps(timings))
+    logger.info("warm update %s: %s on %d actions (%d rows, %d replayed, %d steps) in %.2f s (%s)", version, outcome,
+                len(data.train_actions), len(data.train_rows), replay, steps, timings["total_s"], json.dumps(timings))
     return record
 
 

@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 
 
 def incremental_steps(settings: Settings, num_rows: int) -> Tuple[int, int]:
-    """(optimizer steps, batch size) of an incremental update over `num_rows` training rows:
-    INCREMENTAL_EPOCHS passes, at least INCREMENTAL_MIN_STEPS steps."""
+    """(optimizer steps, batch size) of an incremental update over `num_rows` training rows (replayed rows
+    included): INCREMENTAL_EPOCHS passes, at least INCREMENTAL_MIN_STEPS steps."""
     batch_size = min(settings.train_batch_size, max(1, num_rows))
     steps = max(settings.incremental_min_steps,
                 int(math.ceil(settings.incremental_epochs * num_rows / float(batch_size))))

@@ -16,9 +16,11 @@ Model runtime only (TensorFlow 1.15 + EasyRec).
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
-from typing import Any, Dict, List, Sequence
+import random
+from typing import Any, Deque, Dict, List, Sequence, Tuple
 
 from easyrec_online.artifacts.features.encode import Example, Profiles, encode
 from easyrec_online.artifacts.features.spec import LABEL_COLUMNS, FeatureSpec
@@ -27,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 
 class WarmTrainer:
-    def __init__(self, pipeline_text: str, spec: FeatureSpec, workdir: str, accumulator_cap: float = 0.0) -> None:
+    def __init__(self, pipeline_text: str, spec: FeatureSpec, workdir: str, accumulator_cap: float = 0.0,
+                 replay_rows: int = 0) -> None:
         import tensorflow as tf
 
         from easyrec_online.modeling.easyrec import build_training_graph
@@ -55,6 +58,11 @@ class WarmTrainer:
         self.session = tf.Session(graph=self.graph, config=session_config)
         self.session.run(self._init)
         self.step = 0
+        # The most recent rows this lineage trained on (encoded, with their examples), replayed beside an
+        # update's new rows. Only rows of versions kept (`keep_for_replay`) enter it: a rejected update's
+        # rows come back as new ones.
+        self._replay: Deque[Tuple[Dict[str, Any], Example]] = collections.deque(maxlen=max(0, replay_rows))
+        self._last: List[Tuple[Dict[str, Any], Example]] = []
 
     def restore(self, checkpoint_prefix: str) -> int:
         self.saver.restore(self.session, checkpoint_prefix)
@@ -77,28 +85,41 @@ class WarmTrainer:
             feed[self.inputs[name]] = [row[name] for row in rows]
         return feed
 
-    def train(self, examples: Sequence[Example], profiles: Profiles, steps: int, batch_size: int, seed: int) -> int:
-        """`steps` optimizer steps over shuffled passes of the examples; returns the global step."""
-        import random
+    @property
+    def replayable(self) -> int:
+        """Rows available for replay."""
+        return len(self._replay)
 
+    def train(self, examples: Sequence[Example], profiles: Profiles, steps: int, batch_size: int, seed: int,
+              replay: int = 0) -> int:
+        """`steps` optimizer steps over shuffled passes of the examples and `replay` rows drawn from the
+        replay buffer; returns the global step."""
         if not examples:
             return self.step
-        rows = [encode(e, self.spec, profiles) for e in examples]
-        order = list(range(len(examples)))
         rng = random.Random(seed)
+        fresh = [(encode(e, self.spec, profiles), e) for e in examples]
+        replayed = rng.sample(list(self._replay), min(replay, len(self._replay))) if replay > 0 else []
+        pairs = fresh + replayed
+        order = list(range(len(pairs)))
         rng.shuffle(order)
         position = 0
         for _ in range(steps):
             if position >= len(order):
                 rng.shuffle(order)
                 position = 0
-            batch = order[position:position + batch_size]
+            batch = [pairs[i] for i in order[position:position + batch_size]]
             position += batch_size
-            self.session.run(self.train_op, self._feed([rows[i] for i in batch], [examples[i] for i in batch]))
+            self.session.run(self.train_op, self._feed([row for row, _ in batch], [e for _, e in batch]))
         if self._cap_accumulators:
             self.session.run(self._cap_accumulators)
         self.step = int(self.session.run(self.global_step))
+        self._last = fresh
         return self.step
+
+    def keep_for_replay(self) -> None:
+        """The last `train` call's new rows belong to a kept version: they may be replayed from now on."""
+        self._replay.extend(self._last)
+        self._last = []
 
     def largest_accumulator(self) -> float:
         """The largest Adagrad accumulator value (0 for other optimizers)."""
