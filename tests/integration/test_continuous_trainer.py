@@ -75,20 +75,30 @@ def test_continuous_trainer_follows_new_actions_with_warm_updates(moto_endpoint,
             print("purchase score of (4, item-7) before / after 60 purchases:", before, body["score"])
             assert body["score"] > before + 0.05, (before, body)
 
-        trained = _trained_event_ids(settings, second)
-        held = {e for ids in _manifest(settings, second)["held_out"].values() for e in ids}
+            # The next update replays rows the lineage trained on beside its own new ones (INCREMENTAL_REPLAY
+            # 1.0: as many as it has new rows, from the kept versions' rows).
+            store.put_batch([StoredAction.accept(ActionIn.model_validate(
+                {"user_id": 5, "item_id": "item-2", "label": 1, "action_type": "purchase"})) for _ in range(40)])
+            third = _wait(lambda: (lambda c: c if c.version not in (first.version, second.version) else None)(
+                state.get_current()), 120, "a second warm update", process)
+            assert third.parent_version == second.version and 0 < third.num_replayed_rows <= third.num_train_rows, (
+                third.num_train_rows, third.num_replayed_rows)
+            assert second.num_replayed_rows == 0  # the lineage had kept no rows yet
+
+        trained = _trained_event_ids(settings, third)
+        held = {e for ids in _manifest(settings, third)["held_out"].values() for e in ids}
         every = {a.event_id for a in store.iter_actions()}
         assert len(trained) == len(set(trained)) and set(trained) | held == every and not set(trained) & held
-        print("warm update timings:", second.timings)
-        # Only the current version stays on the trainer's disk (the first one's files are gone).
+        print("warm update timings:", second.timings, third.timings)
+        # Only the current version stays on the trainer's disk (the earlier ones' files are gone).
         workdir, = tmp_path.glob("easyrec-warm-*")
         assert sorted(p.name for p in workdir.iterdir() if p.name.startswith(("ckpt-", "saved-"))) == [
-            "ckpt-" + second.version, "saved-" + second.version]
+            "ckpt-" + third.version, "saved-" + third.version]
 
         state.update_job(job_id, status="stopping")
         assert process.wait(timeout=60) == 0
         job = state.get_job(job_id)
-        assert job.status == "stopped" and job.version == second.version
+        assert job.status == "stopped" and job.version == third.version
     finally:
         if process.poll() is None:
             process.kill()

@@ -109,6 +109,7 @@ def list_updates(state: StateStore, limit: int = 20, lineage: Optional[str] = No
             "parent_version": v.parent_version, "status": v.status, "created_at": v.created_at,
             "current": current is not None and v.version == current.version,
             "num_new_actions": v.num_new_actions, "num_actions": v.num_actions, "global_step": v.global_step,
+            "num_train_rows": v.num_train_rows, "num_replayed_rows": v.num_replayed_rows,
             "auc": v.metrics.get("auc"), "logloss": v.metrics.get("logloss"),
             "gate": v.gate.get("reason"), "warm": bool(v.timings.get("warm")),
             "duration_s": v.timings.get("total_s"), "artifacts": v.s3_prefix,

@@ -28,6 +28,13 @@ def _fraction(value: str) -> float:
     return number
 
 
+def _item_similarity(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("auto", "ease", "cosine"):
+        raise ValueError("must be auto, ease or cosine")
+    return value
+
+
 def _optional(value: str) -> Optional[str]:
     return value or None
 
@@ -175,6 +182,11 @@ class Settings:
         "rate and trend, the user's recent activity, and item-to-item CF scores against what the user did "
         "lately, read at serving time from the user's live activity, so a new action changes the next ranking "
         "before any weight update.")
+    item_similarity: str = setting(
+        "ITEM_SIMILARITY", "auto",
+        "The item-to-item similarities behind the live CF features: ease (Steck's EASE weights, the strongest "
+        "simple baseline of the MovieLens replay; a dense inverse over the items), cosine (co-likes with "
+        "shrinkage; any catalog size) or auto (ease up to 4,000 items, cosine beyond).", parse=_item_similarity)
     negative_sampling_power: float = setting(
         "NEGATIVE_SAMPLING_POWER", 0.75,
         "Sampled negatives are drawn in proportion to (item's actions + 1) ** this: 0 uniform, 0.75 by popularity "

@@ -218,7 +218,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
         settings, version=version, lineage=plan.lineage, model_name=current.model_name, mode="incremental",
         job_id=job_id, parent=current, parent_version=current.version, data=data, global_step=global_step,
         metrics=metrics, gate=gate, feature_spec=current.feature_spec, optimizer=current.optimizer,
-        serving_defaults=dict(current.serving_defaults), timings=timings)
+        serving_defaults=dict(current.serving_defaults), timings=timings, replayed_rows=replay)
     bucket = settings.data_bucket
 
     def upload_model(record: ModelVersion) -> None:
@@ -236,7 +236,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
         timings["warm"] = 1.0
 
     outcome = publish(settings, state, s3, record, upload_model, plan, data, lineage.pipeline_text,
-                      version_catalog(catalog, data.train_actions), base, promote=base is not None)
+                      version_catalog(catalog, data.train_actions, settings.item_similarity), base, promote=base is not None)
     if outcome == "rejected":
         candidate.close()
         lineage.trainer.restore(lineage.checkpoint)  # back to the current version's weights

@@ -16,6 +16,7 @@ version untouched, and the next run trains on the same actions again.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -271,7 +272,7 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     # Sequence models: each action sees the user's positives before it (the lineage's, then this run's).
     histories = histories_before(ordered, prior.histories() if prior else None) if with_history else None
     live = live_replay(prior or Catalog(settings.trending_half_life_hours), full=plan.parent is None,
-                       actions=len(ordered)) if with_live else None
+                       actions=len(ordered), similarity=settings.item_similarity) if with_live else None
     cold_start_rate = lineage_cold_start_rate(settings, plan)
     # Sampled negatives skip what each user acted on before this run too (the lineage's catalog).
     acted_on = ({user: prior.acted_on(user) for user in {id_key(a.user_id) for a in new_actions}}
@@ -307,18 +308,19 @@ FULL_REFRESHES = 20
 FULL_REFRESH_MIN = 500
 
 
-def live_replay(prior: Catalog, full: bool, actions: int) -> LiveReplay:
+def live_replay(prior: Catalog, full: bool, actions: int, similarity: str) -> LiveReplay:
     if not full:
         return LiveReplay(prior)  # the similarities of the version this update continues from
     every = max(FULL_REFRESH_MIN, int(math.ceil(actions / float(FULL_REFRESHES))))
-    return LiveReplay(prior, refresh_every=every, refresh=refresh_neighbours)
+    return LiveReplay(prior, refresh_every=every,
+                      refresh=functools.partial(refresh_neighbours, similarity=similarity))
 
 
-def version_catalog(prior: Catalog, train_actions: Sequence[StoredAction]) -> Catalog:
+def version_catalog(prior: Catalog, train_actions: Sequence[StoredAction], similarity: str) -> Catalog:
     """The new version's catalog: the parent's (or a new one) with this run's training actions, and its
-    item similarities recomputed."""
+    item similarities (ITEM_SIMILARITY) recomputed."""
     catalog = prior.copy().add(train_actions)
-    refresh_neighbours(catalog)
+    refresh_neighbours(catalog, similarity=similarity)
     return catalog
 
 
@@ -437,7 +439,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             timings["total_s"] = round(time.monotonic() - started, 3)
 
         outcome = publish(settings, state, s3, record, upload_model, plan, data, pipeline_text,
-                          version_catalog(catalog, data.train_actions), current.version if current else None)
+                          version_catalog(catalog, data.train_actions, settings.item_similarity), current.version if current else None)
         ended = {} if keep_running else {"status": "succeeded", "finished_at": isoformat_utc(utc_now())}
         state.update_job(job_id, version=version, num_actions=len(data.train_actions), outcome=outcome, **ended)
         logger.info("job %s: version %s %s (%s): %s", job_id, version, outcome, gate["reason"], json.dumps(metrics))

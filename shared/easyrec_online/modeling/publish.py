@@ -37,7 +37,8 @@ def incremental_steps(settings: Settings, num_rows: int) -> Tuple[int, int]:
 def version_record(settings: Settings, *, version: str, lineage: str, model_name: str, mode: str, job_id: str,
                    parent: Optional[ModelVersion], parent_version: Optional[str], data: Any, global_step: int,
                    metrics: Dict[str, float], gate: Dict[str, Any], feature_spec: Any, optimizer: str,
-                   serving_defaults: Dict[str, str], timings: Dict[str, float]) -> ModelVersion:
+                   serving_defaults: Dict[str, str], timings: Dict[str, float],
+                   replayed_rows: int = 0) -> ModelVersion:
     """The registry record of a new version (cold or warm): where it lives, what it trained on."""
     return ModelVersion(
         version=version, lineage=lineage, model_name=model_name,
@@ -45,7 +46,7 @@ def version_record(settings: Settings, *, version: str, lineage: str, model_name
         created_at=isoformat_utc(utc_now()), status="ready" if gate["promote"] else "rejected", job_id=job_id,
         parent_version=parent_version, mode=mode, num_new_actions=len(data.train_actions),
         num_actions=(parent.num_actions if parent is not None else 0) + len(data.train_actions),
-        num_train_rows=len(data.train_rows), global_step=global_step, metrics=metrics, gate=gate,
+        num_train_rows=len(data.train_rows), num_replayed_rows=replayed_rows, global_step=global_step, metrics=metrics, gate=gate,
         feature_columns=[f["name"] for f in feature_spec], feature_spec=feature_spec, optimizer=optimizer,
         serving_defaults=serving_defaults, timings=timings)
 

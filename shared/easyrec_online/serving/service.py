@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Un
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
 from easyrec_online.artifacts.features.encode import Context, Profiles, columns_for_pairs
-from easyrec_online.artifacts.features.live import LIVE_HISTORY, LIVE_KEYS, live_columns
+from easyrec_online.artifacts.features.live import LIVE_HISTORY, LIVE_KEYS, live_columns, similar_items
 from easyrec_online.artifacts.features.spec import spec_of
 from easyrec_online.core.config import Settings
 from easyrec_online.core.http import ApiError
@@ -291,7 +291,9 @@ class ScoringService:
         sources: List[str] = []
         candidates: List[str] = []
         taken: set = set()
+        history = self._histories(catalog, {id_key(request.user_id)})[id_key(request.user_id)]
         for name, items in (("retrieval", self._nearest_items(loaded, request.user_id, request.context, n)),
+                            ("similar", similar_items(catalog, history, n // 2)),
                             ("trending", catalog.trending(n // 2)), ("popular", catalog.popular(n))):
             fresh = [i for i in items if i not in taken][: max(0, n - len(candidates))]
             if fresh:

@@ -68,7 +68,8 @@ class ModelVersion:
     mode: str = "full"  # full: trained from scratch, new lineage; incremental: continued from parent
     num_actions: int = 0  # actions this version's lineage has trained on, in total
     num_new_actions: int = 0  # of which new in this version
-    num_train_rows: int = 0
+    num_train_rows: int = 0  # rows made of its new actions (with sampled negatives and new-user copies)
+    num_replayed_rows: int = 0  # earlier rows a warm update trained on beside them (INCREMENTAL_REPLAY)
     global_step: int = 0
     metrics: Dict[str, float] = field(default_factory=dict)
     gate: Dict[str, Any] = field(default_factory=dict)  # the promotion decision and its figures

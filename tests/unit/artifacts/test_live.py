@@ -38,6 +38,20 @@ def test_similar_items_are_the_co_liked_ones_with_shrinkage():
     assert item_neighbours({"u": [["x", "", 0]]}) == {}  # nothing liked: nothing similar
 
 
+def test_ease_similarities_are_the_closed_form_weights_of_the_co_liked_items():
+    import numpy as np
+
+    catalog = _catalog()
+    ease = item_neighbours(catalog.users, similarity="ease")
+    assert ease["a"][0][0] == "b" and {n for n, _ in ease["a"]} <= {"b"}  # c, d: other users; never itself
+    # Steck's B for the items a, b, c, d (e was never liked): B = -P / diag(P), P = (X'X + lambda I)^-1
+    likes = np.array([[1, 1, 0, 0]] * 3 + [[0, 0, 1, 1]] * 2, dtype=float)
+    inverse = np.linalg.inv(likes.T @ likes + 250.0 * np.eye(4))
+    assert ease["a"][0][1] == pytest.approx(-inverse[0, 1] / inverse[1, 1], abs=1e-6)
+    assert item_neighbours(catalog.users, similarity="auto") == ease  # a small catalog: EASE
+    assert item_neighbours({"u": [["x", "", 0]]}, similarity="ease") == {}
+
+
 def test_one_definition_for_a_handful_of_items_and_for_a_ranking():
     catalog = _catalog()
     history = [["a", "like", 1], ["e", "view", 0], ["c", "like", 1]]

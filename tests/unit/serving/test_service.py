@@ -8,6 +8,7 @@ from easyrec_online.core.http import ApiError, validate
 from easyrec_online.ingest.actions import ActionIn, StoredAction
 from easyrec_online.serving.cache import LoadedModel
 from easyrec_online.serving.service import PredictRequest, RecommendRequest, ScoringService
+from easyrec_online.state.activity import InMemoryActivityStore
 from easyrec_online.state.profiles import InMemoryProfileStore
 from easyrec_online.state.registry import ModelVersion
 
@@ -39,10 +40,10 @@ def _action(user, item, label=1, action_type="like", timestamp="2026-11-01T00:00
                                                         "action_type": action_type, "timestamp": timestamp}))
 
 
-def _service(loaded=True, catalog=None, profiles=None, **env):
+def _service(loaded=True, catalog=None, profiles=None, activity=None, **env):
     scorer = KnownScores()
     model = LoadedModel(VERSION, scorer, catalog or Catalog()) if loaded else None
-    return ScoringService(Settings.from_env(env), Models(model), profiles), scorer
+    return ScoringService(Settings.from_env(env), Models(model), profiles, activity), scorer
 
 
 def test_recommend_ranks_by_score_keeps_seed_shape_and_adds_version():
@@ -173,6 +174,24 @@ def test_without_candidates_the_catalog_supplies_popular_and_trending_items_minu
     kept = service.recommend(validate(RecommendRequest, {"user_id": 1, "filters": {"exclude_acted_on": False}}))
     assert len(kept["recommendations"]) == 5
     assert _catalog().trending(1) == ["13"] and _catalog().popular(1) == ["14"]
+
+
+def test_catalog_candidates_start_with_items_similar_to_what_the_user_just_liked():
+    from easyrec_online.artifacts.cf import refresh_neighbours
+
+    # Users 3..5 liked 20 with 21, user 6 liked 22 with 23: similar to 20 is 21.
+    actions = [_action(u, i) for u in (3, 4, 5) for i in (20, 21)] + [_action(6, 22), _action(6, 23)]
+    actions += [_action(7, 30) for _ in range(5)]  # the most popular item, similar to nothing liked
+    catalog = Catalog(half_life_hours=24).add(actions)
+    refresh_neighbours(catalog)
+    activity = InMemoryActivityStore()
+    service, _ = _service(catalog=catalog, activity=activity, CATALOG_CANDIDATES="2")
+    # A new user who liked 20 a second ago (live activity, not in the version's catalog).
+    activity.record([_action("n", 20)])
+    result = service.recommend(validate(RecommendRequest, {"user_id": "n", "top_k": 2}))
+    assert result["candidate_sources"][0] == "similar", result
+    assert "21" in [r["item_id"] for r in result["recommendations"]]
+    assert "20" not in [r["item_id"] for r in result["recommendations"]]  # acted on: left out
 
 
 def test_filters_include_exclude_and_category():

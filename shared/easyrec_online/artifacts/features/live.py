@@ -19,6 +19,7 @@ look-ahead.
 """
 from __future__ import annotations
 
+import heapq
 import math
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -81,12 +82,7 @@ def live_columns(catalog: Catalog, history: Sequence[Sequence[Any]], items: Sequ
             cf_pos.append(pos)
             cf_neg.append(neg)
     else:  # a ranking (many items): spread the history's neighbours once, then one lookup per item
-        pos_by: Dict[str, float] = {}
-        neg_by: Dict[str, float] = {}
-        for weight, source, positive in weights:
-            target = pos_by if positive else neg_by
-            for other, sim in index.get(source, {}).items():
-                target[other] = target.get(other, 0.0) + weight * sim
+        pos_by, neg_by = _spread(weights, index)
         cf_pos = [pos_by.get(item, 0.0) for item in items]
         cf_neg = [neg_by.get(item, 0.0) for item in items]
     factor = catalog.trend_factor(moment)
@@ -101,6 +97,30 @@ def live_columns(catalog: Catalog, history: Sequence[Sequence[Any]], items: Sequ
         "user_actions": [user_actions] * len(items), "user_rate": [user_rate] * len(items),
         "cf_pos": cf_pos, "cf_neg": cf_neg,
     }
+
+
+def _spread(weights: Sequence[Tuple[float, str, bool]], index: Mapping[str, Mapping[str, float]]
+            ) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """cf_pos and cf_neg of every item similar to some history entry: {item: score} each."""
+    pos_by: Dict[str, float] = {}
+    neg_by: Dict[str, float] = {}
+    for weight, source, positive in weights:
+        target = pos_by if positive else neg_by
+        for other, sim in index.get(source, {}).items():
+            target[other] = target.get(other, 0.0) + weight * sim
+    return pos_by, neg_by
+
+
+def similar_items(catalog: Catalog, history: Sequence[Sequence[Any]], n: int) -> List[str]:
+    """The `n` items with the largest cf_pos for this history (what the user liked lately, by the
+    catalog's similarities), best first, the history's own items left out: a co-occurrence candidate
+    source for catalog recommendations that follows the user's latest actions."""
+    recent = list(history)[-LIVE_HISTORY:]
+    weights = [(RECENCY ** (len(recent) - 1 - k), entry[0], True) for k, entry in enumerate(recent) if entry[2]]
+    scores, _ = _spread(weights, neighbour_index(catalog))
+    for entry in recent:
+        scores.pop(entry[0], None)
+    return heapq.nlargest(n, scores, key=scores.__getitem__)
 
 
 def live_row(columns: Mapping[str, Sequence[float]], index: int) -> Dict[str, float]:
