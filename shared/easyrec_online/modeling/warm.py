@@ -16,11 +16,10 @@ Model runtime only (TensorFlow 1.15 + EasyRec).
 """
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import random
-from typing import Any, Deque, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from easyrec_online.artifacts.features.encode import Example, Profiles, encode
 from easyrec_online.artifacts.features.spec import LABEL_COLUMNS, FeatureSpec
@@ -58,10 +57,15 @@ class WarmTrainer:
         self.session = tf.Session(graph=self.graph, config=session_config)
         self.session.run(self._init)
         self.step = 0
-        # The most recent rows this lineage trained on (encoded, with their examples), replayed beside an
-        # update's new rows. Only rows of versions kept (`keep_for_replay`) enter it: a rejected update's
-        # rows come back as new ones.
-        self._replay: Deque[Tuple[Dict[str, Any], Example]] = collections.deque(maxlen=max(0, replay_rows))
+        # A uniform sample (reservoir sampling) of every row this trainer's lineage trained on (encoded,
+        # with their examples), replayed beside an update's new rows: the whole past, not only the
+        # latest rows, so that a stream of updates on the latest users does not drift away from the
+        # rest. Only rows of versions kept (`keep_for_replay`) enter it: a rejected update's rows come
+        # back as new ones.
+        self._replay_capacity = max(0, replay_rows)
+        self._replay: List[Tuple[Dict[str, Any], Example]] = []
+        self._replay_seen = 0
+        self._replay_rng = random.Random(replay_rows)
         self._last: List[Tuple[Dict[str, Any], Example]] = []
 
     def restore(self, checkpoint_prefix: str) -> int:
@@ -98,7 +102,7 @@ class WarmTrainer:
             return self.step
         rng = random.Random(seed)
         fresh = [(encode(e, self.spec, profiles), e) for e in examples]
-        replayed = rng.sample(list(self._replay), min(replay, len(self._replay))) if replay > 0 else []
+        replayed = rng.sample(self._replay, min(replay, len(self._replay))) if replay > 0 else []
         pairs = fresh + replayed
         order = list(range(len(pairs)))
         rng.shuffle(order)
@@ -118,7 +122,14 @@ class WarmTrainer:
 
     def keep_for_replay(self) -> None:
         """The last `train` call's new rows belong to a kept version: they may be replayed from now on."""
-        self._replay.extend(self._last)
+        for pair in self._last:
+            self._replay_seen += 1
+            if len(self._replay) < self._replay_capacity:
+                self._replay.append(pair)
+            else:
+                slot = self._replay_rng.randrange(self._replay_seen)
+                if slot < self._replay_capacity:
+                    self._replay[slot] = pair
         self._last = []
 
     def largest_accumulator(self) -> float:
