@@ -277,9 +277,11 @@ def test_killing_the_training_task_changes_nothing_and_the_next_run_trains_the_s
     # What the supervisor's reconciliation records for a task that vanished; it frees the trainer lease.
     state.update_job(job_id, status="failed", error="task no longer exists")
 
-    job_id, result = _run_trainer(settings, tmp_path, PROMOTION_AUC_TOLERANCE="1.0")
+    # An incremental run (not a drift retrain: that one trains everything again, test below).
+    job_id, result = _run_trainer(settings, tmp_path, PROMOTION_AUC_TOLERANCE="1.0", AUTO_RETRAIN_AUC_THRESHOLD="0")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     child = state.get_version(state.get_job(job_id).version)
+    assert child.mode == "incremental"
     trained_now = set(_trained_event_ids(settings, child))
     held = {e for ids in _manifest(settings, child)["held_out"].values() for e in ids}
     assert trained_now - set(_trained_event_ids(settings, current)) | held == pending_before
