@@ -13,11 +13,10 @@ so a version's catalog stays small (1,682 MovieLens items: about 84,000 pairs).
 Computed by the trainer (model runtime: numpy and scipy), once per version, in well under a second
 for MovieLens (a sparse product of the users-by-items matrices).
 
-`ITEM_SIMILARITY=ease` (the default up to EASE_MAX_ITEMS items) uses instead the weights of Steck's
-EASE (a linear item-item autoencoder, closed form, one dense inverse of the items' Gram matrix of
-likes): similarity(j -> i) = B[j, i], so that cf_pos, summed over what the user liked, is EASE's
-own score. EASE is the strongest simple baseline of the MovieLens replay (bench.quality); cosine
-scales to any catalog.
+`ITEM_SIMILARITY=ease` (or `auto`, up to EASE_MAX_ITEMS items; the default is cosine) uses instead
+the weights of Steck's EASE (a linear item-item autoencoder, closed form, one dense inverse of the
+items' Gram matrix of likes): similarity(j -> i) = B[j, i], so that cf_pos, summed over what the
+user liked, is EASE's own score. Cosine scales to any catalog.
 """
 from __future__ import annotations
 
@@ -52,18 +51,18 @@ def item_neighbours(users: Mapping[str, Sequence[Sequence[Any]]], k: int = NEIGH
     if not liked_rows:
         return {}
     shape = (len(users), len(item_ids))
-    acted = sparse.csr_matrix((np.ones(len(acted_rows)), (acted_rows, acted_cols)), shape=shape)
     liked = sparse.csr_matrix((np.ones(len(liked_rows)), (liked_rows, liked_cols)), shape=shape)
-    acted.data[:] = 1.0  # a user who acted twice on an item counts once
-    liked.data[:] = 1.0
-    acted_n = np.sqrt(np.asarray(acted.sum(axis=0)).ravel())
-    liked_n = np.sqrt(np.asarray(liked.sum(axis=0)).ravel())
-    co = (acted.T @ liked).tocsr()  # items x items, co[j, i]: acted on j and liked i
+    liked.data[:] = 1.0  # a user who liked an item twice counts once
     names = [None] * len(item_ids)
     for name, col in item_ids.items():
         names[col] = name
     if similarity == "ease" or (similarity == "auto" and len(item_ids) <= EASE_MAX_ITEMS):
         return _ease_neighbours(liked, names, k)
+    acted = sparse.csr_matrix((np.ones(len(acted_rows)), (acted_rows, acted_cols)), shape=shape)
+    acted.data[:] = 1.0  # a user who acted twice on an item counts once
+    acted_n = np.sqrt(np.asarray(acted.sum(axis=0)).ravel())
+    liked_n = np.sqrt(np.asarray(liked.sum(axis=0)).ravel())
+    co = (acted.T @ liked).tocsr()  # items x items, co[j, i]: acted on j and liked i
     out: Dict[str, List[List[Any]]] = {}
     for j in range(co.shape[0]):
         start, end = co.indptr[j], co.indptr[j + 1]
@@ -79,7 +78,6 @@ def item_neighbours(users: Mapping[str, Sequence[Sequence[Any]]], k: int = NEIGH
         order = np.argsort(-sims, kind="stable")
         out[names[j]] = [[names[int(c)], round(float(s), 6)] for c, s in zip(cols[order], sims[order])]
     return out
-
 
 
 def _ease_neighbours(liked: Any, names: Sequence[Any], k: int) -> Dict[str, List[List[Any]]]:
