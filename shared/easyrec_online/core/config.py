@@ -35,6 +35,13 @@ def _item_similarity(value: str) -> str:
     return value
 
 
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0.0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
 def _optional(value: str) -> Optional[str]:
     return value or None
 
@@ -190,6 +197,12 @@ class Settings:
         "streaming HR@10 0.218 against 0.200), but the model trained on it measured mixed, within the noise of "
         "150 rankings (online streaming HR@10 0.073 against 0.087, NDCG@10 0.053 against 0.037; day-level "
         "HR@10 0.047 against 0.041), and EASE costs a dense inverse per version: cosine is the default.", parse=_item_similarity)
+    cf_blend: float = setting(
+        "CF_BLEND", 2.0,
+        "Every score served (and judged by the promotion gate) is sigmoid(logit(model probability) + CF_BLEND * "
+        "cf_pos / std(cf_pos)): the live item-to-item CF score kept in every ranking (artifacts/blend.py); 0 "
+        "serves the model's probability alone. Measured on the MovieLens streaming replay (see README, Learning "
+        "quality).", parse=_non_negative)
     negative_sampling_power: float = setting(
         "NEGATIVE_SAMPLING_POWER", 0.75,
         "Sampled negatives are drawn in proportion to (item's actions + 1) ** this: 0 uniform, 0.75 by popularity "

@@ -4,26 +4,33 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
 
+from easyrec_online.artifacts.blend import blend, cf_scale
 from easyrec_online.artifacts.features.encode import Example, Profiles, encode
 from easyrec_online.artifacts.features.spec import FeatureSpec
 
 
-def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles) -> Dict[str, float]:
-    """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec."""
+def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
+                   cf_blend: float = 0.0) -> Dict[str, float]:
+    """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec, its scores
+    blended with the examples' cf_pos as serving blends them (CF_BLEND, artifacts/blend.py)."""
     from easyrec_online.artifacts.scorer import auc_and_logloss
 
     rows = [encode(e, spec, profiles) for e in examples]
     probs = scorer.score({n: [r[n] for r in rows] for n in spec.names})
+    scale = cf_scale(spec)
+    if cf_blend and scale is not None:
+        probs = blend(probs, [float((e.live or {}).get("cf_pos", 0.0)) for e in examples], cf_blend, scale)
     return auc_and_logloss([e.label for e in examples], probs)
 
 
-def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles) -> Dict[str, float]:
+def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
+             cf_blend: float = 0.0) -> Dict[str, float]:
     """Holdout metrics of a SavedModel on disk."""
     from easyrec_online.artifacts.scorer import SavedModelScorer
 
     scorer = SavedModelScorer(export_dir)
     try:
-        return score_examples(scorer, examples, spec, profiles)
+        return score_examples(scorer, examples, spec, profiles, cf_blend)
     finally:
         scorer.close()
 

@@ -371,7 +371,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         drift: Dict[str, Any] = {}
         baseline: Optional[Dict[str, float]] = None  # the current version's metrics on data.holdout_rows
         if plan.mode == "incremental" and requested_mode == "auto" and data.has_holdout and current_dir:
-            fresh = baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles)
+            fresh = baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles, settings.cf_blend)
             if fresh.get("auc") is not None and fresh["auc"] < settings.auto_retrain_auc_threshold:
                 drift = {"current_auc_on_fresh_actions": fresh["auc"], "threshold": settings.auto_retrain_auc_threshold}
                 logger.warning("job %s: version %s has AUC %.4f on fresh actions (< %s): full retrain", job_id,
@@ -414,10 +414,10 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         timings["train_export_s"] = round(time.monotonic() - t0, 3)
 
         t0 = time.monotonic()
-        metrics = evaluate(export_dir, data.holdout_rows, data.spec, data.profiles)
+        metrics = evaluate(export_dir, data.holdout_rows, data.spec, data.profiles, settings.cf_blend)
         if baseline is None and current_dir:
             assert current is not None
-            baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles)
+            baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles, settings.cf_blend)
         gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance,
                                   current.version if current else None)
         if drift:

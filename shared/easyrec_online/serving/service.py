@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Un
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
+from easyrec_online.artifacts.blend import blend, cf_scale
 from easyrec_online.artifacts.features.encode import Context, Profiles, columns_for_pairs
 from easyrec_online.artifacts.features.live import LIVE_HISTORY, LIVE_KEYS, live_columns, similar_items
 from easyrec_online.artifacts.features.spec import spec_of
@@ -126,7 +127,8 @@ class ScoringService:
     category). Cold start: pairs whose user or item the version never trained on are flagged
     `cold_start`. When the lineage learnt new users and items (COLD_START_RATE > 0) the model scores
     them as such (the unknown id left out; profiles, the other side and the context as usual);
-    otherwise they get the item's popularity prior (catalog.Catalog.prior).
+    otherwise they get the item's popularity prior (catalog.Catalog.prior). Scores by the model are
+    blended with the live CF score (CF_BLEND, artifacts/blend.py).
     """
 
     def __init__(self, settings: Settings, models: Any, profiles: Any = None, activity: Any = None) -> None:
@@ -213,7 +215,11 @@ class ScoringService:
         live = self._live(loaded, pairs, context) if spec.uses("live") else None
         columns = columns_for_pairs(pairs, context, spec, self._profiles_for(loaded, pairs),
                                     cold_users=new_users, cold_items=new_items, live=live)
-        return list(map(float, self._run(loaded.scorer, columns)))
+        probabilities = self._run(loaded.scorer, columns)
+        scale = cf_scale(spec) if live is not None else None
+        if self._settings.cf_blend and scale is not None:
+            return blend(probabilities, live["cf_pos"], self._settings.cf_blend, scale)
+        return list(map(float, probabilities))
 
     def _histories(self, catalog: Any, users: Set[str]) -> Dict[str, List[Any]]:
         """Users' recent actions: their live activity (what they did moments ago), else what the version's

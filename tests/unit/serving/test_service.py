@@ -263,3 +263,40 @@ def test_an_accepted_action_changes_the_next_ranking_before_any_weight_update():
     after = service.recommend(validate(RecommendRequest, request))["recommendations"]
     assert [r["item_id"] for r in after] == ["d", "b"], (before, after)
     assert {r["item_id"]: r["score"] for r in after}["d"] > {r["item_id"]: r["score"] for r in before}["d"]
+
+
+class Constant:
+    def score(self, columns):
+        return [0.5] * len(columns["item_id"])
+
+
+def test_scores_blend_the_model_with_what_the_user_liked_lately():
+    """CF_BLEND: an item like the one the user just liked scores above the model's probability; an item
+    their history says nothing about keeps it; CF_BLEND=0 serves the probability alone."""
+    from easyrec_online.artifacts.cf import refresh_neighbours
+    from easyrec_online.artifacts.features.derive import derive_spec
+    from easyrec_online.artifacts.features.live import LiveReplay
+    from easyrec_online.artifacts.features.sampling import training_examples
+    from easyrec_online.state.activity import InMemoryActivityStore
+
+    actions = [_action(u, i, timestamp="2026-11-01T00:00:{:02d}Z".format(n)) for n, (u, i) in enumerate(
+        [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (3, "c"), (3, "d"), (4, "c"), (4, "d")])]
+    catalog = Catalog().add(actions)
+    refresh_neighbours(catalog)
+    examples = training_examples(actions, 1, 3, catalog=["a", "b", "c", "d"], sampling="always",
+                                 live=LiveReplay(Catalog()))
+    version = ModelVersion("v7", "deepfm", "deepfm", "models/deepfm/v7/", "t",
+                           feature_spec=derive_spec(actions, live_examples=examples).to_json(),
+                           serving_defaults={"cold_start_rate": "0.1"})
+    activity = InMemoryActivityStore()
+    activity.record([_action(9, "c")])
+    request = {"user_id": 9, "candidate_items": ["b", "d"], "top_k": 2}
+    scores = {}
+    for weight in ("0", "2"):
+        service = ScoringService(Settings.from_env({"CF_BLEND": weight}),
+                                 Models(LoadedModel(version, Constant(), catalog)), None, activity)
+        answer = service.recommend(validate(RecommendRequest, request))["recommendations"]
+        scores[weight] = {r["item_id"]: r["score"] for r in answer}
+        assert service.predict(validate(PredictRequest, {"user_id": 9, "item_id": "d"}))["score"] == scores[weight]["d"]
+    assert scores["0"] == {"b": 0.5, "d": 0.5}
+    assert scores["2"]["b"] == 0.5 and scores["2"]["d"] > 0.5
