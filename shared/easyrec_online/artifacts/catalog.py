@@ -118,7 +118,17 @@ class Catalog:
         return catalog
 
     def copy(self) -> "Catalog":
-        return Catalog.from_json(self.to_json())
+        """An independent catalog: what `add_one` changes (each item's stats, each user's list) is copied;
+        the entries of a user's list and the neighbours are never changed in place (refresh_neighbours
+        replaces the whole mapping), so they are shared. A warm update copies its parent's catalog
+        twice; a JSON round trip of a MovieLens-sized one took 0.6 s, this takes a few milliseconds."""
+        catalog = Catalog()
+        catalog.half_life_s, catalog.reference_time, catalog.newest = self.half_life_s, self.reference_time, self.newest
+        catalog.actions, catalog.positives = self.actions, self.positives
+        catalog.items = {k: list(v) for k, v in self.items.items()}
+        catalog.users = {k: list(v) for k, v in self.users.items()}
+        catalog.neighbours = self.neighbours
+        return catalog
 
     # --- serving -----------------------------------------------------------------------------------
     @property

@@ -37,8 +37,17 @@ class SavedModelScorer:
         self._probs = self._graph.get_tensor_by_name(signature.outputs[output].name)
         self.output_names = tuple(sorted(signature.outputs))
         self._outputs = {name: self._graph.get_tensor_by_name(info.name) for name, info in signature.outputs.items()}
+        # The graph's own saver (every SavedModel has one): load_variables swaps in another checkpoint.
+        self._restore_op = self._graph.get_operation_by_name(meta.saver_def.restore_op_name)
+        self._restore_path = self._graph.get_tensor_by_name(meta.saver_def.filename_tensor_name)
         self._closed = False
         self._lock = threading.Lock()
+
+    def load_variables(self, checkpoint_prefix: str) -> None:
+        """Score with another checkpoint's weights from now on: a checkpoint of the graph this SavedModel
+        was exported from (a warm version of its lineage). A restore into the loaded session, no second
+        graph: a warm update judges its candidate in a fraction of a SavedModel load."""
+        self._session.run(self._restore_op, {self._restore_path: checkpoint_prefix})
 
     def score(self, columns: Dict[str, Sequence[str]]) -> np.ndarray:
         missing = [name for name in self.input_names if name not in columns]

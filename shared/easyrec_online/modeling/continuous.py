@@ -9,8 +9,8 @@ update at once; other actions wait until BATCH_MIN_ACTIONS of them are waiting o
 accepted BATCH_MAX_AGE_S ago (POST /online/training/start asks for an update now). With no current
 version of the configured model, run a cold full training (job.run_training_job). Otherwise make a
 warm incremental update (modeling/warm.py): the lineage's graph and session stay alive, so an
-update costs its training steps, one checkpoint save, one SavedModel load for the holdout
-evaluation, and the uploads. The same rules as a cold update hold: exactly-once per lineage
+update costs its training steps, one checkpoint save, the holdout scored twice by the lineage's
+one loaded SavedModel (the current weights, then the candidate's restored into it), and the uploads. The same rules as a cold update hold: exactly-once per lineage
 (manifest), a holdout evaluated for the candidate and the current version (promotion gate), and
 publish.publish's order (files, registry record, pointer moved last and only from the version the
 update started from).
@@ -38,6 +38,7 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, Optional, Sequence, Set
 
+from easyrec_online.artifacts.catalog import Catalog
 from easyrec_online.artifacts.features.spec import spec_of
 from easyrec_online.core.config import Settings
 from easyrec_online.ingest.actions import StoredAction, isoformat_utc, parse_timestamp, utc_now
@@ -74,7 +75,8 @@ def _retire(settings: Settings, state: StateStore, s3: Any) -> None:
 
 
 class _Lineage:
-    """The warm state of one lineage: trainer session, serving-graph copy, current version's scorer."""
+    """The warm state of one lineage: trainer session, serving-graph copy, and a scorer of the serving
+    graph holding the current version's weights (a candidate's while it is judged)."""
 
     def __init__(self, settings: Settings, s3: Any, current: ModelVersion, workdir: str) -> None:
         from easyrec_online.artifacts.download import download_saved_model
@@ -98,25 +100,15 @@ class _Lineage:
         every = [os.path.relpath(os.path.join(root, name), base).replace(os.sep, "/")
                  for root, _, names in os.walk(base) for name in names if not name.startswith(".")]
         self.graph_files = [rel for rel in every if not rel.startswith("variables/")]
-        self.base_dir = base
         self.scorer = SavedModelScorer(base)
+        # The current version's catalog, once an update of this trainer made it (None: read it from S3).
+        self.catalog: Optional[Catalog] = None
         self.pipeline_text = pipeline_text
 
-    def saved_model_from(self, checkpoint: str, target: str) -> str:
-        """A local SavedModel: the lineage's serving graph + this checkpoint as its variables."""
-        os.makedirs(os.path.join(target, "variables"), exist_ok=True)
-        for rel in self.graph_files:
-            os.makedirs(os.path.dirname(os.path.join(target, rel)), exist_ok=True)
-            shutil.copyfile(os.path.join(self.base_dir, rel), os.path.join(target, rel))
-        for suffix in (".index", ".data-00000-of-00001"):
-            shutil.copyfile(checkpoint + suffix, os.path.join(target, "variables", "variables" + suffix))
-        return target
-
     def discard(self, version: str) -> None:
-        """A version's local checkpoint and SavedModel, once nothing trains or serves from them (S3 has them):
-        a trainer that runs for days would otherwise keep every version it made (~40 MB each)."""
-        for prefix in ("ckpt-", "saved-"):
-            shutil.rmtree(os.path.join(self.workdir, prefix + version), ignore_errors=True)
+        """A version's local checkpoint, once nothing trains from it (S3 has it): a trainer that runs for
+        days would otherwise keep every version it made (~40 MB each)."""
+        shutil.rmtree(os.path.join(self.workdir, "ckpt-" + version), ignore_errors=True)
 
     def close(self) -> None:
         self.trainer.close()
@@ -174,8 +166,6 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     the last update was rejected and nothing new has come since (`backoff`). `base`: the current version
     the trainer follows, which the pointer may move from (None: the pointer is pinned; the version is
     registered beside it). Default: the lineage's own version."""
-    from easyrec_online.artifacts.scorer import SavedModelScorer
-
     started = time.monotonic()
     timings: Dict[str, float] = {}
     current = lineage.version
@@ -188,7 +178,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     trigger = update_trigger(waiting, settings, utc_now(), requested)
     if trigger is None:
         return None
-    catalog = parent_catalog(settings, s3, plan)
+    catalog = lineage.catalog if lineage.catalog is not None else parent_catalog(settings, s3, plan)
     data = load_training_data(settings, store, plan, profile_store, catalog)
     if not data.new_actions:
         return None
@@ -196,7 +186,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
 
     t0 = time.monotonic()
     holdout = data.holdout_rows
-    baseline = score_examples(lineage.scorer, holdout, data.spec, data.profiles)
+    baseline = score_examples(lineage.scorer, holdout, data.spec, data.profiles, settings.cf_blend)
     replay = min(lineage.trainer.replayable, int(round(settings.incremental_replay * len(data.train_rows))))
     steps, batch_size = incremental_steps(settings, len(data.train_rows) + replay)
     global_step = lineage.trainer.train(data.train_rows, data.profiles, steps, batch_size,
@@ -206,9 +196,10 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     t0 = time.monotonic()
     ckpt_dir = os.path.join(lineage.workdir, "ckpt-" + version)
     checkpoint = lineage.trainer.save(ckpt_dir)
-    local_model = lineage.saved_model_from(checkpoint, os.path.join(lineage.workdir, "saved-" + version))
-    candidate = SavedModelScorer(local_model)
-    metrics = score_examples(candidate, holdout, data.spec, data.profiles)
+    # The candidate is the serving graph with these weights: the same graph (batch norm in inference
+    # mode, as served), restored in place of the current weights until the gate has spoken.
+    lineage.scorer.load_variables(checkpoint)
+    metrics = score_examples(lineage.scorer, holdout, data.spec, data.profiles, settings.cf_blend)
     gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance, current.version)
     gate["trigger"] = trigger
     timings["evaluate_s"] = round(time.monotonic() - t0, 3)
@@ -235,11 +226,12 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
         timings["total_s"] = round(time.monotonic() - started, 3)
         timings["warm"] = 1.0
 
-    outcome = publish(settings, state, s3, record, upload_model, plan, data, lineage.pipeline_text,
-                      version_catalog(catalog, data.train_actions, settings.item_similarity), base, promote=base is not None)
+    new_catalog = version_catalog(catalog, data.train_actions, settings.item_similarity)
+    outcome = publish(settings, state, s3, record, upload_model, plan, data, lineage.pipeline_text, new_catalog, base,
+                      promote=base is not None)
     if outcome == "rejected":
-        candidate.close()
         lineage.trainer.restore(lineage.checkpoint)  # back to the current version's weights
+        lineage.scorer.load_variables(lineage.checkpoint)
         lineage.discard(version)
         if backoff is not None:
             delay = backoff.rejected(plan.new_keys, time.monotonic())
@@ -250,9 +242,8 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     else:
         # Promoted, or kept beside a pinned (or moved) pointer: the trainer continues from it either way.
         lineage.trainer.keep_for_replay()
-        lineage.scorer.close()
         lineage.discard(current.version)
-        lineage.scorer, lineage.version, lineage.checkpoint = candidate, record, checkpoint
+        lineage.version, lineage.checkpoint, lineage.catalog = record, checkpoint, new_catalog
         if backoff is not None and backoff.in_a_row:
             backoff.clear()
             state.update_job(job_id, detail={"state": "following"})

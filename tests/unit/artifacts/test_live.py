@@ -108,3 +108,16 @@ def test_a_training_row_and_a_serving_request_encode_the_live_features_alike():
     for index, item in enumerate(["b", "c"]):
         row = encode(Example(1, item, Context("like", moment), live=live_row(columns, index)), spec)
         assert {name: served[name][index] for name in spec.names} == row
+
+
+def test_a_catalog_copy_is_independent_of_its_original():
+    original = Catalog(24.0).add([_action(1, "a"), _action(1, "b", label=0, at=60), _action(2, "a", at=120)])
+    refresh_neighbours(original)
+    before = original.to_json()
+    copy = original.copy()
+    assert copy.to_json() == before
+    copy.add([_action(1, "c", at=180), _action(3, "a", at=240)])
+    refresh_neighbours(copy)
+    assert original.to_json() == before
+    assert copy.items["a"][0] == 3 and original.items["a"][0] == 2
+    assert [e[0] for e in copy.users["1"]] == ["a", "b", "c"] and len(original.users["1"]) == 2
