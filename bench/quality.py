@@ -91,18 +91,19 @@ def _put_profiles(service, ml):
     return len(users) + len(items)
 
 
-def _service_settings(service):
-    """The env the service's functions use, for the evaluator (runner's physical names on moto)."""
-    return {"AWS_ENDPOINT_URL": service.cloud_url, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x",
+def _service_settings(service, env=()):
+    """The env the service's functions use, for the evaluator (runner's physical names on moto, and the
+    run's --env settings: the evaluator scores as the service does)."""
+    return dict((entry.split("=", 1) for entry in env), **{"AWS_ENDPOINT_URL": service.cloud_url, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x",
             "AWS_SECRET_ACCESS_KEY": "x", "DATA_BUCKET": "easyrec-online-databucket",
-            "STATE_TABLE": "easyrec-online-statetable", "PROFILES_TABLE": "easyrec-online-profilestable"}
+            "STATE_TABLE": "easyrec-online-statetable", "PROFILES_TABLE": "easyrec-online-profilestable"})
 
 
 class Evaluator:
     """bench/quality_eval.py in the model runtime, fed tasks as soon as they are known, so that it scores
     while the replay goes on (the trainer mostly waits on I/O; there are 2 cores)."""
 
-    def __init__(self, service):
+    def __init__(self, service, env=()):
         self._errors = tempfile.TemporaryFile(mode="w+")
         self._process = subprocess.Popen(
             [os.path.join(ROOT, ".venv-model", "bin", "python"), os.path.join(ROOT, "bench", "quality_eval.py")],
@@ -116,7 +117,7 @@ class Evaluator:
         self._writer.start()
         self._reader.start()
         self.tasks = 0
-        self._outbox.put({"settings": _service_settings(service)})
+        self._outbox.put({"settings": _service_settings(service, env)})
 
     def _write(self):
         try:
@@ -218,7 +219,7 @@ def run_model(model, args, ml, first, rest):
         ranked_points, rated_points = _plan(rest, args.rankings, rng)
         streaming = {name: Tally() for name in BASELINES + ("online",)}
         daily = {name: Tally() for name in BASELINES + ("frozen", "online")}
-        evaluator = Evaluator(service)
+        evaluator = Evaluator(service, args.env)
         evaluator.add(first)
         day_tasks = []  # (version name, labels, rankings [(user, target index, candidates, sampled, known)])
         try:
