@@ -1,13 +1,16 @@
 """The score a client gets: the model's probability, blended with the live item-to-item CF score.
 
-  score = sigmoid(logit(model probability) + CF_BLEND * cf_pos / std(cf_pos))
+  score = sigmoid(logit(model probability) + w * cf_pos / std(cf_pos))
 
 cf_pos (features/live.py) is how similar an item is to what the user liked lately; std(cf_pos) is
-its spread over the lineage's training examples (the feature spec's normalisation), so the weight
-means the same on every data set: CF_BLEND logits per standard deviation. The model reads cf_pos as
-an input too, but measured it ranks far below what cf_pos alone does (MovieLens streaming replay,
-full ranking, HR@10 0.087 against 0.200): a fixed term keeps what collaborative filtering knows in
-every ranking, and follows each new action at once, while the weights learn the rest. A pair the
+its spread over the lineage's training examples (the feature spec's normalisation), so w reads the
+same on every data set: logits per standard deviation. The model reads cf_pos as an input too, but
+measured it ranks far below what cf_pos alone does (MovieLens streaming replay, full ranking, HR@10
+0.087 against 0.200): the term keeps what collaborative filtering knows in every ranking, and
+follows each new action at once, while the weights learn the rest. Where CF says little (data
+whose likes do not follow co-occurrence), the term would only add noise, so w is not a constant:
+the trainer fits it per version on the holdout (modeling/evaluation.py, up to CF_BLEND_MAX) and
+records it in the version (ModelVersion.cf_blend). A pair the
 user's history says nothing about (cf_pos 0) keeps the model's probability; the blend is monotone
 in both terms and stays in (0, 1). Used by serving (every /recommend and /predict) and by the
 promotion gate's holdout scores, so the gate judges what is served.

@@ -59,7 +59,7 @@ from easyrec_online.modeling.job import (
 from easyrec_online.modeling.lease import LeaseLost, TrainerLease
 from easyrec_online.modeling.publish import fail_job, incremental_steps, publish, retire_old_versions, version_record
 from easyrec_online.state.profiles import CachedProfiles, ProfileSource, ProfileStore
-from easyrec_online.state.registry import ModelVersion, StateStore, new_id
+from easyrec_online.state.registry import CF_BLEND_KEY, ModelVersion, StateStore, new_id
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
 
     t0 = time.monotonic()
     holdout = data.holdout_rows
-    baseline = score_examples(lineage.scorer, holdout, data.spec, data.profiles, settings.cf_blend)
+    baseline = score_examples(lineage.scorer, holdout, data.spec, data.profiles, current.cf_blend)
     replay = min(lineage.trainer.replayable, int(round(settings.incremental_replay * len(data.train_rows))))
     steps, batch_size = incremental_steps(settings, len(data.train_rows) + replay)
     global_step = lineage.trainer.train(data.train_rows, data.profiles, steps, batch_size,
@@ -199,7 +199,8 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     # The candidate is the serving graph with these weights: the same graph (batch norm in inference
     # mode, as served), restored in place of the current weights until the gate has spoken.
     lineage.scorer.load_variables(checkpoint)
-    metrics = score_examples(lineage.scorer, holdout, data.spec, data.profiles, settings.cf_blend)
+    metrics = score_examples(lineage.scorer, holdout, data.spec, data.profiles, current.cf_blend,
+                             settings.cf_blend_max)
     gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance, current.version)
     gate["trigger"] = trigger
     timings["evaluate_s"] = round(time.monotonic() - t0, 3)
@@ -209,7 +210,8 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
         settings, version=version, lineage=plan.lineage, model_name=current.model_name, mode="incremental",
         job_id=job_id, parent=current, parent_version=current.version, data=data, global_step=global_step,
         metrics=metrics, gate=gate, feature_spec=current.feature_spec, optimizer=current.optimizer,
-        serving_defaults=dict(current.serving_defaults), timings=timings, replayed_rows=replay)
+        serving_defaults=dict(current.serving_defaults, **{CF_BLEND_KEY: str(metrics["cf_blend"])}),
+        timings=timings, replayed_rows=replay)
     bucket = settings.data_bucket
 
     def upload_model(record: ModelVersion) -> None:

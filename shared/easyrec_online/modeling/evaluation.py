@@ -8,29 +8,77 @@ from easyrec_online.artifacts.blend import blend, cf_scale
 from easyrec_online.artifacts.features.encode import Example, Profiles, encode
 from easyrec_online.artifacts.features.spec import FeatureSpec
 
+# The weights a fit tries (up to CF_BLEND_MAX), and the fewest holdout rows it fits on: below that
+# (a warm update of a few dozen actions) one weight more or less is noise, and the version keeps its
+# parent's.
+CF_BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+CF_BLEND_FIT_MIN_ROWS = 1000
+
+
+def _auc(labels: Sequence[int], scores: Sequence[float]) -> float:
+    """ROC AUC by ranks (ties share their mean rank): pure Python, so the fit runs in either runtime."""
+    order = sorted(range(len(scores)), key=scores.__getitem__)
+    ranks = [0.0] * len(scores)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and scores[order[end + 1]] == scores[order[start]]:
+            end += 1
+        for k in range(start, end + 1):
+            ranks[order[k]] = (start + end) / 2.0 + 1.0
+        start = end + 1
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    rank_sum = sum(r for r, y in zip(ranks, labels) if y)
+    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+
+
+def fit_cf_blend(labels: Sequence[float], probs: Sequence[float], cf_pos: Sequence[float], scale: float,
+                 largest: float) -> Optional[float]:
+    """The CF blend weight (artifacts/blend.py) with the best holdout AUC, the smallest among equals, or
+    None when the holdout cannot tell (too few rows, one class)."""
+    y = [1 if label >= 0.5 else 0 for label in labels]
+    if len(y) < CF_BLEND_FIT_MIN_ROWS or not 0 < sum(y) < len(y):
+        return None
+    best, best_auc = 0.0, -1.0
+    for weight in (w for w in CF_BLEND_GRID if w <= largest):
+        auc = _auc(y, blend(probs, cf_pos, weight, scale) if weight else list(probs))
+        if auc > best_auc + 1e-4:
+            best, best_auc = weight, auc
+    return best
+
 
 def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
-                   cf_blend: float = 0.0) -> Dict[str, float]:
+                   cf_blend: float = 0.0, fit_up_to: float = 0.0) -> Dict[str, float]:
     """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec, its scores
-    blended with the examples' cf_pos as serving blends them (CF_BLEND, artifacts/blend.py)."""
+    blended with the examples' cf_pos as serving blends them (artifacts/blend.py): with weight
+    `cf_blend`, or (`fit_up_to` > 0) the weight fitted here on this holdout, when it can tell (else
+    `cf_blend`). metrics["cf_blend"] is the weight used."""
     from easyrec_online.artifacts.scorer import auc_and_logloss
 
     rows = [encode(e, spec, profiles) for e in examples]
-    probs = scorer.score({n: [r[n] for r in rows] for n in spec.names})
+    probs = [float(p) for p in scorer.score({n: [r[n] for r in rows] for n in spec.names})]
     scale = cf_scale(spec)
-    if cf_blend and scale is not None:
-        probs = blend(probs, [float((e.live or {}).get("cf_pos", 0.0)) for e in examples], cf_blend, scale)
-    return auc_and_logloss([e.label for e in examples], probs)
+    weight = 0.0
+    if scale is not None:
+        cf_pos = [float((e.live or {}).get("cf_pos", 0.0)) for e in examples]
+        fitted = fit_cf_blend([e.label for e in examples], probs, cf_pos, scale, fit_up_to) if fit_up_to > 0 else None
+        weight = cf_blend if fitted is None else fitted
+        if weight:
+            probs = blend(probs, cf_pos, weight, scale)
+    metrics = auc_and_logloss([e.label for e in examples], probs)
+    metrics["cf_blend"] = weight
+    return metrics
 
 
 def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
-             cf_blend: float = 0.0) -> Dict[str, float]:
+             cf_blend: float = 0.0, fit_up_to: float = 0.0) -> Dict[str, float]:
     """Holdout metrics of a SavedModel on disk."""
     from easyrec_online.artifacts.scorer import SavedModelScorer
 
     scorer = SavedModelScorer(export_dir)
     try:
-        return score_examples(scorer, examples, spec, profiles, cf_blend)
+        return score_examples(scorer, examples, spec, profiles, cf_blend, fit_up_to)
     finally:
         scorer.close()
 

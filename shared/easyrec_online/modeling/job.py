@@ -48,7 +48,14 @@ from easyrec_online.modeling.lease import LeaseLost, TrainerLease
 from easyrec_online.modeling.pipeline import MODELS_WITH_HISTORY, build_pipeline_config
 from easyrec_online.modeling.publish import fail_job, incremental_steps, publish, retire_old_versions, version_record
 from easyrec_online.state.profiles import ProfileSource, ProfileStore
-from easyrec_online.state.registry import COLD_START_RATE_KEY, TRAINING_MODES, ModelVersion, StateStore, new_id
+from easyrec_online.state.registry import (
+    CF_BLEND_KEY,
+    COLD_START_RATE_KEY,
+    TRAINING_MODES,
+    ModelVersion,
+    StateStore,
+    new_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -324,12 +331,17 @@ def version_catalog(prior: Catalog, train_actions: Sequence[StoredAction], simil
     return catalog
 
 
-def serving_defaults_of(settings: Settings, plan: TrainingPlan, data: TrainingData) -> Dict[str, str]:
-    """A version's serving defaults: the action type it predicts, and its lineage's cold-start rate."""
+def serving_defaults_of(settings: Settings, plan: TrainingPlan, data: TrainingData,
+                        metrics: Dict[str, float]) -> Dict[str, str]:
+    """A version's serving defaults: the action type it predicts, its lineage's cold-start rate, and the
+    CF blend weight its holdout evaluation used (fitted, or its parent's)."""
     if plan.parent is not None:
-        return dict(plan.parent.serving_defaults)
-    return dict({"action_type": serving_action_type(data.train_actions)},
-                **cold_start_default(lineage_cold_start_rate(settings, plan)))
+        defaults = dict(plan.parent.serving_defaults)
+    else:
+        defaults = dict({"action_type": serving_action_type(data.train_actions)},
+                        **cold_start_default(lineage_cold_start_rate(settings, plan)))
+    defaults[CF_BLEND_KEY] = str(metrics.get("cf_blend", 0.0))
+    return defaults
 
 
 def run_training_job(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
@@ -371,7 +383,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         drift: Dict[str, Any] = {}
         baseline: Optional[Dict[str, float]] = None  # the current version's metrics on data.holdout_rows
         if plan.mode == "incremental" and requested_mode == "auto" and data.has_holdout and current_dir:
-            fresh = baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles, settings.cf_blend)
+            fresh = baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles, current.cf_blend)
             if fresh.get("auc") is not None and fresh["auc"] < settings.auto_retrain_auc_threshold:
                 drift = {"current_auc_on_fresh_actions": fresh["auc"], "threshold": settings.auto_retrain_auc_threshold}
                 logger.warning("job %s: version %s has AUC %.4f on fresh actions (< %s): full retrain", job_id,
@@ -414,10 +426,11 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         timings["train_export_s"] = round(time.monotonic() - t0, 3)
 
         t0 = time.monotonic()
-        metrics = evaluate(export_dir, data.holdout_rows, data.spec, data.profiles, settings.cf_blend)
+        metrics = evaluate(export_dir, data.holdout_rows, data.spec, data.profiles,
+                           plan.parent.cf_blend if plan.parent else 0.0, settings.cf_blend_max)
         if baseline is None and current_dir:
             assert current is not None
-            baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles, settings.cf_blend)
+            baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles, current.cf_blend)
         gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance,
                                   current.version if current else None)
         if drift:
@@ -430,7 +443,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             job_id=job_id, parent=plan.parent,
             parent_version=plan.parent.version if plan.parent else (current.version if current else None),
             data=data, global_step=global_step, metrics=metrics, gate=gate, feature_spec=data.spec.to_json(),
-            optimizer=settings.optimizer, serving_defaults=serving_defaults_of(settings, plan, data), timings=timings)
+            optimizer=settings.optimizer, serving_defaults=serving_defaults_of(settings, plan, data, metrics), timings=timings)
 
         def upload_model(record: ModelVersion) -> None:
             upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)

@@ -128,7 +128,7 @@ class ScoringService:
     `cold_start`. When the lineage learnt new users and items (COLD_START_RATE > 0) the model scores
     them as such (the unknown id left out; profiles, the other side and the context as usual);
     otherwise they get the item's popularity prior (catalog.Catalog.prior). Scores by the model are
-    blended with the live CF score (CF_BLEND, artifacts/blend.py).
+    blended with the live CF score, with the weight the trainer fitted for the version (artifacts/blend.py).
     """
 
     def __init__(self, settings: Settings, models: Any, profiles: Any = None, activity: Any = None) -> None:
@@ -217,8 +217,9 @@ class ScoringService:
                                     cold_users=new_users, cold_items=new_items, live=live)
         probabilities = self._run(loaded.scorer, columns)
         scale = cf_scale(spec) if live is not None else None
-        if self._settings.cf_blend and scale is not None:
-            return blend(probabilities, live["cf_pos"], self._settings.cf_blend, scale)
+        weight = loaded.version.cf_blend  # fitted by the trainer on the version's holdout
+        if weight and scale is not None:
+            return blend(probabilities, live["cf_pos"], weight, scale)
         return list(map(float, probabilities))
 
     def _histories(self, catalog: Any, users: Set[str]) -> Dict[str, List[Any]]:

@@ -30,6 +30,8 @@ from easyrec_online.ingest.actions import isoformat_utc, parse_timestamp, utc_no
 TRAINING_MODES = ("auto", "full", "incremental", "continuous")
 # In a version's serving_defaults: the COLD_START_RATE its lineage learnt new users and items with.
 COLD_START_RATE_KEY = "cold_start_rate"
+# ... and the weight its scores are served with, blended with the live CF score (artifacts/blend.py).
+CF_BLEND_KEY = "cf_blend"
 
 
 _last_id_moment = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -84,6 +86,11 @@ class ModelVersion:
     def cold_start_rate(self) -> float:
         """The COLD_START_RATE its lineage learnt new users and items with (0: it did not)."""
         return float(self.serving_defaults.get(COLD_START_RATE_KEY) or 0)
+
+    @property
+    def cf_blend(self) -> float:
+        """The CF blend weight the trainer fitted for this version (0: the model's probability alone)."""
+        return float(self.serving_defaults.get(CF_BLEND_KEY) or 0)
 
     @property
     def learnt_cold_start(self) -> bool:

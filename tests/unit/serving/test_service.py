@@ -271,8 +271,8 @@ class Constant:
 
 
 def test_scores_blend_the_model_with_what_the_user_liked_lately():
-    """CF_BLEND: an item like the one the user just liked scores above the model's probability; an item
-    their history says nothing about keeps it; CF_BLEND=0 serves the probability alone."""
+    """The version's CF blend weight: an item like the one the user just liked scores above the model's
+    probability; an item their history says nothing about keeps it; weight 0 serves the probability."""
     from easyrec_online.artifacts.cf import refresh_neighbours
     from easyrec_online.artifacts.features.derive import derive_spec
     from easyrec_online.artifacts.features.live import LiveReplay
@@ -285,16 +285,16 @@ def test_scores_blend_the_model_with_what_the_user_liked_lately():
     refresh_neighbours(catalog)
     examples = training_examples(actions, 1, 3, catalog=["a", "b", "c", "d"], sampling="always",
                                  live=LiveReplay(Catalog()))
-    version = ModelVersion("v7", "deepfm", "deepfm", "models/deepfm/v7/", "t",
-                           feature_spec=derive_spec(actions, live_examples=examples).to_json(),
-                           serving_defaults={"cold_start_rate": "0.1"})
+    spec = derive_spec(actions, live_examples=examples).to_json()
     activity = InMemoryActivityStore()
     activity.record([_action(9, "c")])
     request = {"user_id": 9, "candidate_items": ["b", "d"], "top_k": 2}
     scores = {}
     for weight in ("0", "2"):
-        service = ScoringService(Settings.from_env({"CF_BLEND": weight}),
-                                 Models(LoadedModel(version, Constant(), catalog)), None, activity)
+        version = ModelVersion("v7", "deepfm", "deepfm", "models/deepfm/v7/", "t", feature_spec=spec,
+                               serving_defaults={"cold_start_rate": "0.1", "cf_blend": weight})
+        service = ScoringService(Settings.from_env({}), Models(LoadedModel(version, Constant(), catalog)), None,
+                                 activity)
         answer = service.recommend(validate(RecommendRequest, request))["recommendations"]
         scores[weight] = {r["item_id"]: r["score"] for r in answer}
         assert service.predict(validate(PredictRequest, {"user_id": 9, "item_id": "d"}))["score"] == scores[weight]["d"]
