@@ -230,6 +230,22 @@ def test_context_reaches_the_model_and_bad_context_or_filters_are_400s():
             body, caught.value.fields)
 
 
+def _live_lineage():
+    """Two taste groups (a, b) and (c, d): their catalog with similarities, and a live-feature spec."""
+    from easyrec_online.artifacts.cf import refresh_neighbours
+    from easyrec_online.artifacts.features.derive import derive_spec
+    from easyrec_online.artifacts.features.live import LiveReplay
+    from easyrec_online.artifacts.features.sampling import training_examples
+
+    actions = [_action(u, i, timestamp="2026-11-01T00:00:{:02d}Z".format(n)) for n, (u, i) in enumerate(
+        [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (3, "c"), (3, "d"), (4, "c"), (4, "d")])]
+    catalog = Catalog().add(actions)
+    refresh_neighbours(catalog)
+    examples = training_examples(actions, 1, 3, catalog=["a", "b", "c", "d"], sampling="always",
+                                 live=LiveReplay(Catalog()))
+    return catalog, derive_spec(actions, live_examples=examples).to_json()
+
+
 class LiveSum:
     """Scores a pair by its live features (their encoded sum): what live features change, scores show."""
 
@@ -240,20 +256,11 @@ class LiveSum:
 
 def test_an_accepted_action_changes_the_next_ranking_before_any_weight_update():
     """The user's live activity (written on accept) reaches the live features of the very next request."""
-    from easyrec_online.artifacts.cf import refresh_neighbours
-    from easyrec_online.artifacts.features.derive import derive_spec
-    from easyrec_online.artifacts.features.live import LiveReplay
-    from easyrec_online.artifacts.features.sampling import training_examples
     from easyrec_online.state.activity import InMemoryActivityStore
 
-    actions = [_action(u, i, timestamp="2026-11-01T00:00:{:02d}Z".format(n)) for n, (u, i) in enumerate(
-        [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (3, "c"), (3, "d"), (4, "c"), (4, "d")])]
-    catalog = Catalog().add(actions)
-    refresh_neighbours(catalog)
-    examples = training_examples(actions, 1, 3, catalog=["a", "b", "c", "d"], sampling="always",
-                                 live=LiveReplay(Catalog()))
+    catalog, spec = _live_lineage()
     version = ModelVersion("v7", "deepfm", "deepfm", "models/deepfm/v7/", "t",
-                           feature_spec=derive_spec(actions, live_examples=examples).to_json(),
+                           feature_spec=spec,
                            serving_defaults={"cold_start_rate": "0.1"})  # the model scores new users
     activity = InMemoryActivityStore()
     service = ScoringService(Settings.from_env({}), Models(LoadedModel(version, LiveSum(), catalog)), None, activity)
@@ -273,19 +280,9 @@ class Constant:
 def test_scores_blend_the_model_with_what_the_user_liked_lately():
     """The version's CF blend weight: an item like the one the user just liked scores above the model's
     probability; an item their history says nothing about keeps it; weight 0 serves the probability."""
-    from easyrec_online.artifacts.cf import refresh_neighbours
-    from easyrec_online.artifacts.features.derive import derive_spec
-    from easyrec_online.artifacts.features.live import LiveReplay
-    from easyrec_online.artifacts.features.sampling import training_examples
     from easyrec_online.state.activity import InMemoryActivityStore
 
-    actions = [_action(u, i, timestamp="2026-11-01T00:00:{:02d}Z".format(n)) for n, (u, i) in enumerate(
-        [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (3, "c"), (3, "d"), (4, "c"), (4, "d")])]
-    catalog = Catalog().add(actions)
-    refresh_neighbours(catalog)
-    examples = training_examples(actions, 1, 3, catalog=["a", "b", "c", "d"], sampling="always",
-                                 live=LiveReplay(Catalog()))
-    spec = derive_spec(actions, live_examples=examples).to_json()
+    catalog, spec = _live_lineage()
     activity = InMemoryActivityStore()
     activity.record([_action(9, "c")])
     request = {"user_id": 9, "candidate_items": ["b", "d"], "top_k": 2}
