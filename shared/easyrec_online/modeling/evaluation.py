@@ -2,7 +2,7 @@
 scored on the same held-out actions, each with its own lineage's features."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from easyrec_online.artifacts.blend import blend, cf_scale
 from easyrec_online.artifacts.features.encode import Example, Profiles, encode
@@ -13,6 +13,8 @@ from easyrec_online.artifacts.features.spec import FeatureSpec
 # parent's.
 CF_BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 CF_BLEND_FIT_MIN_ROWS = 1000
+# How much global holdout AUC a weight may cost against the unblended model's and still be chosen.
+CF_BLEND_AUC_SLACK = 0.01
 
 
 def _auc(labels: Sequence[int], scores: Sequence[float]) -> float:
@@ -33,18 +35,45 @@ def _auc(labels: Sequence[int], scores: Sequence[float]) -> float:
     return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
 
 
+def user_pair_auc(labels: Sequence[int], scores: Sequence[float], users: Sequence[Any]) -> Optional[float]:
+    """The share of (liked, not liked) pairs of one user's items that the scores order right, over all
+    users (ties count half): what ranking items for one user needs, unlike the global AUC, which also
+    compares one user's scores with another's. None when no user has both classes."""
+    groups: Dict[Any, List[int]] = {}
+    for row, user in enumerate(users):
+        groups.setdefault(user, []).append(row)
+    right, pairs = 0.0, 0
+    for rows in groups.values():
+        y = [labels[r] for r in rows]
+        positives = sum(y)
+        if 0 < positives < len(y):
+            count = positives * (len(y) - positives)
+            right += _auc(y, [scores[r] for r in rows]) * count
+            pairs += count
+    return right / pairs if pairs else None
+
+
 def fit_cf_blend(labels: Sequence[float], probs: Sequence[float], cf_pos: Sequence[float], scale: float,
-                 largest: float) -> Optional[float]:
-    """The CF blend weight (artifacts/blend.py) with the best holdout AUC, the smallest among equals, or
-    None when the holdout cannot tell (too few rows, one class)."""
+                 largest: float, users: Optional[Sequence[Any]] = None) -> Optional[float]:
+    """The CF blend weight (artifacts/blend.py) that ranks each user's holdout items best (user_pair_auc;
+    the smallest among equals), among the weights whose global AUC stays within CF_BLEND_AUC_SLACK of
+    the unblended model's (so calibration across users, which the promotion gate reads, is not given up
+    for it). Without users, or with no user holding both classes, the global AUC decides. None when the
+    holdout cannot tell (too few rows, one class)."""
     y = [1 if label >= 0.5 else 0 for label in labels]
     if len(y) < CF_BLEND_FIT_MIN_ROWS or not 0 < sum(y) < len(y):
         return None
-    best, best_auc = 0.0, -1.0
+    floor = _auc(y, list(probs)) - CF_BLEND_AUC_SLACK
+    ranked_by_user = users is not None and user_pair_auc(y, probs, users) is not None
+    best, best_score = 0.0, -1.0
     for weight in (w for w in CF_BLEND_GRID if w <= largest):
-        auc = _auc(y, blend(probs, cf_pos, weight, scale) if weight else list(probs))
-        if auc > best_auc + 1e-4:
-            best, best_auc = weight, auc
+        scores = blend(probs, cf_pos, weight, scale) if weight else list(probs)
+        global_auc = _auc(y, scores)
+        if weight and global_auc < floor:
+            continue
+        score = user_pair_auc(y, scores, users) if ranked_by_user else global_auc
+        if score > best_score + 1e-4:
+            best, best_score = weight, score
     return best
 
 
@@ -62,7 +91,8 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
     weight = 0.0
     if scale is not None:
         cf_pos = [float((e.live or {}).get("cf_pos", 0.0)) for e in examples]
-        fitted = fit_cf_blend([e.label for e in examples], probs, cf_pos, scale, fit_up_to) if fit_up_to > 0 else None
+        fitted = (fit_cf_blend([e.label for e in examples], probs, cf_pos, scale, fit_up_to,
+                               [e.user_id for e in examples]) if fit_up_to > 0 else None)
         weight = cf_blend if fitted is None else fitted
         if weight:
             probs = blend(probs, cf_pos, weight, scale)
