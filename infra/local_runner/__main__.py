@@ -6,6 +6,7 @@
   SQS/Kinesis/Kafka -> Lambda <- event source mappings (partial batch failures; commit after success)
   Kafka (MSK)     <- a real Kafka-protocol broker (Tansu) when StreamTransport=kafka
   ECS RunTask     <- training tasks run as model-runtime processes
+  S3 lifecycle    <- the buckets' tag expiry rules, played sooner (lifecycle.py)
 
 Ctrl-C (or SIGTERM) stops everything it started.
 """
@@ -27,6 +28,7 @@ from .cloud import REGION, LocalCloud
 from .event_sources import EcsAgent, EventBus, KafkaPoller, KinesisPoller, SchedulePoller, SqsPoller
 from .gateway import Gateway, Keys
 from .kafka_broker import LocalKafkaBroker
+from .lifecycle import LifecycleSweeper
 from .provision import Provisioner, default_network
 from .template import CONTROL_RUNTIME, MODEL_RUNTIME, load_template, parse_app
 from .workers import FunctionPool, console
@@ -83,6 +85,7 @@ class LocalRunner:
         self.kafka_broker: Optional[LocalKafkaBroker] = None
         self.agent: Optional[EcsAgent] = None
         self.gateway: Optional[Gateway] = None
+        self.lifecycle: Optional[LifecycleSweeper] = None
 
     def _python(self, runtime: str) -> str:
         path = self.args.control_python if runtime == CONTROL_RUNTIME else self.args.model_python
@@ -107,6 +110,8 @@ class LocalRunner:
         resolver = Provisioner(self.cloud, app, self.args.stack).run()
         restored = self.cloud.restore()
         log.info("restored from %s: %s", self.cloud.state_dir, restored)
+        s3 = self.cloud.client("s3")
+        self.lifecycle = LifecycleSweeper(s3, [b["Name"] for b in s3.list_buckets().get("Buckets", [])]).start()
 
         base_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
@@ -233,6 +238,8 @@ class LocalRunner:
             pool.stop()
         if self.kafka_broker is not None:
             self.kafka_broker.stop()
+        if self.lifecycle is not None:
+            self.lifecycle.stop()
         self.cloud.stop()
         console("runner", "stopped")
 

@@ -30,6 +30,23 @@ def _camel(node: Any) -> Any:
     return node
 
 
+def _lifecycle_rule(rule: Dict[str, Any]) -> Dict[str, Any]:
+    """A CloudFormation lifecycle rule (AWS::S3::Bucket Rule) in the S3 API's shape."""
+    tags = [{"Key": t["Key"], "Value": str(t["Value"])} for t in rule.get("TagFilters", [])]
+    prefix = rule.get("Prefix", "")
+    out: Dict[str, Any] = {"ID": rule.get("Id", ""), "Status": rule.get("Status", "Enabled"),
+                           "Filter": {"And": {"Prefix": prefix, "Tags": tags}} if tags else {"Prefix": prefix}}
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "NoncurrentVersionExpiration" in rule:
+        out["NoncurrentVersionExpiration"] = {
+            "NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])}
+    if "AbortIncompleteMultipartUpload" in rule:
+        out["AbortIncompleteMultipartUpload"] = {
+            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
+    return out
+
+
 class Provisioner:
     def __init__(self, cloud: LocalCloud, app: AppSpec, stack: str) -> None:
         self.cloud = cloud
@@ -104,6 +121,9 @@ class Provisioner:
         s3 = self.cloud.client("s3")
         if name not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
             s3.create_bucket(Bucket=name)
+        rules = [_lifecycle_rule(rule) for rule in props.get("LifecycleConfiguration", {}).get("Rules", [])]
+        if rules:  # stored for the local runner's sweeper (lifecycle.py): moto never runs them
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
         self._set(logical, name, Arn="arn:aws:s3:::" + name, DomainName=name + ".s3.amazonaws.com")
 
     def _queue(self, logical: str, props: Dict[str, Any]) -> None:
