@@ -287,7 +287,8 @@ class Settings:
     keep_versions: int = setting(
         "KEEP_VERSIONS", 20,
         "Model versions kept servable (rollback targets); older ones, except the current one, expire: their "
-        "objects are tagged for the bucket's lifecycle rule, which deletes them a day later.")
+        "objects are tagged for the bucket's lifecycle rule, which deletes them a day later (the local runner "
+        "plays that rule a minute after tagging).")
     # --- serving -----------------------------------------------------------------------------------
     model_cache_dir: str = setting(
         "MODEL_CACHE_DIR", "/tmp/easyrec-online/models",
