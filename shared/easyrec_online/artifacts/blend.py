@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 from typing import Iterable, List, Optional, Sequence
 
-_EPSILON = 1e-7
+# Probabilities are clipped this close to 0 and 1 before their logit: the scorer's float64 ones keep
+# logits up to about 34 apart (1e-7 would tie every logit beyond 16).
+_EPSILON = 1e-15
 
 
 def cf_scale(spec: object) -> Optional[float]:

@@ -1,17 +1,39 @@
 """Scoring with an exported EasyRec SavedModel (model runtime: TensorFlow 1.15).
 
 A `SavedModelScorer` owns one graph + session, loaded once; `score` is a single Session.run with
-one string tensor per feature (EasyRec hashes ids inside the graph), returning `probs`.
+one string tensor per feature (EasyRec hashes ids inside the graph), returning the primary
+output's probabilities.
 """
 from __future__ import annotations
 
 import threading
-from typing import Dict, Sequence
+from typing import Dict, Iterable, Sequence, Tuple
 
 import numpy as np
 
 # The output a model's score is: single-task models' probs; our multi-task ones name the primary task "main".
 PRIMARY_OUTPUTS = ("probs", "probs_main")
+# Their logits, read instead where exported (EasyRec exports both for binary classification): the
+# graph's float32 sigmoid rounds every logit above about 17 to exactly 1.0 (below about -88 to 0.0),
+# so a user's confident scores tie and their order is lost (seen after a user's 40 purchases of an
+# item: it and the best-liked item both at 1.0). The float64 sigmoid of the logit keeps them ordered.
+_LOGITS_OF = {"probs": "logits", "probs_main": "logits_main"}
+
+
+def primary_output(names: Iterable[str]) -> Tuple[str, bool]:
+    """(the output to read, whether it is a logit) among a model's output names."""
+    names = set(names)
+    probs = next((name for name in PRIMARY_OUTPUTS if name in names), None)
+    if probs is None:
+        raise ScoringError("the model has none of the outputs {}".format(PRIMARY_OUTPUTS))
+    return (_LOGITS_OF[probs], True) if _LOGITS_OF[probs] in names else (probs, False)
+
+
+def sigmoid(logits: Sequence[float]) -> np.ndarray:
+    """The float64 logistic of each logit, without overflow for large |z|."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 class ScoringError(Exception):
@@ -31,9 +53,10 @@ class SavedModelScorer:
         signature = meta.signature_def["serving_default"]
         self.input_names = sorted(signature.inputs)
         self._inputs = {name: self._graph.get_tensor_by_name(info.name) for name, info in signature.inputs.items()}
-        output = next((name for name in PRIMARY_OUTPUTS if name in signature.outputs), None)
-        if output is None:
-            raise ScoringError("SavedModel at {} has none of the outputs {}".format(export_dir, PRIMARY_OUTPUTS))
+        try:
+            output, self._is_logit = primary_output(signature.outputs)
+        except ScoringError as exc:
+            raise ScoringError("SavedModel at {}: {}".format(export_dir, exc)) from None
         self._probs = self._graph.get_tensor_by_name(signature.outputs[output].name)
         self.output_names = tuple(sorted(signature.outputs))
         self._outputs = {name: self._graph.get_tensor_by_name(info.name) for name, info in signature.outputs.items()}
@@ -57,8 +80,9 @@ class SavedModelScorer:
         if len(lengths) != 1:
             raise ScoringError("feature columns differ in length: {}".format(sorted(lengths)))
         feed = {self._inputs[name]: columns[name] for name in self.input_names}  # lists or arrays
-        probs = self._session.run(self._probs, feed_dict=feed)
-        probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+        probs = np.asarray(self._session.run(self._probs, feed_dict=feed), dtype=np.float64).reshape(-1)
+        if self._is_logit:
+            probs = sigmoid(probs)
         if not np.all(np.isfinite(probs)):
             raise ScoringError("model produced non-finite scores")
         return probs

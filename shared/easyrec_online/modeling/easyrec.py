@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, NamedTuple
 
-from easyrec_online.artifacts.scorer import PRIMARY_OUTPUTS
+from easyrec_online.artifacts.scorer import primary_output
 
 # The version this adapter is written against (infra/model-runtime/requirements.txt pins it too).
 EASYREC_VERSION = "0.7.1"
@@ -82,7 +82,7 @@ class TrainingGraph(NamedTuple):
     global_step: Any
     train_op: Any
     loss: Any
-    probs: Any  # the primary output
+    probs: Any  # the primary output's probabilities (float64, from its logits where the model has them)
 
 
 def build_training_graph(pipeline_text: str, workdir: str) -> TrainingGraph:
@@ -110,5 +110,6 @@ def build_training_graph(pipeline_text: str, workdir: str) -> TrainingGraph:
         estimator, run_config = easyrec_main._create_estimator(config)
         model = estimator._train_model_fn(parsed["feature"], creator._get_labels(parsed), run_config)
     predictions = model.predictions
-    probs = next(predictions[name] for name in PRIMARY_OUTPUTS if name in predictions)
+    output, is_logit = primary_output(predictions)
+    probs = tf.sigmoid(tf.cast(predictions[output], tf.float64)) if is_logit else predictions[output]
     return TrainingGraph(inputs, global_step, model.train_op, model.loss, probs)
