@@ -22,6 +22,9 @@ update started from).
     versions are registered (servable) but never move the pointer until it is unpinned.
   - When the current version changes under it (a rollback, an operator's promotion), it reloads
     from that version.
+  - Its replay sample (what updates replay beside their new rows) is stored with the lineage every
+    REPLAY_SNAPSHOT_EVERY_S while it changes, and read back when it warms on a version, so updates
+    after a full training or a restart do not train on their new rows alone (modeling/replay.py).
 
 Holds the trainer lease while it runs (modeling/lease.py). Stops when the job record says so (POST
 /online/training/stop sets status "stopping": it ends "stopped") or on SIGTERM ("interrupted": the
@@ -35,6 +38,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from typing import Any, Callable, Dict, Optional, Sequence, Set
 
@@ -58,6 +62,7 @@ from easyrec_online.modeling.job import (
 )
 from easyrec_online.modeling.lease import LeaseLost, TrainerLease
 from easyrec_online.modeling.publish import fail_job, incremental_steps, publish, retire_old_versions, version_record
+from easyrec_online.modeling.replay import REPLAY_SNAPSHOT_EVERY_S, read_replay, write_replay
 from easyrec_online.state.profiles import CachedProfiles, ProfileSource, ProfileStore
 from easyrec_online.state.registry import CF_BLEND_KEY, ModelVersion, StateStore, new_id
 
@@ -95,6 +100,13 @@ class _Lineage:
         download_checkpoint(s3, bucket, current, ckpt_dir)
         self.checkpoint, _ = latest_checkpoint(ckpt_dir)
         self.trainer.restore(self.checkpoint)
+        self.spec = spec_of(current)
+        self._replay_writer: Optional[threading.Thread] = None
+        stored = read_replay(s3, bucket, current.lineage, self.spec)
+        if stored is not None:
+            self.trainer.seed_replay(stored)
+        logger.info("continuous trainer: replay sample of lineage %s: %d rows", current.lineage,
+                    self.trainer.replayable)
         base = download_saved_model(s3, bucket, current, os.path.join(workdir, "saved"))
         # The serving graph's files (saved_model.pb, assets/), as S3-style relative keys.
         every = [os.path.relpath(os.path.join(root, name), base).replace(os.sep, "/")
@@ -104,6 +116,22 @@ class _Lineage:
         # The current version's catalog, once an update of this trainer made it (None: read it from S3).
         self.catalog: Optional[Catalog] = None
         self.pipeline_text = pipeline_text
+
+    def store_replay(self, s3: Any, bucket: str) -> None:
+        """The trainer's replay sample, once it changed, as the lineage's stored one (modeling/replay.py).
+        Written beside the updates (a MovieLens-sized sample takes a second or two to write), one at a time."""
+        if not self.trainer.replay_changes or (self._replay_writer is not None and self._replay_writer.is_alive()):
+            return
+        sample = self.trainer.replay_sample()  # a copy: updates go on changing the trainer's
+
+        def write() -> None:
+            try:
+                write_replay(s3, bucket, self.lineage, self.spec, sample)
+            except Exception:  # noqa: BLE001 - a stale stored sample only weakens a restart's first updates
+                logger.exception("could not store the replay sample of lineage %s", self.lineage)
+
+        self._replay_writer = threading.Thread(target=write, name="replay-sample-writer", daemon=True)
+        self._replay_writer.start()
 
     def discard(self, version: str) -> None:
         """A version's local checkpoint, once nothing trains from it (S3 has it): a trainer that runs for
@@ -298,6 +326,7 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
                        if profile_store is not None else None)
     served: Optional[str] = None  # the pointer's version the lineage was loaded from
     retired_at = float("-inf")
+    replay_stored_at = time.monotonic()
     handled_request: Optional[str] = None
     try:
         while not should_stop():
@@ -342,6 +371,9 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
                                  requested=requested, base=None if pointer.get("pinned") else served)
             if requested and record is not None:
                 handled_request = job.update_requested_at
+            if time.monotonic() - replay_stored_at >= REPLAY_SNAPSHOT_EVERY_S:
+                replay_stored_at = time.monotonic()
+                lineage.store_replay(s3, settings.data_bucket)
             if record is None:
                 time.sleep(poll_s)
                 continue

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from easyrec_online.artifacts.features.encode import Example, Profiles, encode
 from easyrec_online.artifacts.features.spec import LABEL_COLUMNS, FeatureSpec
+from easyrec_online.modeling.replay import Labels, ReplaySample, Row
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +59,16 @@ class WarmTrainer:
         self.session.run(self._init)
         self.step = 0
         # A uniform sample (reservoir sampling) of every row this trainer's lineage trained on (encoded,
-        # with their examples), replayed beside an update's new rows: the whole past, not only the
+        # with their labels), replayed beside an update's new rows: the whole past, not only the
         # latest rows, so that a stream of updates on the latest users does not drift away from the
         # rest. Only rows of versions kept (`keep_for_replay`) enter it: a rejected update's rows come
-        # back as new ones.
+        # back as new ones. It starts from the lineage's stored sample (`seed_replay`, modeling/replay.py).
         self._replay_capacity = max(0, replay_rows)
-        self._replay: List[Tuple[Dict[str, Any], Example]] = []
+        self._replay: List[Tuple[Row, Labels]] = []
         self._replay_seen = 0
         self._replay_rng = random.Random(replay_rows)
-        self._last: List[Tuple[Dict[str, Any], Example]] = []
+        self._last: List[Tuple[Row, Labels]] = []
+        self.replay_changes = 0  # rows kept since the sample was last seeded or taken (`replay_sample`)
 
     def restore(self, checkpoint_prefix: str) -> int:
         self.saver.restore(self.session, checkpoint_prefix)
@@ -79,8 +81,7 @@ class WarmTrainer:
         return self.saver.save(self.session, os.path.join(directory, "model.ckpt"), global_step=self.step,
                                write_meta_graph=False)
 
-    def _feed(self, rows: Sequence[Dict[str, Any]], examples: Sequence[Example]) -> Dict[Any, List[Any]]:
-        values = [e.label_values() for e in examples]
+    def _feed(self, rows: Sequence[Row], values: Sequence[Labels]) -> Dict[Any, List[Any]]:
         feed: Dict[Any, List[Any]] = {}
         for position, name in enumerate(LABEL_COLUMNS):
             if name in self.inputs:
@@ -101,7 +102,7 @@ class WarmTrainer:
         if not examples:
             return self.step
         rng = random.Random(seed)
-        fresh = [(encode(e, self.spec, profiles), e) for e in examples]
+        fresh = [(encode(e, self.spec, profiles), e.label_values()) for e in examples]
         replayed = rng.sample(self._replay, min(replay, len(self._replay))) if replay > 0 else []
         pairs = fresh + replayed
         order = list(range(len(pairs)))
@@ -113,7 +114,7 @@ class WarmTrainer:
                 position = 0
             batch = [pairs[i] for i in order[position:position + batch_size]]
             position += batch_size
-            self.session.run(self.train_op, self._feed([row for row, _ in batch], [e for _, e in batch]))
+            self.session.run(self.train_op, self._feed([row for row, _ in batch], [labels for _, labels in batch]))
         if self._cap_accumulators:
             self.session.run(self._cap_accumulators)
         self.step = int(self.session.run(self.global_step))
@@ -122,6 +123,7 @@ class WarmTrainer:
 
     def keep_for_replay(self) -> None:
         """The last `train` call's new rows belong to a kept version: they may be replayed from now on."""
+        self.replay_changes += len(self._last)
         for pair in self._last:
             self._replay_seen += 1
             if len(self._replay) < self._replay_capacity:
@@ -132,6 +134,18 @@ class WarmTrainer:
                     self._replay[slot] = pair
         self._last = []
 
+    def seed_replay(self, sample: ReplaySample) -> None:
+        """Start the replay sample from a stored one (of this lineage: the same feature columns)."""
+        rows = list(sample.rows)
+        if len(rows) > self._replay_capacity:
+            rows = self._replay_rng.sample(rows, self._replay_capacity)
+        self._replay, self._replay_seen, self.replay_changes = rows, max(sample.seen, len(rows)), 0
+
+    def replay_sample(self) -> ReplaySample:
+        """The replay sample as it is, to be stored; resets `replay_changes`."""
+        self.replay_changes = 0
+        return ReplaySample(list(self._replay), self._replay_seen)
+
     def largest_accumulator(self) -> float:
         """The largest Adagrad accumulator value (0 for other optimizers)."""
         return float(self.session.run(self._largest_accumulator))
@@ -141,7 +155,7 @@ class WarmTrainer:
         if not examples:
             return []
         rows = [encode(e, self.spec, profiles) for e in examples]
-        feed = self._feed(rows, examples)
+        feed = self._feed(rows, [e.label_values() for e in examples])
         return [float(p) for p in self.session.run(self.probs, feed)]
 
     def close(self) -> None:
