@@ -1,6 +1,6 @@
 """Online learning end to end, with no training call: CONTINUOUS_TRAINING=true makes the API keep a
-continuous trainer running; a user's purchases of item A make the service rank A above B for
-them, and the update shows in /online/updates/list."""
+continuous trainer running; a user's purchases of item A move A up against B for them (and not for
+everyone), and the update shows in /online/updates/list."""
 import time
 
 import pytest
@@ -17,7 +17,7 @@ def online(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("online")
     running = RunningService(str(tmp / "state"), str(tmp / "runner.log"), [
         "CONTINUOUS_TRAINING=true", "TRAIN_STEPS=150", "CONTINUOUS_POLL_MS=200", "CURRENT_CHECK_INTERVAL_MS=200",
-        "PROMOTION_AUC_TOLERANCE=1.0", "INCREMENTAL_MIN_STEPS=40"])
+        "PROMOTION_AUC_TOLERANCE=1.0"])
     running.start()
     yield running
     if running.process is not None and running.process.poll() is None:
@@ -29,13 +29,15 @@ def _scores(service):
     return {p["item_id"]: p["score"] for p in body["predictions"]}, body["model_version"]
 
 
-def test_purchases_make_the_user_prefer_a_without_any_training_call(online):
-    # History: everyone rates B high and A low; user 42 has liked other items only. A and B are rated in
-    # one context: when the history told them apart only by action type (likes of B, views of A), the
-    # action type explained every label and the first version's order of A and B was a coin toss
-    # (liked views: 3 runs of 7; views as passes: 1 CI run).
+def test_purchases_move_the_user_towards_a_without_any_training_call(online):
+    # History: everyone, user 42 too, rates B high and A low; user 42 has also liked other items. A and B
+    # are rated in one context: when the history told them apart only by action type (likes of B, views
+    # of A), the action type explained every label and the first version's order of A and B was a coin
+    # toss (liked views: 3 runs of 7; views as passes: 1 CI run). User 42 rates them too: when only
+    # others did, all the first version knew of 42 and B or A were sampled negatives (drawn by
+    # popularity, both equally likely), so its order of A and B for 42 was a coin toss again (2 runs of 3).
     samples = []
-    for user in range(30):
+    for user in [USER] + list(range(30)):
         samples += [{"user_id": user, "item_id": "B", "label": 1, "action_type": "rating"},
                     {"user_id": user, "item_id": "A", "label": 0, "action_type": "rating"}]
         samples += [{"user_id": user, "item_id": "x{}".format((user + k) % 7), "label": 0, "action_type": "view"}
@@ -55,12 +57,19 @@ def test_purchases_make_the_user_prefer_a_without_any_training_call(online):
 
     def learnt():
         scores, version = _scores(online)
-        return (scores, version) if version != first and scores["A"] > scores["B"] else None
+        return (scores, version) if version != first else None
 
-    after, version = _wait_for(learnt, 120, "an automatic update that ranks A above B for the user")
+    after, version = _wait_for(learnt, 120, "an automatic update")
+    # The purchases moved A up against B for the user...
+    assert after["A"] / after["B"] > before["A"] / before["B"], (before, after)
+    # ...and one user's burst is one user's preference: the crowd's order stays for everyone else (40
+    # purchases learnt as 40 rows outweighed the 30 users' ratings and put A near 1.0 for every user).
+    bystander = requests.post(online.url + "/recommend", json={"user_id": 7, "candidate_items": ["A", "B"],
+                                                               "top_k": 2}, timeout=10).json()
+    assert [r["item_id"] for r in bystander["recommendations"]] == ["B", "A"], bystander
     ranked = requests.post(online.url + "/recommend", json={"user_id": USER, "candidate_items": ["A", "B"],
                                                             "top_k": 2}, timeout=10).json()
-    assert [r["item_id"] for r in ranked["recommendations"]] == ["A", "B"], ranked
+    assert ranked["model_version"] == version, ranked
     updates = requests.get(online.url + "/online/updates/list", timeout=10).json()["updates"]
     mine = [u for u in updates if u["version"] == ranked["model_version"]]
     assert mine and mine[0]["mode"] == "incremental" and mine[0]["warm"], updates

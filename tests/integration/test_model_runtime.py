@@ -2,6 +2,7 @@
 stored in the moto server and publishes a version; the inference function (also Python 3.7) loads
 it and scores. One training run is shared by the module (tiny data, few steps)."""
 import contextlib
+import datetime as dt
 import json
 import os
 import random
@@ -81,6 +82,7 @@ def trained(moto_endpoint, tmp_path_factory):
     return settings, tmp, job_id
 
 
+@pytest.mark.cloud_contract
 def test_training_task_publishes_a_registered_version_with_holdout_metrics(trained):
     settings, _, job_id = trained
     state = wiring.state_store(settings)
@@ -141,6 +143,7 @@ def _when_serving(inference, version, pair, timeout_s=30.0):
         time.sleep(0.1)
 
 
+@pytest.mark.cloud_contract
 def test_inference_function_scores_with_the_current_version(trained, inference):
     settings, tmp, _ = trained
     # user 4 prefers even items: they must rank first
@@ -178,8 +181,11 @@ def test_incremental_update_learns_a_new_preference_training_each_action_once(tr
     state = wiring.state_store(settings)
     parent = state.get_current()
     _, before = inference("/predict", {"user_id": 4, "item_id": "item-7"})  # odd item: user 4 dislikes it
+    # One purchase an hour: a burst within an hour would train as REPEAT_ACTIONS_MAX rows only.
+    now = dt.datetime.now(dt.timezone.utc)
     purchases = [StoredAction.accept(ActionIn.model_validate(
-        {"user_id": 4, "item_id": "item-7", "label": 1, "action_type": "purchase"})) for _ in range(40)]
+        {"user_id": 4, "item_id": "item-7", "label": 1, "action_type": "purchase",
+         "timestamp": (now - dt.timedelta(hours=k)).isoformat()})) for k in range(40)]
     new_key = wiring.action_store(settings).put_batch(purchases)
 
     # The gate is tested on its own below; here every candidate is promoted.

@@ -211,6 +211,13 @@ class Settings:
         "Sampled negatives are drawn in proportion to (item's actions + 1) ** this: 0 uniform, 0.75 by popularity "
         "(then a model cannot rank by popularity alone; MovieLens streaming replay, linear model over the live "
         "features: NDCG@10 0.100 against 0.084 uniform).")
+    repeat_actions_max: int = setting(
+        "REPEAT_ACTIONS_MAX", 3,
+        "Training rows that one user's repeated actions on one item (with one label) within one hour give; the "
+        "rest still count in the catalog and in the user's live features, and repeats spread over hours or days "
+        "all train. 0: no limit. Forty purchases of one item by one user in a burst are one user's preference: as "
+        "forty rows they outweighed the thirty users who had rated it low, and one update put it near 1.0 for "
+        "every user.")
     cold_start_rate: float = setting(
         "COLD_START_RATE", 0.1,
         "Share of training examples also learnt as if from a new user (a copy without the user id) and, in a "

@@ -289,10 +289,11 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     counts: Dict[str, float] = {item: stats[0] for item, stats in prior.items.items()} if prior is not None else {}
     for action in ordered:
         counts[id_key(action.item_id)] = counts.get(id_key(action.item_id), 0.0) + 1.0
+    held = {a.event_id for a in holdout_actions}
     every = training_examples(ordered, settings.negatives_per_positive, settings.random_seed, catalog=items,
                               histories=histories, sampling=settings.negative_sampling, acted_on=acted_on, live=live,
-                              item_counts=counts, negative_power=settings.negative_sampling_power)
-    held = {a.event_id for a in holdout_actions}
+                              item_counts=counts, negative_power=settings.negative_sampling_power,
+                              repeats_max=settings.repeat_actions_max, held_out=held)
     train_rows = [e for e in every if e.event_id not in held]
     train_rows += cold_start_copies(train_rows, cold_start_rate, settings.random_seed)
     holdout_rows = [e for e in every if e.event_id in held] if holdout_actions else train_rows

@@ -134,6 +134,27 @@ def test_all_positive_data_gets_sampled_negatives_from_unseen_items():
     assert examples == training_examples(actions, negatives_per_positive=2, seed=7)  # deterministic
 
 
+def test_one_users_repeated_actions_on_an_item_give_a_few_rows_and_all_reach_the_live_features():
+    from easyrec_online.artifacts.catalog import Catalog
+    from easyrec_online.artifacts.features.live import LiveReplay
+
+    burst = [_action(42, "A", 1, "purchase") for _ in range(40)]
+    others = [_action(u, "A", 0, "rating") for u in range(5)] + [_action(42, "A", 0, "rating")]
+    live = LiveReplay(Catalog(24.0))
+    examples = training_examples(burst + others, negatives_per_positive=1, seed=3, catalog=["A", "B", "C"],
+                                 sampling="always", repeats_max=3, live=live)
+    rows = [(str(e.user_id), e.item_id, e.label) for e in examples]
+    assert rows.count(("42", "A", 1.0)) == 3 and rows.count(("42", "A", 0.0)) == 1  # the rating is another label
+    assert sum(1 for r in rows if r[0] != "42") == 5 and len(examples) == 3 + 3 + 5 + 1
+    assert live.catalog.items["A"][0] == 46  # every action counted
+    assert len(training_examples(burst, 1, 3, catalog=["A", "B"], sampling="always")) == 80  # no limit: 0
+    daily = [_action("farmer", "plot", 1, "watering", timestamp="2026-11-{:02d}T08:00:00Z".format(d)) for d in range(1, 11)]
+    assert len(training_examples(daily, 0, 1, repeats_max=3)) == 10  # repeats spread over days all train
+    held = {a.event_id for a in burst[-5:]}  # a holdout keeps rows of such a pair too
+    capped = training_examples(burst, 0, 3, repeats_max=3, held_out=held)
+    assert len(capped) == 6 and sum(1 for e in capped if e.event_id in held) == 3
+
+
 def test_explicit_negatives_are_not_padded():
     actions = [_action(1, 1, 1), _action(1, 2, 0), _action(2, 1, 0)]
     assert len(training_examples(actions, negatives_per_positive=3, seed=1)) == 3
