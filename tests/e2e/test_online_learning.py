@@ -59,7 +59,7 @@ def test_purchases_move_the_user_towards_a_without_any_training_call(online):
         scores, version = _scores(online)
         return (scores, version) if version != first else None
 
-    after, version = _wait_for(learnt, 120, "an automatic update")
+    after, _ = _wait_for(learnt, 120, "an automatic update")
     # The purchases moved A up against B for the user...
     assert after["A"] / after["B"] > before["A"] / before["B"], (before, after)
     # ...and one user's burst is one user's preference: the crowd's order stays for everyone else (40
@@ -69,7 +69,7 @@ def test_purchases_move_the_user_towards_a_without_any_training_call(online):
     assert [r["item_id"] for r in bystander["recommendations"]] == ["B", "A"], bystander
     ranked = requests.post(online.url + "/recommend", json={"user_id": USER, "candidate_items": ["A", "B"],
                                                             "top_k": 2}, timeout=10).json()
-    assert ranked["model_version"] == version, ranked
+    assert ranked["model_version"] != first, ranked  # this update's version or a later one
     updates = requests.get(online.url + "/online/updates/list", timeout=10).json()["updates"]
     mine = [u for u in updates if u["version"] == ranked["model_version"]]
     assert mine and mine[0]["mode"] == "incremental" and mine[0]["warm"], updates
