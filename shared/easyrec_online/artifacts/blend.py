@@ -20,9 +20,11 @@ from __future__ import annotations
 import math
 from typing import Iterable, List, Optional, Sequence
 
-# Probabilities are clipped this close to 0 and 1 before their logit: the scorer's float64 ones keep
-# logits up to about 34 apart (1e-7 would tie every logit beyond 16).
-_EPSILON = 1e-15
+# Where the CF term applies, the model's probability is clipped this close to 0 and 1 first (logits
+# within +-16): a model all but certain a user will not like an item (say 1e-9, for a category they
+# used to bounce off) must not outvote what they did a moment ago. Pairs without CF evidence keep the
+# model's own probability, ordered in float64 (artifacts/scorer.py).
+_EPSILON = 1e-7
 
 
 def cf_scale(spec: object) -> Optional[float]:
