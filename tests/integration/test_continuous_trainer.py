@@ -2,6 +2,7 @@
 then follows newly stored actions with warm incremental updates (graph and session kept alive,
 no export), each through the promotion gate, each action trained once; the versions it publishes
 load and serve; a stop request ends it between updates."""
+import datetime as dt
 import os
 import subprocess
 import time
@@ -56,8 +57,11 @@ def test_continuous_trainer_follows_new_actions_with_warm_updates(moto_endpoint,
             # disliked odd items such as item-7, and the update also trains the parent's held-out ones.
             as_purchase = {"user_id": 4, "item_id": "item-7", "context": {"action_type": "purchase"}}
             before = inference("/predict", as_purchase)[1]["score"]
+            # One purchase an hour: a burst within an hour trains as REPEAT_ACTIONS_MAX rows only.
+            now = dt.datetime.now(dt.timezone.utc)
             purchases = [StoredAction.accept(ActionIn.model_validate(
-                {"user_id": 4, "item_id": "item-7", "label": 1, "action_type": "purchase"})) for _ in range(60)]
+                {"user_id": 4, "item_id": "item-7", "label": 1, "action_type": "purchase",
+                 "timestamp": (now - dt.timedelta(hours=k)).isoformat()})) for k in range(60)]
             store.put_batch(purchases)
             second = _wait(lambda: (lambda c: c if c.version != first.version else None)(state.get_current()),
                            120, "a warm update", process)

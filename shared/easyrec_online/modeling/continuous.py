@@ -62,7 +62,7 @@ from easyrec_online.modeling.job import (
 )
 from easyrec_online.modeling.lease import LeaseLost, TrainerLease
 from easyrec_online.modeling.publish import fail_job, incremental_steps, publish, retire_old_versions, version_record
-from easyrec_online.modeling.replay import REPLAY_SNAPSHOT_EVERY_S, read_replay, write_replay
+from easyrec_online.modeling.replay import REPLAY_SNAPSHOT_EVERY_S, read_replay, replay_key, write_replay
 from easyrec_online.state.profiles import CachedProfiles, ProfileSource, ProfileStore
 from easyrec_online.state.registry import CF_BLEND_KEY, ModelVersion, StateStore, new_id
 
@@ -102,7 +102,8 @@ class _Lineage:
         self.trainer.restore(self.checkpoint)
         self.spec = spec_of(current)
         self._replay_writer: Optional[threading.Thread] = None
-        stored = read_replay(s3, bucket, current.lineage, self.spec)
+        self.replay_key = replay_key(settings.models_prefix, current.lineage)
+        stored = read_replay(s3, bucket, self.replay_key, self.spec)
         if stored is not None:
             self.trainer.seed_replay(stored)
         logger.info("continuous trainer: replay sample of lineage %s: %d rows", current.lineage,
@@ -126,7 +127,7 @@ class _Lineage:
 
         def write() -> None:
             try:
-                write_replay(s3, bucket, self.lineage, self.spec, sample)
+                write_replay(s3, bucket, self.replay_key, self.spec, sample)
             except Exception:  # noqa: BLE001 - a stale stored sample only weakens a restart's first updates
                 logger.exception("could not store the replay sample of lineage %s", self.lineage)
 

@@ -47,7 +47,7 @@ from easyrec_online.modeling.evaluation import evaluate, promotion_decision
 from easyrec_online.modeling.lease import LeaseLost, TrainerLease
 from easyrec_online.modeling.pipeline import MODELS_WITH_HISTORY, build_pipeline_config
 from easyrec_online.modeling.publish import fail_job, incremental_steps, publish, retire_old_versions, version_record
-from easyrec_online.modeling.replay import sample_of, write_replay
+from easyrec_online.modeling.replay import replay_key, sample_of, write_replay
 from easyrec_online.state.profiles import ProfileSource, ProfileStore
 from easyrec_online.state.registry import (
     CF_BLEND_KEY,
@@ -451,7 +451,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)
             upload_checkpoint(s3, settings.data_bucket, checkpoint, record.checkpoint_prefix)
             if plan.mode == "full":  # the new lineage's replay sample, before a trainer can warm on it
-                write_replay(s3, settings.data_bucket, plan.lineage, data.spec,
+                write_replay(s3, settings.data_bucket, replay_key(settings.models_prefix, plan.lineage), data.spec,
                              sample_of(data.train_rows, data.spec, data.profiles, settings.replay_buffer_rows,
                                        settings.random_seed))
             timings["upload_s"] = round(time.monotonic() - t0, 3)

@@ -42,8 +42,9 @@ class ReplaySample(NamedTuple):
     seen: int  # rows the sample was drawn from
 
 
-def replay_key(lineage: str) -> str:
-    return "models/{}/replay.jsonl.gz".format(lineage)
+def replay_key(models_prefix: str, lineage: str) -> str:
+    """The lineage's sample, beside its versions (MODELS_PREFIX<lineage>/<version>/)."""
+    return "{}{}/replay.jsonl.gz".format(models_prefix, lineage)
 
 
 def sample_of(examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles, capacity: int,
@@ -53,30 +54,30 @@ def sample_of(examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles
     return ReplaySample([(encode(e, spec, profiles), e.label_values()) for e in chosen], len(examples))
 
 
-def write_replay(s3: Any, bucket: str, lineage: str, spec: FeatureSpec, sample: ReplaySample) -> None:
+def write_replay(s3: Any, bucket: str, key: str, spec: FeatureSpec, sample: ReplaySample) -> None:
     names = list(spec.names)
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=3) as out:
         out.write((json.dumps({"columns": names, "seen": sample.seen}) + "\n").encode())
         for row, labels in sample.rows:
             out.write((json.dumps([row[name] for name in names] + list(labels)) + "\n").encode())
-    s3.put_object(Bucket=bucket, Key=replay_key(lineage), Body=buffer.getvalue())
+    s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
 
 
-def read_replay(s3: Any, bucket: str, lineage: str, spec: FeatureSpec) -> Optional[ReplaySample]:
+def read_replay(s3: Any, bucket: str, key: str, spec: FeatureSpec) -> Optional[ReplaySample]:
     """The lineage's stored sample, or None (none stored yet, unreadable, or of other columns)."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=replay_key(lineage))["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except Exception as exc:  # noqa: BLE001 - NoSuchKey or any other: the trainer starts with an empty sample
         if getattr(exc, "response", {}).get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
-            logger.warning("replay sample of lineage %s unreadable (%s): starting with an empty one", lineage, exc)
+            logger.warning("replay sample %s unreadable (%s): starting with an empty one", key, exc)
         return None
     try:
         lines = gzip.decompress(body).decode().splitlines()
         header = json.loads(lines[0])
         names = list(spec.names)
         if header.get("columns") != names:
-            logger.warning("replay sample of lineage %s has other columns than its feature spec: ignored", lineage)
+            logger.warning("replay sample %s has other columns than its feature spec: ignored", key)
             return None
         rows = []
         for line in lines[1:]:
@@ -84,5 +85,5 @@ def read_replay(s3: Any, bucket: str, lineage: str, spec: FeatureSpec) -> Option
             rows.append((dict(zip(names, values[:len(names)])), (float(values[-2]), float(values[-1]))))
         return ReplaySample(rows, max(int(header.get("seen", len(rows))), len(rows)))
     except (ValueError, IndexError, OSError, EOFError) as exc:
-        logger.warning("replay sample of lineage %s is corrupt (%s): starting with an empty one", lineage, exc)
+        logger.warning("replay sample %s is corrupt (%s): starting with an empty one", key, exc)
         return None

@@ -41,8 +41,8 @@ def test_a_sample_round_trips_with_its_rows_labels_and_count(s3, trained):
     spec, examples = trained
     sample = sample_of(examples, spec, Profiles(), capacity=1000, seed=1)
     assert len(sample.rows) == sample.seen == len(examples)
-    write_replay(s3, BUCKET, "lineage-1", spec, sample)
-    back = read_replay(s3, BUCKET, "lineage-1", spec)
+    write_replay(s3, BUCKET, replay_key("models/", "lineage-1"), spec, sample)
+    back = read_replay(s3, BUCKET, replay_key("models/", "lineage-1"), spec)
     assert back is not None and back.seen == sample.seen
     assert back.rows == [(encode(e, spec, Profiles()), e.label_values()) for e in examples]
 
@@ -56,12 +56,12 @@ def test_a_sample_is_uniform_up_to_its_capacity_and_counts_every_row(s3, trained
 
 def test_no_sample_another_spec_or_a_corrupt_object_start_an_empty_sample(s3, trained):
     spec, examples = trained
-    assert read_replay(s3, BUCKET, "nothing-stored", spec) is None
-    write_replay(s3, BUCKET, "lineage-1", spec, sample_of(examples, spec, Profiles(), 100, 1))
+    assert read_replay(s3, BUCKET, replay_key("models/", "nothing-stored"), spec) is None
+    write_replay(s3, BUCKET, replay_key("models/", "lineage-1"), spec, sample_of(examples, spec, Profiles(), 100, 1))
     other = derive_spec(_actions(5), min_support=5)  # fewer features
-    assert list(other.names) != list(spec.names) and read_replay(s3, BUCKET, "lineage-1", other) is None
-    s3.put_object(Bucket=BUCKET, Key=replay_key("lineage-2"), Body=b"not gzip")
-    assert read_replay(s3, BUCKET, "lineage-2", spec) is None
-    s3.put_object(Bucket=BUCKET, Key=replay_key("lineage-3"),
+    assert list(other.names) != list(spec.names) and read_replay(s3, BUCKET, replay_key("models/", "lineage-1"), other) is None
+    s3.put_object(Bucket=BUCKET, Key=replay_key("models/", "lineage-2"), Body=b"not gzip")
+    assert read_replay(s3, BUCKET, replay_key("models/", "lineage-2"), spec) is None
+    s3.put_object(Bucket=BUCKET, Key=replay_key("models/", "lineage-3"),
                   Body=gzip.compress((json.dumps({"columns": list(spec.names), "seen": 3}) + "\n[1, 2\n").encode()))
-    assert read_replay(s3, BUCKET, "lineage-3", spec) is None
+    assert read_replay(s3, BUCKET, replay_key("models/", "lineage-3"), spec) is None
