@@ -298,16 +298,19 @@ def test_an_automatic_update_on_drifted_actions_becomes_a_full_retrain(trained, 
     state = wiring.state_store(settings)
     current = state.get_current()
     # Tastes flip: users now prefer items of the other parity, so the current model's AUC on the
-    # fresh actions collapses and the update retrains from scratch instead of continuing.
+    # fresh actions collapses and the update retrains from scratch instead of continuing. It falls
+    # from 0.99 to 0.05 when this test runs alone, but only to 0.52 in one CI run after the tests
+    # above (the live CF features read the users' flipped actions too, which is what they are for,
+    # and two dozen held-out rows are noisy), so the threshold sits well between.
     flipped = [StoredAction.accept(ActionIn.model_validate(dict(
         a.model_dump(include={"user_id", "item_id"}), label=1 - int(a.label)))) for a in preference_actions()[:300]]
     wiring.action_store(settings).put_batch(flipped)
-    job_id, result = _run_trainer(settings, tmp_path, PROMOTION_AUC_TOLERANCE="1.0", AUTO_RETRAIN_AUC_THRESHOLD="0.5")
+    job_id, result = _run_trainer(settings, tmp_path, PROMOTION_AUC_TOLERANCE="1.0", AUTO_RETRAIN_AUC_THRESHOLD="0.75")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     retrained = state.get_version(state.get_job(job_id).version)
     assert retrained.mode == "full", "\n".join(l[-250:] for l in result.stderr.splitlines() if "job-" in l or "AUC" in l)
     assert retrained.lineage != current.lineage and retrained.lineage.endswith(retrained.version)
-    assert retrained.gate["retrain"]["current_auc_on_fresh_actions"] < 0.5
+    assert retrained.gate["retrain"]["current_auc_on_fresh_actions"] < 0.75
     assert state.get_current().version == retrained.version
 
 
