@@ -31,7 +31,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from . import moto_atomic
+from . import moto_atomic, moto_query
 
 log = logging.getLogger("local-cloud")
 
@@ -419,6 +419,7 @@ class LocalCloud:
 
         state_manager.set_transition("ecs::task", {"progression": "time", "seconds": 10 ** 9})
         moto_atomic.install()
+        moto_query.install()  # a Query reads one partition and answers as JSON
         self._app = PersistingMiddleware(_CachingDispatcher(create_backend_app), self.mirror)
         self._server = make_server(self.host, self.port, self._app, threaded=True, request_handler=_FastMotoHandler)
         self.port = self._server.server_address[1]

@@ -17,7 +17,7 @@ from moto.server import ThreadedMotoServer
 
 from easyrec_online.core import aws
 from easyrec_online.core.config import Settings
-from infra.local_runner import moto_atomic
+from infra.local_runner import moto_atomic, moto_query
 
 
 def free_port() -> int:
@@ -41,6 +41,7 @@ class CloudEndpoints(str):
 def moto_endpoint():
     port = free_port()
     moto_atomic.install()  # as the local runner's cloud does: atomic item writes, cheap transactions
+    moto_query.install()  # and Query by partition, answered as JSON
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     moto = "http://127.0.0.1:{}".format(port)
