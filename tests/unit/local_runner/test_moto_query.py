@@ -93,3 +93,20 @@ def test_errors_stay_dynamodb_errors(table):
         table.query(TableName="missing", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "x"}})
     with pytest.raises(table.exceptions.ClientError, match="ValidationException"):
         table.query(TableName="t", KeyConditionExpression="nope = :pk", ExpressionAttributeValues={":pk": {"S": "x"}})
+
+
+def test_query_and_scan_answers_skip_moto_s_serializer(table, monkeypatch):
+    from moto.core.responses import ActionResult
+
+    execute_result = ActionResult.execute_result
+    serialized = []
+
+    def recorded(self, context):
+        serialized.append(context.operation_model.name)
+        return execute_result(self, context)
+
+    monkeypatch.setattr(ActionResult, "execute_result", recorded)
+    table.query(TableName="t", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "user#1"}})
+    table.scan(TableName="t", Limit=5)
+    table.get_item(TableName="t", Key={"pk": {"S": "user#1"}, "sk": {"S": "0001"}})
+    assert serialized == ["GetItem"]  # the other operations keep moto's serializer
