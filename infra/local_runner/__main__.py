@@ -28,6 +28,7 @@ from .cloud import REGION, LocalCloud
 from .event_sources import EcsAgent, EventBus, KafkaPoller, KinesisPoller, SchedulePoller, SqsPoller
 from .gateway import Gateway, Keys
 from .kafka_broker import LocalKafkaBroker
+from .leftovers import marker_env, stop_leftovers
 from .lifecycle import LifecycleSweeper
 from .provision import Provisioner, default_network
 from .template import CONTROL_RUNTIME, MODEL_RUNTIME, load_template, parse_app
@@ -97,12 +98,13 @@ class LocalRunner:
         started = time.monotonic()
         template = load_template(self.args.template)
         overrides = _parse_env(self.args.parameter, "--parameter")
+        stop_leftovers(self.args.state_dir)  # before the cloud serves: none of them may write into it
         self.cloud.start()
         subnets, groups = default_network(self.cloud)
         overrides.update({"TrainingSubnets": ",".join(subnets), "TrainingSecurityGroups": ",".join(groups)})
         if parse_app(template, overrides).kafka_sources and not overrides.get("KafkaBootstrapServers"):
             # No Kafka named: the runner's own broker stands in for the MSK cluster.
-            self.kafka_broker = LocalKafkaBroker(log=None).start()
+            self.kafka_broker = LocalKafkaBroker(log=None, env=marker_env(self.args.state_dir)).start()
             overrides.update({"KafkaBootstrapServers": self.kafka_broker.bootstrap_servers,
                               "KafkaSecurityProtocol": "PLAINTEXT"})
             console("runner", "Kafka broker (Tansu) on {}".format(self.kafka_broker.bootstrap_servers))
@@ -120,6 +122,7 @@ class LocalRunner:
             "AWS_ENDPOINT_URL": self.cloud.endpoint_url, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
             "POWERTOOLS_TRACE_DISABLED": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+            **marker_env(self.args.state_dir),  # so that a runner after a kill -9 finds its leftovers
         }
         # Paths the template sets for AWS (/tmp) live under the state folder locally.
         local_overrides = {"MODEL_CACHE_DIR": os.path.join(self.args.state_dir, "model-cache")}

@@ -11,7 +11,7 @@ import os
 import socket
 import subprocess
 import time
-from typing import IO, Optional
+from typing import IO, Dict, Optional
 
 
 def tansu_binary() -> str:
@@ -31,9 +31,11 @@ def _free_port() -> int:
 
 
 class LocalKafkaBroker:
-    def __init__(self, port: Optional[int] = None, log: Optional[IO[bytes]] = None) -> None:
+    def __init__(self, port: Optional[int] = None, log: Optional[IO[bytes]] = None,
+                 env: Optional[Dict[str, str]] = None) -> None:
         self.port = port or _free_port()
         self._log = log
+        self._env = dict(os.environ, **(env or {}))
         self.process: Optional[subprocess.Popen] = None
 
     @property
@@ -45,7 +47,7 @@ class LocalKafkaBroker:
         self.process = subprocess.Popen(
             [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
-            stdout=self._log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=self._log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True, env=self._env)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
