@@ -4,6 +4,10 @@ Usage: .venv-model/bin/python bench/raw_scoring.py <saved_model_dir> <candidates
 Prints one JSON line: {"p50_ms", "p99_ms", "n"} of SavedModelScorer.score (one Session.run). With the
 version's feature spec (its registry record's `feature_spec`), every input the model takes is fed,
 its live features too (zeros: a Session.run costs the same whatever the values).
+
+With <repeats> 0 it stays loaded and answers on stdout, for each line "<n>" read from stdin, one JSON
+line: the list of n timings (ms). bench.serving alternates such blocks with blocks of end-to-end
+requests, so both figures of a ratio come from the same minutes of a noisy machine.
 """
 import json
 import os
@@ -30,13 +34,21 @@ def main():
     columns = columns_for_pairs([(123, item) for item in range(candidates)], Context("", utc_now()), spec, live=live)
     for _ in range(20):
         scorer.score(columns)
+    if repeats == 0:
+        for line in sys.stdin:
+            print(json.dumps(_timings(scorer, columns, int(line))), flush=True)
+        return
+    times = sorted(_timings(scorer, columns, repeats))
+    print(json.dumps({"p50_ms": times[len(times) // 2], "p99_ms": times[int(len(times) * 0.99) - 1], "n": repeats}))
+
+
+def _timings(scorer, columns, repeats):
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         scorer.score(columns)
         times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    print(json.dumps({"p50_ms": times[len(times) // 2], "p99_ms": times[int(len(times) * 0.99) - 1], "n": repeats}))
+    return times
 
 
 if __name__ == "__main__":

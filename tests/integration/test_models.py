@@ -16,7 +16,7 @@ def stored(moto_endpoint):
     # sampled unseen items beside them (NEGATIVE_SAMPLING=always blurs the parity signal in 150 steps).
     settings = make_cloud(moto_endpoint, TRAIN_STEPS="150", NEGATIVE_SAMPLING="auto")
     store = wiring.action_store(settings)
-    actions = preference_actions(1600)  # every user-item pair about 4 times: AutoInt too learns it in 150 steps
+    actions = preference_actions(1600)  # every user-item pair about 4 times: AutoInt (with Adam) too learns it in 150 steps
     for start in range(0, len(actions), 100):
         store.put_batch(actions[start:start + 100])
     return settings

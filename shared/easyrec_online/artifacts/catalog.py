@@ -5,7 +5,11 @@ Written by the training task next to each version (models/<lineage>/<version>/ca
 carried forward by incremental updates, so it always covers every action the lineage trained on:
 
   items       per item: actions, positives, and a trend score (positives decayed with a half-life of
-              TRENDING_HALF_LIFE_HOURS, measured on the actions' own timestamps)
+              TRENDING_HALF_LIFE_HOURS, measured on the actions' own timestamps). A user's repeated
+              actions on one item with one label within an hour (REPEAT_WINDOW_S) count at most
+              `repeats_max` times (REPEAT_ACTIONS_MAX, as in training rows): one user's forty
+              purchases in a burst made the item look more popular and trending than one thirty
+              users liked, and every user's ranking followed that one user's burst
   users       per user: the most recent items acted on, with the action type and whether it was a
               positive (newest last): "already acted on" filters, sequence models' history, and the
               history behind training rows' live features
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from easyrec_online.ingest.actions import StoredAction, id_key, parse_timestamp
 
@@ -36,11 +40,16 @@ PRIOR_STRENGTH = 10.0
 RECENT_ITEMS_PER_USER = 100
 # The trend anchor moves forward once scores would grow past 2**REBASE_HALF_LIVES.
 REBASE_HALF_LIVES = 60.0
+# A burst: one user's actions on one item with one label within one such window (epoch-aligned).
+REPEAT_WINDOW_S = 3600
 
 
 class Catalog:
-    def __init__(self, half_life_hours: float = 24.0) -> None:
+    def __init__(self, half_life_hours: float = 24.0, repeats_max: int = 0) -> None:
         self.half_life_s = max(1.0, half_life_hours * 3600.0)
+        self.repeats_max = repeats_max  # per burst, in the item stats (0: no limit)
+        # (user, item, positive, window) -> actions: the bursts of the newest two windows
+        self.bursts: Dict[Tuple[str, str, int, int], int] = {}
         # id -> [actions, positives, trend]: trend as of `reference_time` (decay with trend_at)
         self.items: Dict[str, List[float]] = {}
         self.users: Dict[str, List[List[Any]]] = {}  # id -> [[item, action_type, positive], ...] newest last
@@ -68,12 +77,14 @@ class Catalog:
         if stats is None:
             stats = self.items[item] = [0.0, 0.0, 0.0]
         positive = action.label >= 0.5
-        stats[0] += 1
         self.actions += 1
         if positive:
-            stats[1] += 1
             self.positives += 1
-            stats[2] += 2.0 ** ((at - self.reference_time) / self.half_life_s)
+        if not self._repeat_beyond_limit(user, item, positive, at):
+            stats[0] += 1
+            if positive:
+                stats[1] += 1
+                stats[2] += 2.0 ** ((at - self.reference_time) / self.half_life_s)
         self.newest = max(self.newest, at)
         recent = self.users.get(user)
         if recent is None:
@@ -81,6 +92,19 @@ class Catalog:
         recent.append([item, action.action_type or "", 1 if positive else 0])
         if len(recent) > RECENT_ITEMS_PER_USER:
             del recent[: len(recent) - RECENT_ITEMS_PER_USER]
+
+    def _repeat_beyond_limit(self, user: str, item: str, positive: bool, at: float) -> bool:
+        """Counts the action in its burst: True once the burst has had repeats_max actions already."""
+        if self.repeats_max <= 0:
+            return False
+        window = int(at // REPEAT_WINDOW_S)
+        newest_window = int(self.newest // REPEAT_WINDOW_S)
+        if window > newest_window and self.bursts:  # a new window: older bursts are over
+            self.bursts = {k: n for k, n in self.bursts.items() if k[3] >= window - 1}
+        key = (user, item, 1 if positive else 0, window)
+        count = self.bursts.get(key, 0) + 1
+        self.bursts[key] = count
+        return count > self.repeats_max
 
     def _rebase(self, at: float) -> None:
         factor = 2.0 ** (-(at - self.reference_time) / self.half_life_s)
@@ -99,7 +123,9 @@ class Catalog:
     def to_json(self) -> str:
         return json.dumps({"half_life_s": self.half_life_s, "reference_time": self.reference_time,
                            "newest": self.newest, "actions": self.actions, "positives": self.positives,
-                           "items": self.items, "users": self.users, "neighbours": self.neighbours},
+                           "items": self.items, "users": self.users, "neighbours": self.neighbours,
+                           "repeats_max": self.repeats_max,
+                           "bursts": sorted([list(key) + [n] for key, n in self.bursts.items()])},
                           separators=(",", ":"), sort_keys=True)
 
     @classmethod
@@ -115,6 +141,8 @@ class Catalog:
             catalog.items = {k: [float(x) for x in v] for k, v in data.get("items", {}).items()}
             catalog.users = {k: [list(x) for x in v] for k, v in data.get("users", {}).items()}
             catalog.neighbours = {k: [list(x) for x in v] for k, v in data.get("neighbours", {}).items()}
+            catalog.repeats_max = int(data.get("repeats_max", 0))
+            catalog.bursts = {(str(u), str(i), int(p), int(w)): int(n) for u, i, p, w, n in data.get("bursts", [])}
         return catalog
 
     def copy(self) -> "Catalog":
@@ -122,8 +150,9 @@ class Catalog:
         the entries of a user's list and the neighbours are never changed in place (refresh_neighbours
         replaces the whole mapping), so they are shared. A warm update copies its parent's catalog
         twice; a JSON round trip of a MovieLens-sized one took 0.6 s, this takes a few milliseconds."""
-        catalog = Catalog()
+        catalog = Catalog(repeats_max=self.repeats_max)
         catalog.half_life_s, catalog.reference_time, catalog.newest = self.half_life_s, self.reference_time, self.newest
+        catalog.bursts = dict(self.bursts)
         catalog.actions, catalog.positives = self.actions, self.positives
         catalog.items = {k: list(v) for k, v in self.items.items()}
         catalog.users = {k: list(v) for k, v in self.users.items()}

@@ -4,7 +4,13 @@
 
 where co(j, i) counts the users who acted on j and liked i, acted(j) the users who acted on j and
 liked(i) those who liked i (users' recent actions as the catalog keeps them). The shrinkage term
-keeps pairs seen by a couple of users from looking certain. "Acted on" counts every action, a
+keeps pairs seen by a couple of users from looking certain. An item liked by anyone is also similar
+to itself, by the same formula (liked(i) / (sqrt(acted(i) * liked(i)) + SHRINK)), listed after its
+NEIGHBOURS others: what a user liked or disliked lately then counts for that item itself too
+(repeat consumption, and candidate lists that hold items the user already rated). Without it an
+item the user had just bought or liked got no CF score of its own while the items similar to it
+did: a user who liked B and disliked A, with one other user fond of both, got A's score raised
+above B's. EASE's weights have a zero diagonal by construction, and stay so. "Acted on" counts every action, a
 disliked rating too: on MovieLens (the bench's replay) what a user rated says more about their
 taste than only what they liked (measured, streaming full ranking, NDCG@10: 0.092 with recency
 weights against 0.090 for liked-only histories). Each item keeps its NEIGHBOURS most similar items,
@@ -70,13 +76,17 @@ def item_neighbours(users: Mapping[str, Sequence[Sequence[Any]]], k: int = NEIGH
         if not len(cols):
             continue
         sims = co.data[start:end] / (acted_n[j] * liked_n[cols] + shrink)
+        itself = sims[cols == j]
         keep = cols != j
         cols, sims = cols[keep], sims[keep]
         if len(cols) > k:
             top = np.argpartition(-sims, k)[:k]
             cols, sims = cols[top], sims[top]
         order = np.argsort(-sims, kind="stable")
-        out[names[j]] = [[names[int(c)], round(float(s), 6)] for c, s in zip(cols[order], sims[order])]
+        pairs = [[names[int(c)], round(float(s), 6)] for c, s in zip(cols[order], sims[order])]
+        if len(itself):  # after the k others, so that it never displaces one of them
+            pairs.append([names[j], round(float(itself[0]), 6)])
+        out[names[j]] = pairs
     return out
 
 

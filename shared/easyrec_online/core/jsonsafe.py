@@ -40,7 +40,10 @@ def loads(raw: Union[str, bytes]) -> Any:
         value = json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError:
         raise ValueError("nested deeper than {} levels".format(MAX_BODY_DEPTH))
-    depth = nesting(value, MAX_BODY_DEPTH + 1)
+    # Nesting needs an opening bracket per level: a body with few (a list of 1000 candidate ids has
+    # one) cannot nest too deeply, and is not walked value by value.
+    brackets = raw.count(b"[") + raw.count(b"{") if isinstance(raw, (bytes, bytearray)) else raw.count("[") + raw.count("{")
+    depth = nesting(value, MAX_BODY_DEPTH + 1) if brackets > MAX_BODY_DEPTH else 0
     if depth > MAX_BODY_DEPTH:
         raise ValueError("nested deeper than {} levels".format(MAX_BODY_DEPTH))
     return value

@@ -338,7 +338,7 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
             pointer = state.pointer() or {}
             current = state.get_current()
             usable = (current is not None and current.model_name == settings.model_name
-                      and current.optimizer == settings.optimizer and current.global_step > 0)
+                      and current.optimizer == settings.effective_optimizer and current.global_step > 0)
             if not usable:
                 if lineage is not None:
                     lineage.close()

@@ -2,11 +2,15 @@
 scored on the same held-out actions, each with its own lineage's features."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from easyrec_online.artifacts.blend import blend, cf_scale
-from easyrec_online.artifacts.features.encode import Example, Profiles, encode
+from easyrec_online.artifacts.blend import blend, cf_scale, live_scale, new_user_popularity
+from easyrec_online.artifacts.catalog import Catalog
+from easyrec_online.artifacts.features.encode import Context, Example, Profiles, columns_for_pairs, encode
+from easyrec_online.artifacts.features.live import live_columns
 from easyrec_online.artifacts.features.spec import FeatureSpec
+from easyrec_online.ingest.actions import id_key
+from easyrec_online.state.registry import NEW_USER_POPULARITY_KEY
 
 # The weights a fit tries (up to CF_BLEND_MAX), and the fewest holdout rows it fits on: below that
 # (a warm update of a few dozen actions) one weight more or less is noise, and the version keeps its
@@ -15,6 +19,14 @@ CF_BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 CF_BLEND_FIT_MIN_ROWS = 1000
 # How much global holdout AUC a weight may cost against the unblended model's and still be chosen.
 CF_BLEND_AUC_SLACK = 0.01
+# The new-user popularity weight (artifacts/blend.new_user_popularity): the weights tried, and the
+# fewest liked holdout actions it is fitted on (fewer: the lineage keeps 0, the model's own scores).
+NEW_USER_BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+NEW_USER_FIT_MIN_LIKED = 100
+NEW_USER_NAME = "\x00new-user"  # a user id no client can send (ids are cleaned of control characters)
+# The CF weight in full ranking (fit_cf_blend_in_ranking): at most this many holdout users are ranked
+# over the whole catalog (each ranking scores every item once: 60 users of MovieLens are 100k rows).
+CF_RANK_FIT_USERS = 60
 
 
 def _auc(labels: Sequence[int], scores: Sequence[float]) -> float:
@@ -77,12 +89,125 @@ def fit_cf_blend(labels: Sequence[float], probs: Sequence[float], cf_pos: Sequen
     return best
 
 
+def _ndcg_at_10(scores: Any, targets: Any) -> float:
+    """Summed NDCG@10 of the rows `targets` in one ranking by `scores` (callers divide by how many they
+    ranked); tied scores share their places
+    (a fit must not gain by tying scores)."""
+    import numpy as np
+
+    ordered = np.sort(scores)
+    right = np.searchsorted(ordered, scores[targets], side="right")
+    rank = (len(scores) - right) + (right - np.searchsorted(ordered, scores[targets], side="left") - 1) / 2.0
+    return float(np.where(rank < 10, 1.0 / np.log2(np.minimum(rank, 9) + 2.0), 0.0).sum())
+
+
+def fit_cf_blend_in_ranking(scorer: Any, examples: Sequence[Example], probs: Sequence[float],
+                            cf_pos: Sequence[float], spec: FeatureSpec, profiles: Profiles, catalog: Catalog,
+                            context: Context, largest: float) -> Optional[float]:
+    """The CF blend weight that ranks the holdout's liked items best in full ranking, as /recommend
+    ranks for a user with a history: each sampled user's liked holdout items among every catalog item
+    the user has not acted on, scored with the version's catalog (the user's history, the item
+    similarities), NDCG@10 (the smallest weight among equals). Among the weights whose holdout AUC
+    stays within CF_BLEND_AUC_SLACK of the unblended model's, as fit_cf_blend. None when the holdout
+    has fewer than NEW_USER_FIT_MIN_LIKED liked actions of users the catalog knows, or no live features.
+
+    fit_cf_blend's per-user pairs judge the weight on (liked, not liked) among items the user rated,
+    where co-occurrence with the user's history says little (they rated both kinds); the blend is
+    there for the ranking among everything else, and fitted so its weight moved between 0 and 4 from
+    one MovieLens training to the next."""
+    import random
+
+    import numpy as np
+
+    scale = cf_scale(spec)
+    if scale is None:
+        return None
+    y = [1 if e.label >= 0.5 else 0 for e in examples]
+    if not 0 < sum(y) < len(y):
+        return None
+    liked: Dict[str, List[str]] = {}
+    for e, positive in zip(examples, y):
+        user = id_key(e.user_id)
+        if positive and not e.cold_user and not e.cold_item and catalog.users.get(user):
+            liked.setdefault(user, []).append(id_key(e.item_id))
+    if sum(len(v) for v in liked.values()) < NEW_USER_FIT_MIN_LIKED:
+        return None
+    floor = _auc(y, list(probs)) - CF_BLEND_AUC_SLACK
+    weights = [w for w in CF_BLEND_GRID if w <= largest and (
+        w == 0.0 or _auc(y, blend(probs, cf_pos, w, scale)) >= floor)]
+    users = sorted(liked)
+    random.Random(0).shuffle(users)
+    items = catalog.all_items()
+    moment = context.moment.timestamp()
+    totals, ranked = np.zeros(len(weights)), 0
+    for user in users[:CF_RANK_FIT_USERS]:
+        history = catalog.users[user]
+        acted = {entry[0] for entry in history}
+        targets_of = set(liked[user])
+        candidates = [i for i in items if i not in acted or i in targets_of]
+        row_of = {item: row for row, item in enumerate(candidates)}
+        targets = np.array([row_of[i] for i in liked[user] if i in row_of])
+        if not len(targets):
+            continue
+        live = live_columns(catalog, history, candidates, moment)
+        columns = columns_for_pairs([(user, item) for item in candidates], context, spec, profiles, live=live)
+        model = np.asarray(scorer.score(columns), dtype=np.float64)
+        for k, weight in enumerate(weights):
+            scores = np.asarray(blend(model, live["cf_pos"], weight, scale)) if weight else model
+            totals[k] += _ndcg_at_10(scores, targets)
+        ranked += len(targets)
+    if not ranked:
+        return None
+    best, best_ndcg = 0.0, -1.0
+    for weight, total in zip(weights, totals):
+        if total / ranked > best_ndcg + 1e-4:
+            best, best_ndcg = weight, total / ranked
+    return best
+
+
+def fit_new_user_popularity(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
+                            catalog: Catalog, context: Context) -> Optional[float]:
+    """The popularity weight of users without any history that ranks the holdout's liked items best
+    in full ranking (NDCG@10 among all the catalog's items; the smallest weight among equals).
+
+    A user with no history scores alike with every item (a blank user id, no profile, empty live
+    history: what serving computes for a brand-new user), so one pass over the catalog scores them
+    all; each liked holdout action (its item, what some user went on to like) is then ranked among
+    them. Judged so, not on the holdout's (liked, not liked) pairs: its negatives are drawn by
+    popularity, against which popularity cannot win, while a new user's ranking is over the whole
+    catalog, where it does. None when the holdout has fewer than NEW_USER_FIT_MIN_LIKED liked
+    actions, the lineage has no live features, or the catalog is too small to rank."""
+    import numpy as np
+
+    liked = [id_key(e.item_id) for e in examples if e.label >= 0.5 and not e.cold_user and not e.cold_item]
+    items = catalog.all_items()
+    if live_scale(spec, "item_pos") is None or len(liked) < NEW_USER_FIT_MIN_LIKED or len(items) < 20:
+        return None
+    live = live_columns(catalog, [], items, context.moment.timestamp())
+    pairs = [(NEW_USER_NAME, item) for item in items]
+    columns = columns_for_pairs(pairs, context, spec, profiles, cold_users={id_key(NEW_USER_NAME)}, live=live)
+    probs = np.asarray(scorer.score(columns), dtype=np.float64)
+    row_of = {item: row for row, item in enumerate(items)}
+    targets = np.array([row_of[item] for item in liked if item in row_of])
+    if not len(targets):
+        return None
+    best, best_ndcg = 0.0, -1.0
+    for weight in NEW_USER_BLEND_GRID:
+        scores = np.asarray(new_user_popularity(probs, live, weight, spec))  # as serving computes it
+        ndcg = _ndcg_at_10(scores, targets) / len(targets)
+        if ndcg > best_ndcg + 1e-4:
+            best, best_ndcg = weight, ndcg
+    return best
+
+
 def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
-                   cf_blend: float = 0.0, fit_up_to: float = 0.0) -> Dict[str, float]:
+                   cf_blend: float = 0.0, fit_up_to: float = 0.0,
+                   ranking: Optional[Tuple[Catalog, Context]] = None) -> Dict[str, float]:
     """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec, its scores
     blended with the examples' cf_pos as serving blends them (artifacts/blend.py): with weight
     `cf_blend`, or (`fit_up_to` > 0) the weight fitted here on this holdout, when it can tell (else
-    `cf_blend`). metrics["cf_blend"] is the weight used."""
+    `cf_blend`): in full ranking with `ranking` (the version's catalog and serving context), else on
+    the holdout's per-user pairs. metrics["cf_blend"] is the weight used."""
     from easyrec_online.artifacts.scorer import auc_and_logloss
 
     rows = [encode(e, spec, profiles) for e in examples]
@@ -91,8 +216,13 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
     weight = 0.0
     if scale is not None:
         cf_pos = [float((e.live or {}).get("cf_pos", 0.0)) for e in examples]
-        fitted = (fit_cf_blend([e.label for e in examples], probs, cf_pos, scale, fit_up_to,
-                               [e.user_id for e in examples]) if fit_up_to > 0 else None)
+        fitted = None
+        if fit_up_to > 0 and ranking is not None:
+            fitted = fit_cf_blend_in_ranking(scorer, examples, probs, cf_pos, spec, profiles, ranking[0],
+                                             ranking[1], fit_up_to)
+        if fitted is None and fit_up_to > 0:
+            fitted = fit_cf_blend([e.label for e in examples], probs, cf_pos, scale, fit_up_to,
+                                  [e.user_id for e in examples])
         weight = cf_blend if fitted is None else fitted
         if weight:
             probs = blend(probs, cf_pos, weight, scale)
@@ -102,13 +232,22 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
 
 
 def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
-             cf_blend: float = 0.0, fit_up_to: float = 0.0) -> Dict[str, float]:
-    """Holdout metrics of a SavedModel on disk."""
+             cf_blend: float = 0.0, fit_up_to: float = 0.0,
+             serving: Optional[Tuple[Catalog, Context]] = None) -> Dict[str, float]:
+    """Holdout metrics of a SavedModel on disk. With `serving` (the version's catalog and serving
+    context), the CF weight is fitted in full ranking (fit_cf_blend_in_ranking) and
+    metrics[NEW_USER_POPULARITY_KEY] is the fitted new-user popularity weight, when the holdout can
+    tell."""
     from easyrec_online.artifacts.scorer import SavedModelScorer
 
     scorer = SavedModelScorer(export_dir)
     try:
-        return score_examples(scorer, examples, spec, profiles, cf_blend, fit_up_to)
+        metrics = score_examples(scorer, examples, spec, profiles, cf_blend, fit_up_to, serving)
+        if serving is not None:
+            fitted = fit_new_user_popularity(scorer, examples, spec, profiles, serving[0], serving[1])
+            if fitted is not None:
+                metrics[NEW_USER_POPULARITY_KEY] = fitted
+        return metrics
     finally:
         scorer.close()
 

@@ -16,6 +16,7 @@ version untouched, and the next run trains on the same actions again.
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import glob
 import hashlib
@@ -35,7 +36,7 @@ from easyrec_online.artifacts.catalog import Catalog
 from easyrec_online.artifacts.cf import refresh_neighbours
 from easyrec_online.artifacts.download import download_saved_model
 from easyrec_online.artifacts.features.derive import derive_spec
-from easyrec_online.artifacts.features.encode import Example, Profiles
+from easyrec_online.artifacts.features.encode import Context, Example, Profiles
 from easyrec_online.artifacts.features.live import LiveReplay
 from easyrec_online.artifacts.features.rows import csv_lines, serving_action_type
 from easyrec_online.artifacts.features.sampling import cold_start_copies, histories_before, training_examples
@@ -52,6 +53,7 @@ from easyrec_online.state.profiles import ProfileSource, ProfileStore
 from easyrec_online.state.registry import (
     CF_BLEND_KEY,
     COLD_START_RATE_KEY,
+    NEW_USER_POPULARITY_KEY,
     TRAINING_MODES,
     ModelVersion,
     StateStore,
@@ -114,12 +116,12 @@ def plan_training(settings: Settings, requested: str, current: Optional[ModelVer
         raise TrainingFailed("unknown training mode {!r}; use one of {}".format(requested, ", ".join(TRAINING_MODES)))
     compatible = (
         current is not None and manifest is not None and current.model_name == settings.model_name
-        and current.optimizer == settings.optimizer and current.global_step > 0
+        and current.optimizer == settings.effective_optimizer and current.global_step > 0
     )
     if requested == "incremental" and not compatible:
         raise TrainingFailed(
             "no current version of model {} with optimizer {} to continue from (train with mode=full "
-            "first)".format(settings.model_name, settings.optimizer))
+            "first)".format(settings.model_name, settings.effective_optimizer))
     if requested == "full" or not compatible:
         return TrainingPlan("full", "{}-{}".format(settings.model_name, version), None, [], list(all_keys))
     assert current is not None and manifest is not None
@@ -210,10 +212,12 @@ def parent_catalog(settings: Settings, s3: Any, plan: TrainingPlan) -> Catalog:
     if plan.parent is not None:
         try:
             body = s3.get_object(Bucket=settings.data_bucket, Key=plan.parent.catalog_key)["Body"].read()
-            return Catalog.from_json(body.decode("utf-8"))
+            catalog = Catalog.from_json(body.decode("utf-8"))
+            catalog.repeats_max = settings.repeat_actions_max  # the setting as it is now
+            return catalog
         except Exception:  # noqa: BLE001 - versions from before catalogs: start one now
             logger.warning("version %s has no catalog; starting one from this update", plan.parent.version)
-    return Catalog(settings.trending_half_life_hours)
+    return Catalog(settings.trending_half_life_hours, settings.repeat_actions_max)
 
 
 @dataclass
@@ -279,7 +283,7 @@ def load_training_data(settings: Settings, store: ActionStore, plan: TrainingPla
     ordered = sorted(train_actions + holdout_actions, key=lambda a: (parse_timestamp(a.timestamp), a.event_id))
     # Sequence models: each action sees the user's positives before it (the lineage's, then this run's).
     histories = histories_before(ordered, prior.histories() if prior else None) if with_history else None
-    live = live_replay(prior or Catalog(settings.trending_half_life_hours), full=plan.parent is None,
+    live = live_replay(prior or Catalog(settings.trending_half_life_hours, settings.repeat_actions_max), full=plan.parent is None,
                        actions=len(ordered), similarity=settings.item_similarity) if with_live else None
     cold_start_rate = lineage_cold_start_rate(settings, plan)
     # Sampled negatives skip what each user acted on before this run too (the lineage's catalog).
@@ -335,14 +339,17 @@ def version_catalog(prior: Catalog, train_actions: Sequence[StoredAction], simil
 
 def serving_defaults_of(settings: Settings, plan: TrainingPlan, data: TrainingData,
                         metrics: Dict[str, float]) -> Dict[str, str]:
-    """A version's serving defaults: the action type it predicts, its lineage's cold-start rate, and the
-    CF blend weight its holdout evaluation used (fitted, or its parent's)."""
+    """A version's serving defaults: the action type it predicts, its lineage's cold-start rate, the
+    CF blend weight its holdout evaluation used (fitted, or its parent's) and the new-user popularity
+    weight (fitted by the lineage's full training)."""
     if plan.parent is not None:
         defaults = dict(plan.parent.serving_defaults)
     else:
         defaults = dict({"action_type": serving_action_type(data.train_actions)},
                         **cold_start_default(lineage_cold_start_rate(settings, plan)))
     defaults[CF_BLEND_KEY] = str(metrics.get("cf_blend", 0.0))
+    if NEW_USER_POPULARITY_KEY in metrics:  # fitted by a full training; its updates keep it
+        defaults[NEW_USER_POPULARITY_KEY] = str(metrics[NEW_USER_POPULARITY_KEY])
     return defaults
 
 
@@ -421,15 +428,21 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         pipeline_text = build_pipeline_config(settings.model_name, data.spec, train_path, eval_path, model_dir,
                                               num_steps=total_steps, batch_size=batch_size,
                                               learning_rate=settings.effective_learning_rate,
-                                              optimizer=settings.optimizer)
+                                              optimizer=settings.effective_optimizer)
         t0 = time.monotonic()
         export_dir = run_easyrec(pipeline_text, workdir, continue_train=plan.mode == "incremental")
         checkpoint, global_step = latest_checkpoint(model_dir)
         timings["train_export_s"] = round(time.monotonic() - t0, 3)
 
         t0 = time.monotonic()
+        new_catalog = version_catalog(catalog, data.train_actions, settings.item_similarity)
+        # A new lineage fits its CF weight and how much a user without any history gets of popularity
+        # in full ranking, on what the version will serve: its catalog, in its default context.
+        serving = ((new_catalog, Context(serving_action_type(data.train_actions),
+                                         dt.datetime.fromtimestamp(new_catalog.newest, dt.timezone.utc)))
+                   if plan.mode == "full" and data.spec.uses("live") else None)
         metrics = evaluate(export_dir, data.holdout_rows, data.spec, data.profiles,
-                           plan.parent.cf_blend if plan.parent else 0.0, settings.cf_blend_max)
+                           plan.parent.cf_blend if plan.parent else 0.0, settings.cf_blend_max, serving)
         if baseline is None and current_dir:
             assert current is not None
             baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles, current.cf_blend)
@@ -445,7 +458,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             job_id=job_id, parent=plan.parent,
             parent_version=plan.parent.version if plan.parent else (current.version if current else None),
             data=data, global_step=global_step, metrics=metrics, gate=gate, feature_spec=data.spec.to_json(),
-            optimizer=settings.optimizer, serving_defaults=serving_defaults_of(settings, plan, data, metrics), timings=timings)
+            optimizer=settings.effective_optimizer, serving_defaults=serving_defaults_of(settings, plan, data, metrics), timings=timings)
 
         def upload_model(record: ModelVersion) -> None:
             upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)
@@ -457,8 +470,8 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             timings["upload_s"] = round(time.monotonic() - t0, 3)
             timings["total_s"] = round(time.monotonic() - started, 3)
 
-        outcome = publish(settings, state, s3, record, upload_model, plan, data, pipeline_text,
-                          version_catalog(catalog, data.train_actions, settings.item_similarity), current.version if current else None)
+        outcome = publish(settings, state, s3, record, upload_model, plan, data, pipeline_text, new_catalog,
+                          current.version if current else None)
         ended = {} if keep_running else {"status": "succeeded", "finished_at": isoformat_utc(utc_now())}
         state.update_job(job_id, version=version, num_actions=len(data.train_actions), outcome=outcome, **ended)
         logger.info("job %s: version %s %s (%s): %s", job_id, version, outcome, gate["reason"], json.dumps(metrics))

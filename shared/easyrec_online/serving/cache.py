@@ -91,9 +91,14 @@ class ModelCache:
                 self._last_check = self._clock()
 
     def _refresh(self) -> None:
-        current = self._state.get_current()
+        # The pointer alone while it names the served version: a version's record does not change once
+        # published, and reading it on every check doubled the checks' reads.
+        pointer = self._state.pointer()
         loaded = self._loaded
-        if current is None or (loaded is not None and loaded.version.version == current.version):
+        if pointer is None or (loaded is not None and loaded.version.version == pointer["version"]):
+            return
+        current = self._state.get_version(pointer["version"])
+        if current is None:
             return
         started = time.monotonic()
         cache_dir = self._settings.model_cache_dir

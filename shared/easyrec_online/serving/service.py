@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import heapq
 import logging
+from itertools import repeat
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
-from easyrec_online.artifacts.blend import blend, cf_scale
+from easyrec_online.artifacts.blend import blend, cf_scale, new_user_popularity
 from easyrec_online.artifacts.features.encode import Context, Profiles, columns_for_pairs
 from easyrec_online.artifacts.features.live import LIVE_HISTORY, LIVE_KEYS, live_columns, similar_items
 from easyrec_online.artifacts.features.spec import spec_of
@@ -178,10 +179,13 @@ class ScoringService:
             logger.exception("the model could not score a request")
             raise ApiError(500, "scoring_failed", "the model could not score this request")
 
-    def _score(self, loaded: LoadedModel, pairs: Sequence[Pair],
-               request_context: Optional[RequestContext]) -> Tuple[List[float], List[bool]]:
-        """(scores, cold_start flags), one each per pair, in order."""
+    def _score(self, loaded: LoadedModel, pairs: Sequence[Pair], request_context: Optional[RequestContext],
+               item_keys: Optional[List[str]] = None) -> Tuple[List[float], List[bool]]:
+        """(scores, cold_start flags), one each per pair, in order. `item_keys`: the pairs' item id keys,
+        when the caller has them (/recommend: computed once per request, not once per step)."""
         version, scorer, catalog = loaded
+        if item_keys is None:
+            item_keys = [id_key(i) for _, i in pairs]
         cold: List[bool] = []
         new_users: Set[str] = set()
         new_items: Set[str] = set()
@@ -190,13 +194,12 @@ class ScoringService:
             known_users = {u: catalog.knows_user(u) for u in {u for u, _ in pairs}}
             known_items = catalog.items
             if len(known_users) == 1 and all(known_users.values()):  # /recommend: one known user
-                cold = [id_key(i) not in known_items for _, i in pairs]
+                cold = [key not in known_items for key in item_keys]
             else:
-                cold = [not (known_users[u] and id_key(i) in known_items) for u, i in pairs]
+                cold = [not (known_users[u] and key in known_items) for (u, _), key in zip(pairs, item_keys)]
             if any(cold):
                 new_users = {id_key(u) for u, known in known_users.items() if not known}
-                new_items = {key for key in (id_key(i) for (_, i), is_cold in zip(pairs, cold) if is_cold)
-                             if key not in known_items}
+                new_items = {key for key, is_cold in zip(item_keys, cold) if is_cold and key not in known_items}
         any_cold = any(cold)
         if any_cold and not version.learnt_cold_start:
             # A lineage that did not learn new users and items: the model cannot score such pairs.
@@ -205,22 +208,27 @@ class ScoringService:
             it = iter(scores)
             return [catalog.prior(i) if is_cold else next(it) for (_, i), is_cold in zip(pairs, cold)], cold
         # Every pair by the model; unknown users and items as the new ones the lineage learnt about.
-        scores = self._model_scores(loaded, pairs, request_context, new_users, new_items)
+        scores = self._model_scores(loaded, pairs, request_context, new_users, new_items, item_keys)
         return scores, cold if any_cold else [False] * len(pairs)
 
     def _model_scores(self, loaded: LoadedModel, pairs: Sequence[Pair], request_context: Optional[RequestContext],
-                      new_users: Optional[Set[str]] = None, new_items: Optional[Set[str]] = None) -> List[float]:
+                      new_users: Optional[Set[str]] = None, new_items: Optional[Set[str]] = None,
+                      item_keys: Optional[List[str]] = None) -> List[float]:
         context = self._context(loaded.version, request_context)
         spec = spec_of(loaded.version)
-        live = self._live(loaded, pairs, context) if spec.uses("live") else None
+        live = self._live(loaded, pairs, context, item_keys) if spec.uses("live") else None
         columns = columns_for_pairs(pairs, context, spec, self._profiles_for(loaded, pairs),
                                     cold_users=new_users, cold_items=new_items, live=live)
         probabilities = self._run(loaded.scorer, columns)
-        scale = cf_scale(spec) if live is not None else None
-        weight = loaded.version.cf_blend  # fitted by the trainer on the version's holdout
-        if weight and scale is not None:
-            return blend(probabilities, live["cf_pos"], weight, scale)
-        return list(map(float, probabilities))
+        if live is None:
+            return list(map(float, probabilities))
+        # Both weights fitted by the trainer on the version's holdout; each term leaves the other's
+        # pairs alone (no CF evidence without a history; no popularity term with one).
+        scale = cf_scale(spec)
+        weight = loaded.version.cf_blend
+        scores = (blend(probabilities, live["cf_pos"], weight, scale) if weight and scale is not None
+                  else list(map(float, probabilities)))
+        return new_user_popularity(scores, live, loaded.version.new_user_popularity_blend, spec)
 
     def _histories(self, catalog: Any, users: Set[str]) -> Dict[str, List[Any]]:
         """Users' recent actions: their live activity (what they did moments ago), else what the version's
@@ -233,17 +241,19 @@ class ScoringService:
                 logger.exception("could not read users' recent activity; using the version's catalog")
         return {user: found.get(user) or catalog.users.get(user, []) for user in users}
 
-    def _live(self, loaded: LoadedModel, pairs: Sequence[Pair], context: Context) -> Dict[str, List[float]]:
+    def _live(self, loaded: LoadedModel, pairs: Sequence[Pair], context: Context,
+              item_keys: Optional[List[str]] = None) -> Dict[str, Sequence[float]]:
         """The pairs' live features (features/live.py), in pair order."""
         moment = context.moment.timestamp()
-        users = [id_key(u) for u, _ in pairs]
-        histories = self._histories(loaded.catalog, set(users))
+        histories = self._histories(loaded.catalog, {id_key(u) for u in {u for u, _ in pairs}})
         if len(histories) == 1:  # /recommend: one user, many items
-            return live_columns(loaded.catalog, histories[users[0]], [id_key(i) for _, i in pairs], moment)
+            keys = item_keys if item_keys is not None else [id_key(i) for _, i in pairs]
+            return live_columns(loaded.catalog, next(iter(histories.values())), keys, moment)
+        users = [id_key(u) for u, _ in pairs]
         positions: Dict[str, List[int]] = {}
         for index, user in enumerate(users):
             positions.setdefault(user, []).append(index)
-        out: Dict[str, List[float]] = {key: [0.0] * len(pairs) for key in LIVE_KEYS}
+        out: Dict[str, Sequence[float]] = {key: [0.0] * len(pairs) for key in LIVE_KEYS}
         for user, indices in positions.items():
             columns = live_columns(loaded.catalog, histories[user], [id_key(pairs[i][1]) for i in indices], moment)
             for key in LIVE_KEYS:
@@ -365,7 +375,8 @@ class ScoringService:
         else:
             candidates = list(request.candidate_items)
         candidates = self._apply_filters(loaded, request, candidates, request.candidate_items is None)
-        scores, cold = self._score(loaded, [(request.user_id, item) for item in candidates], request.context)
+        pairs = list(zip(repeat(request.user_id, len(candidates)), candidates))
+        scores, cold = self._score(loaded, pairs, request.context, list(map(id_key, candidates)))
         best = heapq.nlargest(request.top_k, range(len(candidates)), key=scores.__getitem__)
         result: Dict[str, Any] = {
             "user_id": request.user_id,

@@ -93,9 +93,12 @@ class DynamoActivityStore(ActivityStore):
         raise RuntimeError("DynamoDB left {} activity writes unprocessed".format(len(pending[self.table])))
 
     def _recent_one(self, user: str, limit: int) -> Tuple[str, List[Entry]]:
+        # Only the entry's attributes: the SDK's parsing of each returned value costs the request path.
         items = self._ddb.query(
             TableName=self.table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={
-                ":pk": {"S": "user#" + user}}, ScanIndexForward=False, Limit=limit).get("Items", [])
+                ":pk": {"S": "user#" + user}}, ScanIndexForward=False, Limit=limit,
+            ProjectionExpression="#i, #t, #p", ExpressionAttributeNames={"#i": "item", "#t": "type", "#p": "pos"},
+        ).get("Items", [])
         return user, [[i["item"]["S"], i["type"]["S"], int(i["pos"]["N"])] for i in reversed(items)]
 
     def recent(self, user_ids: Iterable[Any], limit: int) -> Dict[str, List[Entry]]:

@@ -32,6 +32,7 @@ TRAINING_MODES = ("auto", "full", "incremental", "continuous")
 COLD_START_RATE_KEY = "cold_start_rate"
 # ... and the weight its scores are served with, blended with the live CF score (artifacts/blend.py).
 CF_BLEND_KEY = "cf_blend"
+NEW_USER_POPULARITY_KEY = "new_user_popularity_blend"
 
 
 _last_id_moment = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -91,6 +92,12 @@ class ModelVersion:
     def cf_blend(self) -> float:
         """The CF blend weight the trainer fitted for this version (0: the model's probability alone)."""
         return float(self.serving_defaults.get(CF_BLEND_KEY) or 0)
+
+    @property
+    def new_user_popularity_blend(self) -> float:
+        """The popularity weight of users without any history, fitted at the lineage's full training
+        (artifacts/blend.new_user_popularity; 0: the model's probability alone)."""
+        return float(self.serving_defaults.get(NEW_USER_POPULARITY_KEY) or 0)
 
     @property
     def learnt_cold_start(self) -> bool:

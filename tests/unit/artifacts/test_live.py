@@ -34,7 +34,9 @@ def test_similar_items_are_the_co_liked_ones_with_shrinkage():
     assert catalog.neighbours["a"][0][0] == "b" and "c" not in {n for n, _ in catalog.neighbours["a"]}
     # co(a, b) = 3 users, acted(a) = 3, liked(b) = 3: 3 / (3 + 10)
     assert catalog.neighbours["a"][0][1] == pytest.approx(3 / 13.0, abs=1e-6)
-    assert "a" not in {n for n, _ in catalog.neighbours["a"]}  # never itself
+    # itself last, by the same formula: liked(a) = 3, acted(a) = 3
+    assert catalog.neighbours["a"][-1] == ["a", pytest.approx(3 / 13.0, abs=1e-6)]
+    assert "e" not in catalog.neighbours  # liked by no one: similar to nothing, itself included
     assert item_neighbours({"u": [["x", "", 0]]}) == {}  # nothing liked: nothing similar
 
 
@@ -52,6 +54,20 @@ def test_ease_similarities_are_the_closed_form_weights_of_the_co_liked_items():
     assert item_neighbours({"u": [["x", "", 0]]}, similarity="ease") == {}
 
 
+def test_a_rankings_remembered_spread_follows_new_similarities():
+    catalog = _catalog()
+    history = [["a", "like", 1], ["c", "like", 1]]
+    many = ["b", "d"] + ["x{}".format(i) for i in range(100)]
+    before = live_columns(catalog, history, many, 1764547500.0)
+    assert live_columns(catalog, history, many, 1764547500.0)["cf_pos"][:2] == pytest.approx(before["cf_pos"][:2])
+    # New similarities (as a replay's refresh sets them): the next ranking reads them, not the memo.
+    catalog.neighbours = {"a": [["d", 0.5]]}
+    catalog.__dict__.pop("_neighbour_index", None)
+    after = live_columns(catalog, history, many, 1764547500.0)
+    assert list(after["cf_pos"][:2]) == pytest.approx([0.0, 0.9 * 0.5])
+    assert list(after["cf_pos"][:2]) == pytest.approx(live_columns(catalog, history, many[:2], 1764547500.0)["cf_pos"])
+
+
 def test_one_definition_for_a_handful_of_items_and_for_a_ranking():
     catalog = _catalog()
     history = [["a", "like", 1], ["e", "view", 0], ["c", "like", 1]]
@@ -63,7 +79,9 @@ def test_one_definition_for_a_handful_of_items_and_for_a_ranking():
     # b is similar to a (liked 3 actions ago: weight 0.9**2), d to c (liked last: weight 1)
     assert small["cf_pos"][0] == pytest.approx(0.81 * catalog.neighbours["a"][0][1])
     assert small["cf_pos"][1] == pytest.approx(1.0 * dict(catalog.neighbours["c"])["d"])
-    assert small["cf_pos"][2] == 0.0 and small["cf_neg"] == [0.0] * 4  # e (disliked) resembles nothing
+    # a itself: liked 3 actions ago (its similarity to itself); e (disliked) resembles nothing
+    assert small["cf_pos"][2] == pytest.approx(0.81 * dict(catalog.neighbours["a"])["a"])
+    assert small["cf_neg"] == [0.0] * 4
     assert small["item_pos"][0] == pytest.approx(math.log1p(3)) and small["item_rate"][3] == 0.5  # unknown zz
     assert small["user_actions"] == [math.log1p(3)] * 4 and small["user_rate"][0] == pytest.approx(3 / 5.0)
     # trend: 3 positives of b, 1 hour half-life, read 1 hour after the newest of them
@@ -121,3 +139,46 @@ def test_a_catalog_copy_is_independent_of_its_original():
     assert original.to_json() == before
     assert copy.items["a"][0] == 3 and original.items["a"][0] == 2
     assert [e[0] for e in copy.users["1"]] == ["a", "b", "c"] and len(original.users["1"]) == 2
+
+
+def test_one_users_burst_counts_in_the_items_popularity_at_most_repeats_max_times():
+    # Thirty users liked b; one user buys a forty times within a minute, then once more two hours on.
+    crowd = [_action(u, "b", at=u) for u in range(30)]
+    burst = [_action(42, "a", at=100 + k, action_type="purchase") for k in range(40)]
+    later = [_action(42, "a", at=100 + 2 * 3600, action_type="purchase")]
+    catalog = Catalog(24.0, repeats_max=3).add(crowd + burst)
+    assert catalog.items["a"][:2] == [3, 3] and catalog.items["b"][:2] == [30, 30]
+    assert catalog.popular(1) == ["b"] and catalog.trend_at("a", 1764547400) < catalog.trend_at("b", 1764547400)
+    assert catalog.actions == 70 and len(catalog.users["42"]) == 40  # the user's own history has them all
+    # The limit and the open bursts carry over a copy and a JSON round trip (the next update's catalog).
+    for carried in (catalog.copy(), Catalog.from_json(catalog.to_json())):
+        carried.add([_action(42, "a", at=200, action_type="purchase")])
+        assert carried.items["a"][0] == 3
+        carried.add(later)  # a repeat hours later counts again
+        assert carried.items["a"][0] == 4 and len(carried.bursts) == 1
+    # Without a limit every action counts.
+    assert Catalog(24.0).add(crowd + burst).items["a"][:2] == [40, 40]
+
+
+def test_a_live_value_beyond_what_training_saw_reads_as_the_edge_of_that_range():
+    # The lineage's users had at most 3 recent actions; one with 40 is read as one with 3, by the
+    # training rows' encoding and by serving's alike.
+    catalog = _catalog()
+    actions = [_action(u, i, at=10 * n) for n, (u, i) in enumerate([(1, "a"), (1, "b"), (1, "c"), (2, "a")])]
+    examples = training_examples(actions, 1, 3, sampling="always", live=LiveReplay(Catalog(1.0)))
+    spec = derive_spec(actions, live_examples=examples)
+    feature = next(f for f in spec.features if f.key == "user_actions")
+    assert (feature.lo, feature.hi) == (0.0, pytest.approx(math.log1p(2)))  # the third action saw two before it
+    moment = parse_timestamp(actions[-1].timestamp)
+    busy = [["a", "like", 1]] * 40
+    usual = [["a", "like", 1]] * 2
+    for history in (busy, usual):
+        columns = live_columns(catalog, history, ["b"], moment.timestamp())
+        served = columns_for_pairs([(1, "b")], Context("like", moment), spec, live=columns)[feature.name][0]
+        row = encode(Example(1, "b", Context("like", moment), live=live_row(columns, 0)), spec)[feature.name]
+        assert served == pytest.approx(row) == pytest.approx((math.log1p(2) - feature.mean) / feature.std)
+    # A lineage recorded before the bounds existed reads its spec without them.
+    old = [{k: v for k, v in f.to_dict().items() if k not in ("lo", "hi")} for f in spec.features]
+    assert all(f.lo is None for f in type(spec).from_json(old).features)
+    # The item side stays unbounded: an item's counts grow for as long as the lineage lives.
+    assert all(f.lo is None and f.hi is None for f in spec.features if f.key in ("item_pos", "item_actions"))

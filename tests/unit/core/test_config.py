@@ -29,3 +29,11 @@ def test_readme_documents_every_setting():
         readme = f.read()
     assert settings_table_markdown() in readme, "run `make readme` to regenerate the table"
     assert all(f.metadata["env"] in readme for f in fields(Settings))
+
+
+def test_the_optimizer_and_its_learning_rate_default_per_model_unless_set():
+    assert Settings.from_env({}).effective_optimizer == "adagrad"
+    autoint = Settings.from_env({"MODEL_NAME": "autoint"})
+    assert autoint.effective_optimizer == "adam" and autoint.effective_learning_rate == 0.01
+    chosen = Settings.from_env({"MODEL_NAME": "autoint", "OPTIMIZER": "adagrad"})
+    assert chosen.effective_optimizer == "adagrad" and chosen.effective_learning_rate == 0.2

@@ -69,3 +69,93 @@ def test_the_fit_ranks_each_users_items_but_keeps_the_global_auc(monkeypatch):
     assert fit_cf_blend(labels, probs, cf, 1.0, 4.0, users) == 0.0  # it would cost the global AUC
     monkeypatch.setattr(evaluation, "CF_BLEND_AUC_SLACK", 1.0)
     assert fit_cf_blend(labels, probs, cf, 1.0, 4.0, users) > 0  # what a per-user ranking alone wants
+
+
+def _popularity_lineage(items=30):
+    """A catalog where item-k has k likes (by distinct users), and a live-feature spec over it."""
+    from easyrec_online.artifacts.catalog import Catalog
+    from easyrec_online.artifacts.features.derive import derive_spec
+    from easyrec_online.artifacts.features.live import LiveReplay
+    from easyrec_online.artifacts.features.sampling import training_examples
+    from easyrec_online.ingest.actions import ActionIn, StoredAction
+
+    actions = [StoredAction.accept(ActionIn.model_validate({
+        "user_id": "u{}".format(u), "item_id": "item-{}".format(k), "label": 1, "action_type": "like",
+        "timestamp": 1764547200 + 10 * k + u})) for k in range(items) for u in range(k)]
+    catalog = Catalog().add(actions)
+    examples = training_examples(actions, 1, 3, sampling="always", live=LiveReplay(Catalog()))
+    return catalog, derive_spec(actions, live_examples=examples), actions
+
+
+class FavoursLowIds:
+    """Scores each item by how small its number is: a model with no idea of popularity."""
+
+    def score(self, columns):
+        return [1.0 / (2.0 + int(str(v).split("-")[-1])) for v in columns["item_id"]]
+
+
+def test_new_users_get_popularity_where_the_holdouts_likes_are_the_popular_items():
+    from easyrec_online.artifacts.features.encode import NO_PROFILES, Context, Example
+    from easyrec_online.ingest.actions import parse_timestamp
+
+    catalog, spec, actions = _popularity_lineage()
+    context = Context("like", parse_timestamp(actions[-1].timestamp))
+
+    def holdout(items):
+        return [Example("someone", item, context, 1.0) for item in items]
+
+    popular = holdout(["item-{}".format(29 - k % 3) for k in range(evaluation.NEW_USER_FIT_MIN_LIKED)])
+    obscure = holdout(["item-{}".format(1 + k % 3) for k in range(evaluation.NEW_USER_FIT_MIN_LIKED)])
+    fit = evaluation.fit_new_user_popularity
+    assert fit(FavoursLowIds(), popular, spec, NO_PROFILES, catalog, context) > 0
+    assert fit(FavoursLowIds(), obscure, spec, NO_PROFILES, catalog, context) == 0.0  # the model is right as it is
+    assert fit(FavoursLowIds(), popular[:-1], spec, NO_PROFILES, catalog, context) is None  # too few to tell
+
+
+def _two_taste_lineage():
+    """Users u0-u9 like items a0-a9, users v0-v9 like b0-b9: a catalog whose item similarities say so."""
+    from easyrec_online.artifacts.catalog import Catalog
+    from easyrec_online.artifacts.features.derive import derive_spec
+    from easyrec_online.artifacts.features.live import LiveReplay
+    from easyrec_online.artifacts.features.sampling import training_examples
+    from easyrec_online.ingest.actions import ActionIn, StoredAction
+    from easyrec_online.modeling.job import version_catalog
+
+    actions = [StoredAction.accept(ActionIn.model_validate({
+        "user_id": "{}{}".format(group, u), "item_id": "{}{}".format(kind, k), "label": 1, "action_type": "like",
+        "timestamp": 1764547200 + 100 * u + k})) for group, kind in (("u", "a"), ("v", "b"))
+        for u in range(10) for k in range(10) if (u + k) % 4]  # each user leaves some of their kind unliked
+    catalog = version_catalog(Catalog(), actions, "cosine")
+    examples = training_examples(actions, 1, 3, sampling="always", live=LiveReplay(Catalog()))
+    return catalog, derive_spec(actions, live_examples=examples), actions
+
+
+class FavoursB:
+    """A model that thinks everyone prefers the b items (slightly, by number)."""
+
+    def score(self, columns):
+        return [(0.6 if str(v).startswith("b") else 0.4) - 0.001 * int(str(v)[1:]) for v in columns["item_id"]]
+
+
+def test_the_cf_weight_is_fitted_in_full_ranking_over_the_catalog(monkeypatch):
+    from easyrec_online.artifacts.features.encode import NO_PROFILES, Context, Example
+    from easyrec_online.ingest.actions import parse_timestamp
+
+    monkeypatch.setattr(evaluation, "NEW_USER_FIT_MIN_LIKED", 5)
+    catalog, spec, actions = _two_taste_lineage()
+    context = Context("like", parse_timestamp(actions[-1].timestamp))
+    # What u-users went on to like: the a items they had left (co-occurring with their history).
+    liked_a = [Example("u{}".format(u), "a{}".format(k), context, 1.0) for u in range(10) for k in range(10)
+               if not (u + k) % 4]
+    liked_b = [Example("u{}".format(u), "b{}".format(k), context, 1.0) for u in range(10) for k in range(3)]
+    disliked = [Example("v{}".format(u), "a{}".format(u), context, 0.0) for u in range(10)]
+
+    def fit(model, examples):
+        probs = model.score({"item_id": [e.item_id for e in examples]})
+        cf_pos = [float((e.live or {}).get("cf_pos", 0.0)) for e in examples]
+        return evaluation.fit_cf_blend_in_ranking(model, examples, probs, cf_pos, spec, NO_PROFILES, catalog,
+                                                  context, 8.0)
+
+    assert fit(FavoursB(), liked_a + disliked) > 0  # the model is wrong; the user's history is right
+    assert fit(FavoursB(), liked_b + disliked) == 0.0  # the model is right: the history would mislead
+    assert fit(FavoursB(), liked_a[:4] + disliked) is None  # too few liked actions to tell

@@ -136,3 +136,28 @@ def test_only_the_served_version_and_the_one_before_stay_on_disk(tmp_path, s3):
         clock.now += 1.0
         assert cache.current().version.version == "v{}".format(n)
     assert sorted(p.name.split(".")[0] for p in tmp_path.iterdir()) == ["v4", "v5"]
+
+
+def test_a_check_of_an_unmoved_pointer_reads_no_version_record(tmp_path, s3):
+    class CountingState(InMemoryStateStore):
+        version_reads = 0
+
+        def get_version(self, version):
+            CountingState.version_reads += 1
+            return super().get_version(version)
+
+    state, clock = CountingState(), Clock()
+    settings = Settings.from_env({"DATA_BUCKET": "data", "MODEL_CACHE_DIR": str(tmp_path),
+                                  "CURRENT_CHECK_INTERVAL_MS": "1000"})
+    cache = ModelCache(settings, state, s3, Loaded, clock, background=False)
+    _publish(s3, state, "v1")
+    assert cache.current()[0].version == "v1"
+    reads = CountingState.version_reads
+    for step in range(1, 4):  # three more checks, the pointer still on v1
+        clock.now = float(step)
+        assert cache.current()[0].version == "v1"
+    assert CountingState.version_reads == reads
+    _publish(s3, state, "v2")  # (publishing reads the record too)
+    reads = CountingState.version_reads
+    clock.now = 10.0
+    assert cache.current()[0].version == "v2" and CountingState.version_reads == reads + 1  # the pointer moved

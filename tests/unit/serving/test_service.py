@@ -297,3 +297,26 @@ def test_scores_blend_the_model_with_what_the_user_liked_lately():
         assert service.predict(validate(PredictRequest, {"user_id": 9, "item_id": "d"}))["score"] == scores[weight]["d"]
     assert scores["0"] == {"b": 0.5, "d": 0.5}
     assert scores["2"]["b"] == 0.5 and scores["2"]["d"] > 0.5
+
+
+def test_a_user_without_any_history_gets_the_versions_popularity_weight():
+    """new_user_popularity_blend: a user the service knows nothing of (no live activity, not in the
+    catalog) ranks the items more users liked first; a user with a history keeps the model's scores."""
+    from easyrec_online.state.activity import InMemoryActivityStore
+
+    catalog, spec = _live_lineage()
+    catalog.add([_action(5, "d", timestamp="2026-11-01T00:01:00Z")])  # d: three likes, b: two
+    activity = InMemoryActivityStore()
+    activity.record([_action(9, "c")])
+    version = ModelVersion("v7", "deepfm", "deepfm", "models/deepfm/v7/", "t", feature_spec=spec,
+                           serving_defaults={"cold_start_rate": "0.1", "new_user_popularity_blend": "2"})
+    service = ScoringService(Settings.from_env({}), Models(LoadedModel(version, Constant(), catalog)), None, activity)
+    request = {"candidate_items": ["b", "d", "zz"], "top_k": 3}
+    new = {r["item_id"]: r["score"] for r in service.recommend(validate(RecommendRequest, dict(request, user_id=77)))[
+        "recommendations"]}
+    assert new["d"] > new["b"] > new["zz"] and new["zz"] < 0.5  # zz: no one liked it, below the model's score
+    known = service.predict(validate(PredictRequest, {"user_id": 9, "item_ids": ["b", "d"]}))["predictions"]
+    assert [p["score"] for p in known] == [0.5, 0.5]
+    mixed = service.predict(validate(PredictRequest, {"pairs": [{"user_id": 77, "item_id": "d"},
+                                                                 {"user_id": 9, "item_id": "d"}]}))["predictions"]
+    assert [p["score"] for p in mixed] == [new["d"], 0.5]

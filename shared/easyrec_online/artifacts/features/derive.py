@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from easyrec_online.artifacts.features.encode import NO_PROFILES, Example, Profiles, flatten, value_kind
-from easyrec_online.artifacts.features.live import LIVE_KEYS
+from easyrec_online.artifacts.features.live import LIVE_KEYS, USER_HISTORY_KEYS
 from easyrec_online.artifacts.features.spec import (
     BASE_FEATURES,
     BASE_NAMES,
@@ -122,6 +122,13 @@ def _live_features(examples: Sequence[Example], taken: Set[str]) -> List[Feature
         values = [float(e.live[key]) for e in examples if e.live]
         mean = sum(values) / len(values) if values else 0.0
         std = math.sqrt(sum((x - mean) ** 2 for x in values) / len(values)) if values else 0.0
+        # The range seen (features/spec.FeatureDef.lo, hi) of what describes the user's own recent
+        # history; none for a constant one, which is to vary. The item side is left unbounded: an
+        # item's counts grow for as long as the lineage lives (bounded at the first training's most
+        # popular item, the MovieLens holdout's popular items lost their order and the fitted CF blend
+        # weight fell from 4 to 0).
+        bounded = std > 0 and key in USER_HISTORY_KEYS
         features.append(FeatureDef(_column_name("live", key, taken), "raw", "live", key, mean=round(mean, 6),
-                                   std=round(std, 6) or 1.0))
+                                   std=round(std, 6) or 1.0, lo=min(values) if bounded else None,
+                                   hi=max(values) if bounded else None))
     return features

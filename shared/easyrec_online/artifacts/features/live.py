@@ -30,6 +30,8 @@ LIVE_HISTORY = 50
 RECENCY = 0.9
 LIVE_KEYS: Tuple[str, ...] = ("item_pos", "item_actions", "item_rate", "item_trend", "user_actions", "user_rate",
                               "cf_pos", "cf_neg")
+# The keys that describe the user's own recent history (the rest describe the item).
+USER_HISTORY_KEYS: Tuple[str, ...] = ("user_actions", "user_rate", "cf_pos", "cf_neg")
 _ZERO_STATS = (0.0, 0.0, 0.5, 0.0)
 
 
@@ -49,26 +51,18 @@ def _stats(raw: Optional[Sequence[float]]) -> Tuple[float, float, float, float]:
     return math.log1p(raw[1]), math.log1p(raw[0]), (raw[1] + 1.0) / (raw[0] + 2.0), raw[2]
 
 
-def _item_stats(catalog: Catalog) -> Dict[str, Tuple[float, float, float, float]]:
-    """item -> _stats, once per catalog object and size (a served version's, for its rankings)."""
-    cached = catalog.__dict__.get("_item_stats")
-    if cached is None or cached[0] != catalog.actions:
-        cached = (catalog.actions, {item: _stats(raw) for item, raw in catalog.items.items()})
-        catalog.__dict__["_item_stats"] = cached
-    return cached[1]
-
-
 def live_columns(catalog: Catalog, history: Sequence[Sequence[Any]], items: Sequence[str],
-                 moment: float) -> Dict[str, List[float]]:
+                 moment: float) -> Dict[str, Sequence[float]]:
     """The live features of one user (their `history`: [item, action_type, positive] entries, oldest
-    first) with each of `items` (id keys), at `moment` (epoch seconds): a list per key in LIVE_KEYS."""
+    first) with each of `items` (id keys), at `moment` (epoch seconds): a list per key in LIVE_KEYS
+    (float64 arrays for a ranking of more than 64 items)."""
     recent = list(history)[-LIVE_HISTORY:]
     n = len(recent)
     liked = sum(1 for entry in recent if entry[2])
     user_actions, user_rate = math.log1p(n), (liked + 1.0) / (n + 2.0)
-    index = neighbour_index(catalog)
-    weights = [(RECENCY ** (n - 1 - k), entry[0], bool(entry[2])) for k, entry in enumerate(recent)]
     if len(items) <= 64:  # a training row (a handful of items): look each similarity up
+        index = neighbour_index(catalog)
+        weights = [(RECENCY ** (n - 1 - k), entry[0], bool(entry[2])) for k, entry in enumerate(recent)]
         cf_pos, cf_neg = [], []
         for item in items:
             pos = neg = 0.0
@@ -82,21 +76,44 @@ def live_columns(catalog: Catalog, history: Sequence[Sequence[Any]], items: Sequ
             cf_pos.append(pos)
             cf_neg.append(neg)
     else:  # a ranking (many items): spread the history's neighbours once, then one lookup per item
-        pos_by, neg_by = _spread(weights, index)
+        pos_by, neg_by = _spread_of(catalog, recent)
         cf_pos = [pos_by.get(item, 0.0) for item in items]
         cf_neg = [neg_by.get(item, 0.0) for item in items]
     factor = catalog.trend_factor(moment)
     if len(items) <= 64:  # a catalog being replayed changes at every action: read its entries
         rows = [_stats(catalog.items.get(item)) for item in items]
-    else:
-        table = _item_stats(catalog)
-        rows = [table.get(item, _ZERO_STATS) for item in items]
+        return {
+            "item_pos": [r[0] for r in rows], "item_actions": [r[1] for r in rows],
+            "item_rate": [r[2] for r in rows], "item_trend": [math.log1p(r[3] * factor) for r in rows],
+            "user_actions": [user_actions] * len(items), "user_rate": [user_rate] * len(items),
+            "cf_pos": cf_pos, "cf_neg": cf_neg,
+        }
+    # A ranking: float64 arrays (what the model is fed), the item side gathered from a per-catalog table.
+    import numpy as np  # where scoring runs
+
+    table, row_of = _item_table(catalog)
+    absent = len(table) - 1  # the last row: _ZERO_STATS
+    stats = table[[row_of.get(item, absent) for item in items]]
     return {
-        "item_pos": [r[0] for r in rows], "item_actions": [r[1] for r in rows], "item_rate": [r[2] for r in rows],
-        "item_trend": [math.log1p(r[3] * factor) for r in rows],
-        "user_actions": [user_actions] * len(items), "user_rate": [user_rate] * len(items),
-        "cf_pos": cf_pos, "cf_neg": cf_neg,
+        "item_pos": stats[:, 0], "item_actions": stats[:, 1], "item_rate": stats[:, 2],
+        "item_trend": np.log1p(stats[:, 3] * factor),
+        "user_actions": np.full(len(items), user_actions), "user_rate": np.full(len(items), user_rate),
+        "cf_pos": np.asarray(cf_pos, dtype=np.float64), "cf_neg": np.asarray(cf_neg, dtype=np.float64),
     }
+
+
+def _item_table(catalog: Catalog) -> Tuple[Any, Dict[str, int]]:
+    """(array of _stats rows, one per item and a last one of _ZERO_STATS; item -> its row), once per
+    catalog object and size."""
+    cached = catalog.__dict__.get("_item_table")
+    if cached is None or cached[0] != catalog.actions:
+        import numpy as np
+
+        items = list(catalog.items)
+        table = np.array([_stats(catalog.items[item]) for item in items] + [_ZERO_STATS], dtype=np.float64)
+        cached = (catalog.actions, table, {item: row for row, item in enumerate(items)})
+        catalog.__dict__["_item_table"] = cached
+    return cached[1], cached[2]
 
 
 def _spread(weights: Sequence[Tuple[float, str, bool]], index: Mapping[str, Mapping[str, float]]
@@ -111,13 +128,40 @@ def _spread(weights: Sequence[Tuple[float, str, bool]], index: Mapping[str, Mapp
     return pos_by, neg_by
 
 
+# Histories remembered per catalog. A spread holds up to LIVE_HISTORY x the neighbours kept per item
+# scores (about 250 KB at 50 x 50): 256 of them stay within about 64 MB of an inference container.
+_SPREAD_CACHE_SIZE = 256
+
+
+def _spread_of(catalog: Catalog, recent: Sequence[Sequence[Any]]) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """_spread of a history's last LIVE_HISTORY entries over the catalog's similarities, remembered per
+    history: a user's rankings between two of their actions (a refresh, the next page, the candidate
+    source and the live features of one /recommend) spread it once. Kept with the neighbour index it
+    was computed from, so a catalog whose similarities are recomputed starts afresh. Callers must not
+    change the answer."""
+    index = neighbour_index(catalog)
+    cached = catalog.__dict__.get("_spread_cache")
+    if cached is None or cached[0] is not index:
+        cached = (index, {})
+        catalog.__dict__["_spread_cache"] = cached
+    memo: Dict[Tuple[Tuple[str, bool], ...], Tuple[Dict[str, float], Dict[str, float]]] = cached[1]
+    key = tuple((entry[0], bool(entry[2])) for entry in recent)
+    found = memo.get(key)
+    if found is None:
+        n = len(recent)
+        found = _spread([(RECENCY ** (n - 1 - k), item, positive) for k, (item, positive) in enumerate(key)], index)
+        if len(memo) >= _SPREAD_CACHE_SIZE:
+            memo.clear()
+        memo[key] = found
+    return found
+
+
 def similar_items(catalog: Catalog, history: Sequence[Sequence[Any]], n: int) -> List[str]:
     """The `n` items with the largest cf_pos for this history (what the user liked lately, by the
     catalog's similarities), best first, the history's own items left out: a co-occurrence candidate
     source for catalog recommendations that follows the user's latest actions."""
     recent = list(history)[-LIVE_HISTORY:]
-    weights = [(RECENCY ** (len(recent) - 1 - k), entry[0], True) for k, entry in enumerate(recent) if entry[2]]
-    scores, _ = _spread(weights, neighbour_index(catalog))
+    scores = dict(_spread_of(catalog, recent)[0])  # cf_pos of every item the history reaches
     for entry in recent:
         scores.pop(entry[0], None)
     return heapq.nlargest(n, scores, key=scores.__getitem__)
@@ -142,7 +186,7 @@ class LiveReplay:
         self._refresh = refresh
         self._added = 0
 
-    def before(self, action: StoredAction, items: Sequence[str]) -> Dict[str, List[float]]:
+    def before(self, action: StoredAction, items: Sequence[str]) -> Dict[str, Sequence[float]]:
         history = self.catalog.users.get(id_key(action.user_id), [])
         return live_columns(self.catalog, history, items, parse_timestamp(action.timestamp).timestamp())
 

@@ -6,6 +6,7 @@ import random
 from dataclasses import replace
 from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
+from easyrec_online.artifacts.catalog import REPEAT_WINDOW_S
 from easyrec_online.artifacts.features.encode import Context, Example
 from easyrec_online.artifacts.features.live import LiveReplay, live_row
 from easyrec_online.artifacts.features.spec import CONVERSION_ACTION_TYPES, MAX_HISTORY
@@ -24,9 +25,6 @@ def histories_before(actions: Sequence[StoredAction],
             seen.append(id_key(a.item_id))
             del seen[:-MAX_HISTORY]
     return out
-
-
-REPEAT_WINDOW_S = 3600
 
 
 def training_examples(
@@ -55,7 +53,8 @@ def training_examples(
 
     `repeats_max` (0: no limit): a user's repeated actions on one item with one label within one hour
     (REPEAT_WINDOW_S) give at most this many examples (with their negatives); the rest still reach
-    `live` (the user's live features and the item's counts follow every action). Forty purchases of one
+    `live` (the user's live features follow every action; the item's counts keep the same limit,
+    Catalog.repeats_max). Forty purchases of one
     item by one user in a burst are one user's preference: learnt as forty rows, they outweighed thirty
     users who had rated the item low, and one update put it near 1.0 for every user. Repeats spread
     over time (a farmer watering a plot every day) all count. Held-out actions (`held_out`: event ids)
