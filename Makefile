@@ -1,6 +1,6 @@
 # EasyRec Online. `make run` serves the whole service on http://127.0.0.1:5000; `make test` runs
 # every test. Both set up what they need first (infra/setup.sh; fast when nothing changed).
-.PHONY: setup run test test-unit test-integration test-localstack test-e2e lint readme clean-state
+.PHONY: setup run test test-unit test-integration test-localstack test-e2e test-repeat lint readme clean-state
 
 setup:
 	@infra/setup.sh
@@ -12,23 +12,40 @@ run: setup
 # its S3; the other model-runtime tests train the same way on either backend (moto's pass runs them),
 # and running them twice took a CI run past 45 minutes.
 LOCALSTACK_SELECTION = -m "not model_runtime or cloud_contract"
+PYTEST = .venv/bin/python -m pytest
+# Hypothesis draws the same examples on every run (tests/conftest.py registers the profile).
+export HYPOTHESIS_PROFILE ?= ci
 
-# Everything, then the integration suite again on LocalStack (host mode) instead of moto.
+# Fail fast, cheapest first: lint and unit tests (stop at the first failure), then integration over
+# the wire to moto, then end to end against the running service, then integration on LocalStack.
 test: setup
-	.venv/bin/python -m pytest
-	.venv/bin/python -m infra.localstack -- .venv/bin/python -m pytest tests/integration $(LOCALSTACK_SELECTION)
+	$(PYTEST) -x tests/unit
+	$(PYTEST) tests/integration
+	$(PYTEST) tests/e2e
+	.venv/bin/python -m infra.localstack -- $(PYTEST) tests/integration $(LOCALSTACK_SELECTION)
 
 test-unit: setup
-	.venv/bin/python -m pytest tests/unit
+	$(PYTEST) -x tests/unit
 
 test-integration: setup
-	.venv/bin/python -m pytest tests/integration
+	$(PYTEST) tests/integration
 
 test-localstack: setup
-	.venv/bin/python -m infra.localstack -- .venv/bin/python -m pytest tests/integration $(LOCALSTACK_SELECTION)
+	.venv/bin/python -m infra.localstack -- $(PYTEST) tests/integration $(LOCALSTACK_SELECTION)
 
 test-e2e: setup
-	.venv/bin/python -m pytest tests/e2e
+	$(PYTEST) tests/e2e
+
+# The flake hunt: the tests K selects (a pytest -k expression; a path too with P=...), N times in a
+# row, stopping at the first failure. `make test-repeat N=5 P=tests/e2e/test_quickstart.py`
+N ?= 5
+P ?= tests
+K ?=
+test-repeat: setup
+	@for i in $$(seq 1 $(N)); do \
+	  echo "test-repeat: run $$i of $(N)"; \
+	  $(PYTEST) -x -q $(P) $(if $(K),-k "$(K)") || { echo "test-repeat: run $$i of $(N) failed"; exit 1; }; \
+	done; echo "test-repeat: $(N) of $(N) passed"
 
 lint: setup
 	.venv-tools/bin/sam validate --lint

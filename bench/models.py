@@ -26,7 +26,7 @@ from easyrec_online import wiring  # noqa: E402
 from easyrec_online.datasets.movielens import load_movielens_100k, split_by_time  # noqa: E402
 from easyrec_online.ingest.actions import ActionIn, StoredAction  # noqa: E402
 from tests.integration.conftest import free_port, make_cloud  # noqa: E402
-from tests.integration.test_model_runtime import _run_trainer  # noqa: E402
+from tests.integration.runtime import run_trainer as _run_trainer  # noqa: E402
 
 # (label, MODEL_NAME, extra settings): every model with the default optimizer, and DeepFM with Adam
 # beside it (what the default optimizer costs or gains in quality).

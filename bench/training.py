@@ -33,7 +33,7 @@ from easyrec_online.datasets.movielens import load_movielens_100k, split_by_time
 from easyrec_online.ingest.actions import ActionIn, StoredAction  # noqa: E402
 from tests.conftest import MODEL_PYTHON  # noqa: E402
 from tests.integration.conftest import free_port, make_cloud  # noqa: E402
-from tests.integration.test_model_runtime import _process_env, _run_trainer  # noqa: E402
+from tests.integration.runtime import process_env as _process_env, run_trainer as _run_trainer  # noqa: E402
 
 
 def main():

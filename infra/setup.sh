@@ -61,9 +61,35 @@ PY312=$(need_python 3.12 "control plane: API, ingest, local runner, tests")
 PY37=$(need_python 3.7 "model runtime: TensorFlow 1.15 runs only on Python 3.7")
 PY313=$(need_python 3.13 "LocalStack 2026.3 (integration tests' second backend) needs Python 3.13")
 
-make_env .venv "$PY312" requirements.txt
-add_to_env .venv infra/datasets-requirements.txt
-make_env .venv-model "$PY37" infra/model-runtime/requirements.txt --no-deps
-make_env .venv-tools "$PY312" infra/tools/requirements.txt
-make_env .venv-localstack "$PY313" infra/localstack/requirements.txt
+# The four environments are independent: they are built at the same time (pip spends most of its
+# time unpacking and compiling, on one core each), each into its own log, shown when it ends.
+mkdir -p .local/setup
+PIDS=(); NAMES=()
+build() {  # build NAME COMMAND...: COMMAND (a function above) in the background, output in .local/setup/NAME.log
+  local name="$1"; shift
+  ( set -e; "$@" ) > ".local/setup/$name.log" 2>&1 &
+  PIDS+=("$!"); NAMES+=("$name")
+}
+control_env() { make_env .venv "$PY312" requirements.txt; add_to_env .venv infra/datasets-requirements.txt; }
+localstack_env() {
+  make_env .venv-localstack "$PY313" infra/localstack/requirements.txt
+  # LocalStack's Kinesis engine (kinesis-mock, from npm) is installed now, so that no test downloads it.
+  "$PY312" -m infra.localstack --prepare
+}
+build control control_env
+build model make_env .venv-model "$PY37" infra/model-runtime/requirements.txt --no-deps
+build tools make_env .venv-tools "$PY312" infra/tools/requirements.txt
+build localstack localstack_env
+failed=0
+for i in "${!PIDS[@]}"; do
+  log=".local/setup/${NAMES[$i]}.log"
+  if wait "${PIDS[$i]}"; then
+    sed "s/^\(setup: \)\{0,1\}/setup: [${NAMES[$i]}] /" "$log"
+  else
+    failed=1
+    echo "setup: building the ${NAMES[$i]} environment failed:" >&2
+    sed "s/^\(setup: \)\{0,1\}/setup: [${NAMES[$i]}] /" "$log" >&2
+  fi
+done
+[ "$failed" = 0 ] || exit 1
 echo "setup: done"

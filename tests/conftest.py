@@ -3,6 +3,8 @@ import os
 import sys
 import time
 
+from hypothesis import settings as hypothesis_settings
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for path in (ROOT, os.path.join(ROOT, "shared")):
     if path not in sys.path:
@@ -14,6 +16,12 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.pop("AWS_ENDPOINT_URL", None)
+
+# Hypothesis: "ci" (what `make test` uses, and the default) draws the same examples on every run, so a
+# red run is a defect to fix, not bad luck; "explore" draws new ones (HYPOTHESIS_PROFILE=explore).
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 MODEL_PYTHON = os.path.join(ROOT, ".venv-model", "bin", "python")
 CONTROL_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")

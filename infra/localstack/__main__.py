@@ -10,7 +10,7 @@ use) and exits with the command's status. `make test-localstack` runs the integr
 What it takes offline (../shared/notes/local-cloud.md): hypercorn as the gateway, a pre-made TLS
 certificate (pyOpenSSL 26 lacks an API LocalStack's own generator uses), no DNS server, no Docker
 detection. Kinesis is kinesis-mock, an npm package LocalStack installs at first use; it binds
-0.0.0.0 with no option to change that, so it is installed ahead of time and patched to 127.0.0.1.
+0.0.0.0 with no option to change that, so `make setup` installs it (`--prepare`) and patches it to 127.0.0.1.
 DynamoDB and Lambda cannot run here: the suite sends DynamoDB to moto and says so.
 """
 from __future__ import annotations
@@ -57,12 +57,16 @@ def _certificate() -> str:
     return path
 
 
-def _loopback_kinesis_mock(env: dict) -> None:
-    """Install kinesis-mock now (not at the first CreateStream) and make it bind 127.0.0.1."""
+def _loopback_kinesis_mock(env: dict, install: bool) -> None:
+    """Install kinesis-mock (`install`: at set-up, never at test time; LocalStack would at the first
+    CreateStream) and make it bind 127.0.0.1."""
     # lpm installs under <root>/usr/lib/localstack, installs at first use go under <root>/var/lib/...
     pattern = os.path.join(env["FILESYSTEM_ROOT"], "**", "kinesis-local", "*", "node_modules", "kinesis-local",
                            "main.js")
     if not glob.glob(pattern, recursive=True):
+        if not install:
+            raise SystemExit("localstack: kinesis-mock is not installed under {}: run `make setup`".format(
+                env["FILESYSTEM_ROOT"]))
         subprocess.run([PYTHON, "-m", "localstack.cli.lpm", "install", "kinesis-mock"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
     scripts = glob.glob(pattern, recursive=True)
@@ -107,15 +111,21 @@ def _stop(process: subprocess.Popen) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=int(os.environ.get("LOCALSTACK_PORT", "4566")))
+    parser.add_argument("--prepare", action="store_true",
+                        help="install what LocalStack needs offline (kinesis-mock) and exit: `make setup` runs it")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    if args.prepare:
+        _loopback_kinesis_mock(_environment(args.port), install=True)
+        print("localstack: kinesis-mock installed (loopback only)")
+        return 0
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give a command to run, after --")
     if not os.path.exists(PYTHON):
         raise SystemExit("localstack: {} is missing: run `make setup`".format(PYTHON))
     env = _environment(args.port)
-    _loopback_kinesis_mock(env)
+    _loopback_kinesis_mock(env, install=False)
     url = "http://127.0.0.1:{}".format(args.port)
     try:
         urllib.request.urlopen(url + "/_localstack/health", timeout=2)

@@ -7,9 +7,13 @@ DynamoDB goes to a moto server beside it (AWS_ENDPOINT_URL_DYNAMODB), and tests 
 skip with that reason (`dynamodb_itself`). Every test gets fresh resources: moto is reset; on
 LocalStack, which has no reset, names are unique per test.
 """
+import fcntl
 import os
+import pickle
 import socket
 import uuid
+from dataclasses import dataclass
+from typing import Dict, List
 
 import pytest
 import requests
@@ -117,3 +121,94 @@ def make_cloud(endpoint: str, **env: str) -> Settings:
 def cloud(moto_endpoint):
     """Settings for a fresh local cloud with the service's bucket, queue and table created."""
     return make_cloud(moto_endpoint)
+
+
+# ---------------------------------------------------------------- train once, restore everywhere
+
+@dataclass
+class CloudSnapshot:
+    """What a trained service holds: its bucket's objects and its tables' items (as DynamoDB returns
+    them), to be written into a fresh cloud of another test."""
+
+    objects: Dict[str, bytes]
+    items: Dict[str, List[dict]]  # by Settings attribute: state_table, profiles_table, ...
+
+
+TABLES = ("state_table", "profiles_table", "activity_table", "ledger_table")
+
+
+def snapshot_cloud(settings: Settings) -> CloudSnapshot:
+    s3, ddb = aws.client("s3", settings), aws.client("dynamodb", settings)
+    objects = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.data_bucket):
+        for obj in page.get("Contents", []):
+            objects[obj["Key"]] = s3.get_object(Bucket=settings.data_bucket, Key=obj["Key"])["Body"].read()
+    items = {}
+    for table in TABLES:
+        items[table] = [item for page in ddb.get_paginator("scan").paginate(TableName=getattr(settings, table))
+                        for item in page["Items"]]
+    return CloudSnapshot(objects, items)
+
+
+def restore_cloud(snapshot: CloudSnapshot, settings: Settings) -> None:
+    """Write a snapshot into this test's fresh cloud (real S3 puts and DynamoDB writes)."""
+    s3, ddb = aws.client("s3", settings), aws.client("dynamodb", settings)
+    for key, body in snapshot.objects.items():
+        s3.put_object(Bucket=settings.data_bucket, Key=key, Body=body)
+    for table, items in snapshot.items.items():
+        for start in range(0, len(items), 25):
+            ddb.batch_write_item(RequestItems={getattr(settings, table): [
+                {"PutRequest": {"Item": item}} for item in items[start:start + 25]]})
+
+
+@dataclass
+class TrainedModel:
+    """One lineage trained once per test session (real EasyRec) on preference_actions(): what every test
+    that needs "a trained model" starts from, restored into its own cloud (`trained_cloud`)."""
+
+    snapshot: CloudSnapshot
+    env: Dict[str, str]  # the settings it was trained with
+    job_id: str
+
+
+# Explicit likes and dislikes: holdout AUCs measure liked-vs-disliked, so no sampled unseen items
+# beside them (NEGATIVE_SAMPLING=always would score those too).
+TRAINED_MODEL_ENV = {"TRAIN_STEPS": "300", "NEGATIVE_SAMPLING": "auto"}
+
+
+def _train_the_shared_model(endpoint, tmp) -> TrainedModel:
+    from tests.integration.runtime import preference_actions, run_trainer, store_in_batches
+
+    settings = make_cloud(endpoint, **TRAINED_MODEL_ENV)
+    store_in_batches(settings, preference_actions())
+    job_id, result = run_trainer(settings, tmp)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return TrainedModel(snapshot_cloud(settings), dict(TRAINED_MODEL_ENV), job_id)
+
+
+@pytest.fixture(scope="session")
+def trained_model(moto_endpoint, tmp_path_factory) -> TrainedModel:
+    """Trained once per run: under pytest-xdist the first worker to need it trains it and leaves it
+    on disk for the others (a file lock in the run's shared temporary folder)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    tmp = tmp_path_factory.mktemp("trained-model")
+    if not worker:
+        return _train_the_shared_model(moto_endpoint, tmp)
+    shared = tmp_path_factory.getbasetemp().parent / "trained-model.pickle"
+    with open(str(shared) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not shared.exists():
+            with open(str(shared) + ".part", "wb") as f:
+                pickle.dump(_train_the_shared_model(moto_endpoint, tmp), f)
+            os.replace(str(shared) + ".part", shared)
+    with open(shared, "rb") as f:
+        return pickle.load(f)
+
+
+@pytest.fixture
+def trained_cloud(moto_endpoint, trained_model) -> Settings:
+    """A fresh cloud of this test's own holding the session's trained model: its actions, version,
+    checkpoint, SavedModel, catalog and registry records."""
+    settings = make_cloud(moto_endpoint, **trained_model.env)
+    restore_cloud(trained_model.snapshot, settings)
+    return settings

@@ -3,6 +3,7 @@ agriculture watering, a plain like) with nested parameters, plus user and item p
 DeepFM through the training task; the inference function builds the same features from a
 request's context and the stored profiles; keys first seen later never break an update and enter
 with the next full retrain (a new lineage)."""
+import datetime as dt
 import random
 
 import pytest
@@ -11,15 +12,16 @@ from easyrec_online import wiring
 from easyrec_online.core import aws
 from easyrec_online.ingest.actions import ActionIn, StoredAction
 from tests.integration.conftest import make_cloud
-from tests.integration.test_model_runtime import _run_trainer, inference_worker
+from tests.integration.runtime import EPOCH, inference_worker, run_trainer
 
 pytestmark = pytest.mark.model_runtime
 
 
-def seed_like_actions(n, rng, extra_parameters=None):
-    """Liked on mobile, not on desktop: a signal only the `device` parameter carries."""
+def seed_like_actions(n, rng, prefix, extra_parameters=None, start=EPOCH):
+    """Liked on mobile, not on desktop: a signal only the `device` parameter carries. Event ids
+    `<prefix>-<n>` and fixed times: the same holdout and the same model every run."""
     actions = []
-    for _ in range(n):
+    for number in range(n):
         user, item, device = rng.randrange(20), rng.randrange(12), rng.choice(["mobile", "desktop"])
         liked = device == "mobile"
         kind = rng.choice(["rating", "watering", "like"])
@@ -33,10 +35,10 @@ def seed_like_actions(n, rng, extra_parameters=None):
                                      "sensors": rng.sample(["ph", "temp", "light"], 2), "automated": rng.random() < .5}}
         else:
             sample = {"action_type": "like", "label": int(liked), "parameters": {"device": device}}
-        sample.update(user_id=user, item_id="plot-{}".format(item))
+        sample.update(user_id=user, item_id="plot-{}".format(item), event_id="{}-{}".format(prefix, number))
         if extra_parameters:
             sample["parameters"].update(extra_parameters(rng))
-        actions.append(StoredAction.accept(ActionIn.model_validate(sample)))
+        actions.append(StoredAction.accept(ActionIn.model_validate(sample), now=start + dt.timedelta(seconds=10 * number)))
     return actions
 
 
@@ -53,10 +55,10 @@ def featured(moto_endpoint, tmp_path_factory):
         profiles.put("item", "plot-{}".format(item), {"crop": ["wheat", "corn", "rice"][item % 3], "area_ha": item + 1})
     store = wiring.action_store(settings)
     rng = random.Random(11)
-    actions = seed_like_actions(600, rng)
+    actions = seed_like_actions(600, rng, "seed")
     for start in range(0, len(actions), 100):
         store.put_batch(actions[start:start + 100])
-    job_id, result = _run_trainer(settings, tmp, TRAINING_MODE="full")
+    job_id, result = run_trainer(settings, tmp, TRAINING_MODE="full")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return settings, tmp, job_id, rng
 
@@ -110,18 +112,18 @@ def test_keys_never_seen_are_stored_ignored_by_updates_and_taken_in_by_the_next_
     settings, _, job_id, rng = featured
     state = wiring.state_store(settings)
     first = state.get_version(state.get_job(job_id).version)
-    newer = seed_like_actions(120, rng, extra_parameters=lambda r: {
+    newer = seed_like_actions(120, rng, "newer", start=EPOCH + dt.timedelta(hours=2), extra_parameters=lambda r: {
         "weather": {"rain_mm": round(r.uniform(0, 9), 1), "forecast": r.choice(["storm", "sun"])}})
     wiring.action_store(settings).put_batch(newer)
 
-    job_id, result = _run_trainer(settings, tmp_path, TRAINING_MODE="incremental")
+    job_id, result = run_trainer(settings, tmp_path, TRAINING_MODE="incremental")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     update = state.get_version(state.get_job(job_id).version)
     assert update.lineage == first.lineage and update.feature_spec == first.feature_spec
     stored = [a for key in wiring.action_store(settings).keys() for a in wiring.action_store(settings).read(key)]
     assert sum("weather" in (a.parameters or {}) for a in stored) == 120  # kept with the actions
 
-    job_id, result = _run_trainer(settings, tmp_path, TRAINING_MODE="full")
+    job_id, result = run_trainer(settings, tmp_path, TRAINING_MODE="full")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     retrained = state.get_version(state.get_job(job_id).version)
     assert retrained.lineage != first.lineage

@@ -5,7 +5,7 @@ import pytest
 from easyrec_online import wiring
 from easyrec_online.core import aws
 from tests.integration.conftest import make_cloud
-from tests.integration.test_model_runtime import _run_trainer, inference_worker, preference_actions
+from tests.integration.runtime import inference_worker, preference_actions, run_trainer, store_in_batches
 
 pytestmark = pytest.mark.model_runtime
 
@@ -15,16 +15,14 @@ def stored(moto_endpoint):
     # Explicit likes and dislikes (user/item parity): the AUC below measures liked-vs-disliked, so no
     # sampled unseen items beside them (NEGATIVE_SAMPLING=always blurs the parity signal in 150 steps).
     settings = make_cloud(moto_endpoint, TRAIN_STEPS="150", NEGATIVE_SAMPLING="auto")
-    store = wiring.action_store(settings)
-    actions = preference_actions(1600)  # every user-item pair about 4 times: AutoInt (with Adam) too learns it in 150 steps
-    for start in range(0, len(actions), 100):
-        store.put_batch(actions[start:start + 100])
+    # Every user-item pair about 4 times: AutoInt (with Adam) too learns it in 150 steps.
+    store_in_batches(settings, preference_actions(1600))
     return settings
 
 
 @pytest.mark.parametrize("model", ["wide_and_deep", "dcn", "autoint", "dssm", "mind", "mmoe"])
 def test_model_trains_and_exports(stored, model, tmp_path):
-    job_id, result = _run_trainer(stored, tmp_path, MODEL_NAME=model, TRAINING_MODE="full",
+    job_id, result = run_trainer(stored, tmp_path, MODEL_NAME=model, TRAINING_MODE="full",
                                   PROMOTION_AUC_TOLERANCE="1.0")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     state = wiring.state_store(stored)
@@ -52,7 +50,7 @@ def test_model_trains_and_exports(stored, model, tmp_path):
 
 
 def test_unparseable_configuration_fails_the_job_with_a_clear_message(stored, tmp_path):
-    job_id, result = _run_trainer(stored, tmp_path, TRAIN_STEPS="many")
+    job_id, result = run_trainer(stored, tmp_path, TRAIN_STEPS="many")
     assert result.returncode == 2 and "invalid value for TRAIN_STEPS" in result.stderr
     job = wiring.state_store(stored).get_job(job_id)
     assert job.status == "failed" and "bad configuration: invalid value for TRAIN_STEPS: 'many'" in job.error

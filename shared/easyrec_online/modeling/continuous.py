@@ -173,19 +173,29 @@ class Backoff:
         self.rejected_keys: Set[str] = set()
         self.in_a_row = 0
         self.until = 0.0  # time.monotonic()
+        self.over_reported = False  # the job's detail says the delay is over (only new actions are awaited)
 
     def blocks(self, new_keys: Sequence[str], now: float) -> bool:
         return bool(self.in_a_row) and (now < self.until or set(new_keys) <= self.rejected_keys)
 
     def rejected(self, new_keys: Sequence[str], now: float) -> float:
         self.in_a_row += 1
+        self.over_reported = False
         self.rejected_keys = set(new_keys)
         delay = min(REJECTED_BACKOFF_MAX_S, self._poll_s * 2 ** self.in_a_row)
         self.until = now + delay
         return delay
 
     def clear(self) -> None:
-        self.in_a_row, self.rejected_keys, self.until = 0, set(), 0.0
+        self.in_a_row, self.rejected_keys, self.until, self.over_reported = 0, set(), 0.0, False
+
+    def newly_over(self, now: float) -> bool:
+        """The delay after the last rejection has just run out (true once per rejection): from now on
+        only actions the rejected update did not see start the next one."""
+        if not self.in_a_row or self.over_reported or now < self.until:
+            return False
+        self.over_reported = True
+        return True
 
 
 def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: Any, lineage: _Lineage,
@@ -376,6 +386,10 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
                 replay_stored_at = time.monotonic()
                 lineage.store_replay(s3, settings.data_bucket)
             if record is None:
+                if backoff.newly_over(time.monotonic()):
+                    # Said once, so that an operator (and a test) sees the trainer looked again after its
+                    # delay and still found nothing new: no retry on the actions it was rejected on.
+                    state.update_job(job_id, detail=dict(job.detail, backoff_over_at=isoformat_utc(utc_now())))
                 time.sleep(poll_s)
                 continue
             if record.status == "ready" and state.pointer() and state.pointer().get("version") == record.version:

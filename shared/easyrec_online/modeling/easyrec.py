@@ -65,15 +65,28 @@ def load_pipeline_config(pipeline_text: str, workdir: str) -> Any:
     return config_util.get_configs_from_pipeline_file(path)
 
 
-def train_evaluate_export(pipeline_text: str, workdir: str, continue_train: bool) -> str:
+def train_evaluate_export(pipeline_text: str, workdir: str, continue_train: bool, seed: int) -> str:
     """Train, evaluate and export with EasyRec in this process (what train_eval does, minus the new
-    process); returns the model_dir the pipeline config names."""
+    process); returns the model_dir the pipeline config names. `seed`: the graph's random seed (the
+    initial weights; EasyRec's input shuffle has its own), so that one configuration trains the same
+    model on the same rows every time (EasyRec leaves RunConfig.tf_random_seed unset)."""
     from easy_rec.python import main as easyrec_main
 
     check_pinned()
     config = load_pipeline_config(pipeline_text, workdir)
-    with _no_autograph():
-        easyrec_main._train_and_evaluate_impl(config, continue_train=continue_train)
+    create_estimator = easyrec_main._create_estimator
+
+    def seeded(*args: Any, **kwargs: Any) -> Any:
+        estimator, _ = create_estimator(*args, **kwargs)
+        estimator._config = estimator.config.replace(tf_random_seed=seed)
+        return estimator, estimator.config
+
+    easyrec_main._create_estimator = seeded
+    try:
+        with _no_autograph():
+            easyrec_main._train_and_evaluate_impl(config, continue_train=continue_train)
+    finally:
+        easyrec_main._create_estimator = create_estimator
     return str(config.model_dir)
 
 

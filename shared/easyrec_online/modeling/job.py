@@ -149,11 +149,11 @@ def split_holdout(actions: List[StoredAction]) -> Tuple[List[StoredAction], List
     return [a for a in actions if not is_holdout(a.event_id)], held
 
 
-def run_easyrec(pipeline_text: str, workdir: str, continue_train: bool) -> str:
+def run_easyrec(pipeline_text: str, workdir: str, continue_train: bool, seed: int) -> str:
     """Train and export with EasyRec in this process; returns the SavedModel directory."""
     from easyrec_online.modeling.easyrec import train_evaluate_export
 
-    model_dir = train_evaluate_export(pipeline_text, workdir, continue_train)
+    model_dir = train_evaluate_export(pipeline_text, workdir, continue_train, seed)
     final = os.path.join(model_dir, "export", "final")
     exports = sorted(d for d in os.listdir(final) if d.isdigit()) if os.path.isdir(final) else []
     if not exports:
@@ -430,7 +430,8 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
                                               learning_rate=settings.effective_learning_rate,
                                               optimizer=settings.effective_optimizer)
         t0 = time.monotonic()
-        export_dir = run_easyrec(pipeline_text, workdir, continue_train=plan.mode == "incremental")
+        export_dir = run_easyrec(pipeline_text, workdir, continue_train=plan.mode == "incremental",
+                                 seed=settings.random_seed)
         checkpoint, global_step = latest_checkpoint(model_dir)
         timings["train_export_s"] = round(time.monotonic() - t0, 3)
 
