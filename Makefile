@@ -16,25 +16,29 @@ PYTEST = .venv/bin/python -m pytest
 # Hypothesis draws the same examples on every run (tests/conftest.py registers the profile).
 export HYPOTHESIS_PROFILE ?= ci
 
+# Two test processes share the two cores (pytest-xdist); a module's tests stay in one process, in
+# order, with its module fixtures (a running service, a trained model) built once.
+PARALLEL = -n 2 --dist loadfile
+
 # Fail fast, cheapest first: lint and unit tests (stop at the first failure), then integration over
 # the wire to moto, then end to end against the running service, then integration on LocalStack.
 test: setup
 	$(PYTEST) -x tests/unit
-	$(PYTEST) tests/integration
-	$(PYTEST) tests/e2e
-	.venv/bin/python -m infra.localstack -- $(PYTEST) tests/integration $(LOCALSTACK_SELECTION)
+	$(PYTEST) $(PARALLEL) tests/integration
+	$(PYTEST) $(PARALLEL) tests/e2e
+	.venv/bin/python -m infra.localstack -- $(PYTEST) $(PARALLEL) tests/integration $(LOCALSTACK_SELECTION)
 
 test-unit: setup
 	$(PYTEST) -x tests/unit
 
 test-integration: setup
-	$(PYTEST) tests/integration
+	$(PYTEST) $(PARALLEL) tests/integration
 
 test-localstack: setup
-	.venv/bin/python -m infra.localstack -- $(PYTEST) tests/integration $(LOCALSTACK_SELECTION)
+	.venv/bin/python -m infra.localstack -- $(PYTEST) $(PARALLEL) tests/integration $(LOCALSTACK_SELECTION)
 
 test-e2e: setup
-	$(PYTEST) tests/e2e
+	$(PYTEST) $(PARALLEL) tests/e2e
 
 # The flake hunt: the tests K selects (a pytest -k expression; a path too with P=...), N times in a
 # row, stopping at the first failure. `make test-repeat N=5 P=tests/e2e/test_quickstart.py`

@@ -192,12 +192,24 @@ def coverage(service):
     return set(lines), lines, covered
 
 
-def run_faults(kills=2, settle_s=20.0, seed=7, state_dir=None, log=print):
+def _wait_for_progress(load, actions, timeout_s=180.0):
+    """Until `actions` more actions are accepted (the service took load again since the last kill)."""
+    target = len(load.accepted) + actions
+    deadline = time.monotonic() + timeout_s
+    while len(load.accepted) < target:
+        assert time.monotonic() < deadline, "no progress: {} of {} actions accepted".format(len(load.accepted), target)
+        time.sleep(0.2)
+
+
+def run_faults(kills=2, settle_s=20.0, seed=7, state_dir=None, log=print, pace_actions=None, parameters=()):
+    """`pace_actions`: instead of a random pause of up to `settle_s` before each kill (the benchmark),
+    wait until that many more actions were accepted (tests: the next kill meets a service that has
+    demonstrably recovered). `parameters`: template parameters of the service."""
     rng = random.Random(seed)
     tmp = state_dir or scratch_dir("bench-faults-")
     service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"),
                              ["TRAIN_STEPS=60", "LOCAL_QUIET_ACCESS_LOG=1", "CONTINUOUS_POLL_MS=300",
-                              "LOCAL_SCHEDULE_SECONDS=5"])
+                              "LOCAL_SCHEDULE_SECONDS=5"], parameters=parameters)
     service.start()
     load, checker = Load(service), Checker(service)
     threads = [threading.Thread(target=load.ingest, daemon=True), threading.Thread(target=load.recommend, daemon=True),
@@ -213,7 +225,10 @@ def run_faults(kills=2, settle_s=20.0, seed=7, state_dir=None, log=print):
         schedule = [t for t in TARGETS for _ in range(kills)]
         rng.shuffle(schedule)
         for target in schedule:
-            time.sleep(rng.uniform(3.0, settle_s))
+            if pace_actions:
+                _wait_for_progress(load, pace_actions)
+            else:
+                time.sleep(rng.uniform(3.0, settle_s))
             found = processes(service.process.pid, service.cloud_url)
             pids = found.get(target) or []
             if target == "runner":
@@ -230,7 +245,10 @@ def run_faults(kills=2, settle_s=20.0, seed=7, state_dir=None, log=print):
             else:
                 kill_log.append({"target": target, "at": time.monotonic(), "pids": 0, "note": "not running"})
             log("killed {} ({})".format(target, kill_log[-1]))
-        time.sleep(settle_s)
+        if pace_actions:
+            _wait_for_progress(load, pace_actions)
+        else:
+            time.sleep(settle_s)
     finally:
         load.stop.set()
         for t in threads[:2]:

@@ -199,7 +199,7 @@ def main():
         assert r.status_code == 200 and r.json()["model_version"] == first, r.text
         assert r.status_code == 200, r.text
 
-        client = KeepAliveClient(service.port)
+        client = KeepAliveClient(int(service.url.rsplit(":", 1)[1]))
         model_dir = os.path.join(service.state_dir, "model-cache", first)
         spec_path = os.path.join(tmp, "feature_spec.json")  # so that raw TF is fed every input, live ones too
         with open(spec_path, "w") as f:

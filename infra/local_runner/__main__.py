@@ -13,6 +13,7 @@ Ctrl-C (or SIGTERM) stops everything it started.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -52,7 +53,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="local_runner", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--template", default=os.path.join(ROOT, "template.yaml"))
     p.add_argument("--host", default=os.environ.get("LOCAL_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", "5000")))
+    p.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_PORT", "5000")),
+                   help="port of the API (0 picks a free one: see --ready-file)")
     p.add_argument("--cloud-port", type=int, default=int(os.environ.get("LOCAL_CLOUD_PORT", "4567")),
                    help="port of the moto server (0 picks a free one)")
     p.add_argument("--state-dir", default=os.environ.get("LOCAL_STATE_DIR", os.path.join(ROOT, ".local", "state")))
@@ -65,6 +67,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="template parameter override, as sam deploy --parameter-overrides (repeatable), "
                         "e.g. StreamTransport=kafka; also LOCAL_PARAMETERS='A=1 B=2'")
     p.add_argument("--max-workers", type=int, default=2, help="concurrent warm workers per function")
+    p.add_argument("--ready-file", default=None,
+                   help="once serving, write {\"url\", \"cloud_url\", \"pid\"} here (JSON): where a caller that "
+                        "asked for port 0 finds the ports the system gave")
     args = p.parse_args(argv)
     args.parameter = os.environ.get("LOCAL_PARAMETERS", "").split() + args.parameter
     return args
@@ -198,10 +203,16 @@ class LocalRunner:
 
         keys = Keys(self.settings.client_keys, self.settings.admin_keys)
         self.gateway = Gateway(app.routes, self.invoke, self.args.host, self.args.port, keys=keys)
+        url = "http://{}:{}".format(self.args.host, self.gateway.server.server_address[1])
         if not keys.enabled:
             console("runner", "no API_KEYS/ADMIN_API_KEYS: every route is open, on loopback only")
-        console("runner", "EasyRec Online is up on http://{}:{} ({} routes, {} functions, ready in {:.1f} s)".format(
-            self.args.host, self.args.port, len(app.routes), len(app.functions), time.monotonic() - started))
+        console("runner", "EasyRec Online is up on {} ({} routes, {} functions, ready in {:.1f} s)".format(
+            url, len(app.routes), len(app.functions), time.monotonic() - started))
+        if self.args.ready_file:
+            partial = self.args.ready_file + ".part"
+            with open(partial, "w") as f:
+                json.dump({"url": url, "cloud_url": self.cloud.endpoint_url, "pid": os.getpid()}, f)
+            os.replace(partial, self.args.ready_file)
 
     def _prewarm(self) -> None:
         errors: List[str] = []

@@ -24,6 +24,10 @@ def tansu_binary() -> str:
     return path
 
 
+class BrokerExited(RuntimeError):
+    pass
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -31,8 +35,15 @@ def _free_port() -> int:
 
 
 class LocalKafkaBroker:
+    """Tansu on 127.0.0.1. It cannot bind port 0 and say which port it got (it must advertise it), so
+    a free port is picked first; if another process takes it before Tansu binds, Tansu exits and
+    start() tries another (unless the port was given)."""
+
+    ATTEMPTS = 5
+
     def __init__(self, port: Optional[int] = None, log: Optional[IO[bytes]] = None,
                  env: Optional[Dict[str, str]] = None) -> None:
+        self._chosen = port is not None
         self.port = port or _free_port()
         self._log = log
         self._env = dict(os.environ, **(env or {}))
@@ -43,6 +54,16 @@ class LocalKafkaBroker:
         return "127.0.0.1:{}".format(self.port)
 
     def start(self, timeout_s: float = 15.0) -> "LocalKafkaBroker":
+        for attempt in range(1, self.ATTEMPTS + 1):
+            try:
+                return self._start(timeout_s)
+            except BrokerExited:
+                if self._chosen or attempt == self.ATTEMPTS:
+                    raise
+                self.port = _free_port()  # taken between the pick and the bind: another one
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout_s: float) -> "LocalKafkaBroker":
         url = "tcp://127.0.0.1:{}".format(self.port)
         self.process = subprocess.Popen(
             [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
@@ -51,7 +72,8 @@ class LocalKafkaBroker:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("the Kafka broker exited at start (code {})".format(self.process.returncode))
+                raise BrokerExited("the Kafka broker exited at start on port {} (code {})".format(
+                    self.port, self.process.returncode))
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return self

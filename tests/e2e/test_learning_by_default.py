@@ -1,10 +1,10 @@
 """The default configuration is the product: a plain `make run` (no flags) learns by itself and keeps
 learning. The seed's Quick Start works verbatim with a continuous trainer on; the trainer resumes by
 itself after SIGTERM (a task retirement, a deploy), after kill -9, and after the whole service is
-restarted; a rejected update does not send it into a hot loop over the same actions."""
+restarted. (That a rejected update does not send it into a hot loop over the same actions is
+tests/integration/test_continuous_trainer.py's.)"""
 import os
 import signal
-import time
 
 import pytest
 import requests
@@ -104,6 +104,9 @@ def test_sigterm_interrupts_the_trainer_and_it_resumes_at_once(default):
 
 
 def test_kill_9_is_a_failure_and_the_trainer_is_restarted_after_the_backoff(default):
+    # The policy's backoff, made short through its own endpoint (the default, 10 s, doubles per failure).
+    patched = requests.patch(default.url + "/online/training/restart-policy", json={"backoff_s": 1}, timeout=10)
+    assert patched.status_code == 200 and patched.json()["restart_policy"]["backoff_s"] == 1, patched.text
     job = _running_trainer(default)
     for pid in trainer_pids(job["job_id"]):
         os.kill(pid, signal.SIGKILL)
@@ -122,42 +125,3 @@ def test_the_trainer_resumes_by_itself_after_the_service_restarts(default):
     resumed = _running_trainer(default, other_than=job["job_id"], timeout_s=150, poll=_info)
     assert resumed["job_id"] != job["job_id"]
     assert requests.get(default.url + "/health", timeout=10).json()["model_version"]
-
-
-@pytest.fixture(scope="module")
-def rejecting(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("rejecting")
-    # Every update is rejected: a candidate must beat the current version's holdout AUC by 1.
-    running = RunningService(str(tmp / "state"), str(tmp / "runner.log"),
-                             ["PROMOTION_AUC_TOLERANCE=-1", "CONTINUOUS_POLL_MS=200", "TRAIN_STEPS=50"])
-    running.start()
-    yield running
-    if running.process is not None and running.process.poll() is None:
-        running.stop()
-
-
-def _versions(service):
-    return requests.get(service.url + "/online/updates/list?limit=100", timeout=10).json()["updates"]
-
-
-def test_a_rejected_update_waits_for_new_actions_instead_of_retrying(rejecting):
-    samples = [{"user_id": u, "item_id": "i{}".format((u + k) % 9), "label": int(k % 2 == 0), "action_type": "like"}
-               for u in range(20) for k in range(5)]
-    assert requests.post(rejecting.url + "/online/data/add", json={"samples": samples}, timeout=30).status_code == 200
-    wait_for(lambda: requests.get(rejecting.url + "/health", timeout=10).json()["model_version"], 300,
-             "the first version")  # a lineage's first version has nothing to lose against
-    purchases = [{"user_id": 3, "item_id": "i5", "action_type": "purchase"} for _ in range(30)]
-    assert requests.post(rejecting.url + "/online/data/add", json={"samples": purchases}, timeout=30).status_code == 200
-    wait_for(lambda: [v for v in _versions(rejecting) if v["status"] == "rejected"], 120, "a rejected update")
-    time.sleep(8)  # no new actions: no new attempt
-    rejected = [v for v in _versions(rejecting) if v["status"] == "rejected"]
-    assert len(rejected) == 1, rejected
-    detail = _status(rejecting)["job"]["detail"]
-    assert detail["state"] == "waiting_for_new_actions" and detail["rejected_in_a_row"] == 1, detail
-    more = [{"user_id": 4, "item_id": "i6", "action_type": "purchase"} for _ in range(30)]
-    assert requests.post(rejecting.url + "/online/data/add", json={"samples": more}, timeout=30).status_code == 200
-    # The second attempt's holdout may hold one class only (no AUC to compare), and is then promoted:
-    # any new version record is the attempt.
-    seen = {v["version"] for v in _versions(rejecting)}
-    wait_for(lambda: {v["version"] for v in _versions(rejecting)} - seen, 120,
-             "a second attempt once new actions came")
