@@ -24,8 +24,8 @@ PARALLEL = -n 2 --dist loadfile
 # the wire to moto, then end to end against the running service, then integration on LocalStack.
 test: setup
 	$(PYTEST) -x tests/unit
-	$(PYTEST) $(PARALLEL) tests/integration
-	$(PYTEST) $(PARALLEL) tests/e2e
+	$(PYTEST) $(PARALLEL) --durations=15 tests/integration
+	$(PYTEST) $(PARALLEL) --durations=15 tests/e2e
 	.venv/bin/python -m infra.localstack -- $(PYTEST) $(PARALLEL) tests/integration $(LOCALSTACK_SELECTION)
 
 test-unit: setup
@@ -40,15 +40,16 @@ test-localstack: setup
 test-e2e: setup
 	$(PYTEST) $(PARALLEL) tests/e2e
 
-# The flake hunt: the tests K selects (a pytest -k expression; a path too with P=...), N times in a
-# row, stopping at the first failure. `make test-repeat N=5 P=tests/e2e/test_quickstart.py`
+# The flake hunt: the tests P and K select (a path; a pytest -k expression), N times in a row, in two
+# processes as `make test` runs them, stopping at the first failure.
+# `make test-repeat N=5 P=tests/e2e`, `make test-repeat P=tests/integration/test_model_runtime.py K=drift`
 N ?= 5
 P ?= tests
 K ?=
 test-repeat: setup
 	@for i in $$(seq 1 $(N)); do \
 	  echo "test-repeat: run $$i of $(N)"; \
-	  $(PYTEST) -x -q $(P) $(if $(K),-k "$(K)") || { echo "test-repeat: run $$i of $(N) failed"; exit 1; }; \
+	  $(PYTEST) $(PARALLEL) -x -q $(P) $(if $(K),-k "$(K)") || { echo "test-repeat: run $$i of $(N) failed"; exit 1; }; \
 	done; echo "test-repeat: $(N) of $(N) passed"
 
 lint: setup
