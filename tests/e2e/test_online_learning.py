@@ -47,6 +47,8 @@ def test_purchases_move_the_user_towards_a_without_any_training_call(online):
         samples += [{"user_id": user, "item_id": "x{}".format((user + k) % 7), "label": 0, "action_type": "view"}
                     for k in range(4)]
     samples += [{"user_id": USER, "item_id": "x{}".format(k), "label": 1, "action_type": "like"} for k in range(5)]
+    for n, sample in enumerate(samples):
+        sample["event_id"] = "ol-{}".format(n)  # the same holdout every run
     assert requests.post(online.url + "/online/data/add", json={"samples": samples}, timeout=30).status_code == 200
 
     status = requests.get(online.url + "/online/training/status", timeout=10).json()
@@ -91,6 +93,29 @@ def test_purchases_move_the_user_towards_a_without_any_training_call(online):
     assert requests.get(online.url + "/online/training/status", timeout=10).json()["status"] == "running"
     info = requests.get(online.url + "/model/info", timeout=10).json()
     assert info["online"]["updates"] >= 1 and info["online"]["last_trigger"].startswith("immediate"), info["online"]
+
+
+def test_a_new_users_purchases_of_a_new_item_count_before_any_weight_update(online):
+    """Items no version has seen (cold start for the model): the user's own actions on them rank them at
+    once, the one they bought above the one they bounced off, in their /predict and /recommend."""
+    body = {"user_id": "newcomer", "item_ids": ["new-A", "new-B"]}
+    before = requests.post(online.url + "/predict", json=body, timeout=10).json()["predictions"]
+    assert all(p["cold_start"] for p in before), before
+    samples = []
+    for k in range(15):
+        samples += [{"user_id": "newcomer", "item_id": "new-A", "action_type": "purchase", "label": 1},
+                    {"user_id": "newcomer", "item_id": "new-B", "action_type": "view", "label": 0}]
+    assert requests.post(online.url + "/online/data/add", json={"samples": samples}, timeout=30).status_code == 200
+
+    def bought_first():  # serving reads a user's activity afresh every ACTIVITY_CACHE_TTL_MS (200 ms)
+        after = {p["item_id"]: p["score"] for p in
+                 requests.post(online.url + "/predict", json=body, timeout=10).json()["predictions"]}
+        return after if after["new-A"] > after["new-B"] else None
+
+    _wait_for(bought_first, 10, "the purchases to reach the newcomer's scores")
+    ranked = requests.post(online.url + "/recommend", json={"user_id": "newcomer", "candidate_items": ["new-B", "new-A"],
+                                                            "top_k": 2}, timeout=10).json()["recommendations"]
+    assert [r["item_id"] for r in ranked] == ["new-A", "new-B"], ranked
 
 
 def test_restart_policy_patch_and_stop(online):

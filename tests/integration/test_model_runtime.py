@@ -114,7 +114,8 @@ def test_incremental_update_learns_a_new_preference_training_each_action_once(tr
     job_id, result = run_trainer(settings, tmp_path, PROMOTION_AUC_TOLERANCE="1.0")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     child = state.get_current()
-    assert child.version == state.get_job(job_id).version and child.mode == "incremental"
+    made = state.get_version(state.get_job(job_id).version)
+    assert child.version == made.version and child.mode == "incremental", (made.gate, made.metrics)
     assert child.parent_version == parent.version and child.lineage == parent.lineage
     assert child.global_step > parent.global_step
 

@@ -188,3 +188,14 @@ class TestActivityStoreContract:
         assert activity.recent([1, "2", "3"], 10) == {"1": [["a", "view", 1], ["b", "view", 1], ["c", "view", 1]],
                                                        "2": [["z", "view", 0]]}
         assert activity.recent(["1"], 2) == {"1": [["b", "view", 1], ["c", "view", 1]]}
+        # A client's retry of an event sent without a timestamp is accepted again, later: it counts once.
+        import datetime as dt
+
+        sample = ActionIn.model_validate({"user_id": 1, "item_id": "d", "label": 1, "action_type": "view",
+                                          "event_id": "retried"})
+        first = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+        for moment in (first, first + dt.timedelta(seconds=3)):
+            activity.record([StoredAction.accept(sample, now=moment)])
+        assert activity.recent(["1"], 10)["1"] == [["a", "view", 1], ["b", "view", 1], ["c", "view", 1],
+                                                   ["d", "view", 1]]
+        assert activity.recent(["1"], 2)["1"] == [["c", "view", 1], ["d", "view", 1]]

@@ -1,6 +1,16 @@
-"""The score a client gets: the model's probability, blended with the live item-to-item CF score.
+"""The score a client gets: the model's calibrated probability, blended with what the user did lately.
 
-  score = sigmoid(logit(model probability) + w * cf_pos / std(cf_pos))
+  score = sigmoid(a * model logit + b + w * cf_pos / std(cf_pos) + s * self)
+
+(a, b) calibrate the model's logits on the version's holdout (`fit_calibration`, Platt scaling): a
+model trained to saturation on little data answers logits of +-30 (scores of exactly 1.0 and 0.0
+for whole categories), which no live term could move and whose order was rounding noise; calibrated,
+its scores are probabilities again, and what the user just did can outweigh them.
+
+self (features/live.py) is the user's own recent actions on this very item, newest weighing most:
++1 for each positive action, -1 for each other one, decayed by RECENCY per later action. It needs
+no similarity and no training, so a new user's purchases of a new item put it above what they
+bounced off at once; s is the SELF_BLEND setting, recorded in the version.
 
 cf_pos (features/live.py) is how similar an item is to what the user liked lately; std(cf_pos) is
 its spread over the lineage's training examples (the feature spec's normalisation), so w reads the
@@ -17,7 +27,8 @@ promotion gate's holdout scores, so the gate judges what is served.
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 # Where the CF term applies, the model's probability is clipped this close to 0 and 1 first (logits
 # within +-16): a model all but certain a user will not like an item (say 1e-9, for a category they
@@ -85,3 +96,129 @@ def blend(probabilities: Iterable[float], cf_pos: Sequence[float], weight: float
     z = np.log(clipped / (1.0 - clipped)) + (weight / scale) * cf
     # sigmoid(z) = exp(-log(1 + exp(-z))): no overflow for large |z|
     return np.where(cf != 0.0, np.exp(-np.logaddexp(0.0, -z)), p).tolist()
+
+
+@dataclass(frozen=True)
+class ServedBlend:
+    """How a version's scores are served: its calibration and the weights of the live terms."""
+
+    calibration: Tuple[float, float] = (1.0, 0.0)
+    cf: float = 0.0
+    self_weight: float = 0.0
+    new_user: float = 0.0
+
+    @classmethod
+    def of(cls, version: Any) -> "ServedBlend":
+        """A registered version's (state/registry.ModelVersion)."""
+        return cls(version.calibration, version.cf_blend, version.self_blend, version.new_user_popularity_blend)
+
+
+def live_offset(live: Mapping[str, Sequence[float]], spec: object, cf_weight: float, self_weight: float,
+                new_user_weight: float) -> Any:
+    """What the live terms add to each pair's logit (numpy array): the CF term, the user's own actions on
+    the item, and for users with no history the item's popularity. 0 where none applies."""
+    import numpy as np
+
+    offset = np.zeros(len(live["cf_pos"]), dtype=np.float64)
+    scale = cf_scale(spec)
+    if cf_weight and scale is not None:
+        offset += (cf_weight / scale) * np.asarray(live["cf_pos"], dtype=np.float64)
+    if self_weight and "self" in live:
+        offset += self_weight * np.asarray(live["self"], dtype=np.float64)
+    moments = live_moments(spec, "item_pos")
+    if new_user_weight and moments is not None:
+        fresh = np.asarray(live["user_actions"], dtype=np.float64) == 0.0
+        z = (np.asarray(live["item_pos"], dtype=np.float64) - moments[0]) / moments[1]
+        offset += np.where(fresh, new_user_weight * z, 0.0)
+    return offset
+
+
+def live_terms(probabilities: Iterable[float], live: Mapping[str, Sequence[float]], spec: object, cf_weight: float,
+               self_weight: float, new_user_weight: float) -> List[float]:
+    """The served scores of a lineage with live features, from its (calibrated) model probabilities:
+    sigmoid(logit + live_offset) where a term applies (the model's probability clipped to _EPSILON
+    first), the probability itself elsewhere. Serving and the promotion gate both score through here."""
+    return blend(probabilities, live_offset(live, spec, cf_weight, self_weight, new_user_weight), 1.0, 1.0)
+
+
+# Platt scaling: the penalty pulling (a, b) towards the model's own (1, 0), so that a holdout of a
+# handful of rows moves them little; a stays positive (never reversing the model's order).
+CALIBRATION_PRIOR_STRENGTH = 1.0
+CALIBRATION_MIN_SLOPE = 0.01
+
+
+def fit_calibration(labels: Sequence[float], logits: Sequence[float], offset: Optional[Sequence[float]] = None,
+                    strength: float = CALIBRATION_PRIOR_STRENGTH) -> Tuple[float, float]:
+    """(a, b) minimising the holdout's log loss of sigmoid(a * logit + b + offset), plus strength/2 *
+    ((a - 1)^2 + b^2), with a >= CALIBRATION_MIN_SLOPE: Newton's method on two parameters, each step
+    halved until the objective falls (logits of +-30 make plain Newton steps overshoot). `offset`: what
+    the live terms add to each row (live_offset), so that the scores served, not the model's alone, are
+    calibrated. (1, 0) when the holdout is empty."""
+    import numpy as np
+
+    y = np.asarray([1.0 if label >= 0.5 else 0.0 for label in labels])
+    z = np.asarray(logits, dtype=np.float64)
+    if not len(y):
+        return 1.0, 0.0
+    extra = np.zeros(len(y)) if offset is None else np.asarray(offset, dtype=np.float64)
+
+    def objective(a: float, b: float) -> float:
+        m = a * z + b + extra  # log(1 + e^-m) for positives, log(1 + e^m) for the others
+        return float(np.logaddexp(0.0, np.where(y > 0, -m, m)).sum() + strength / 2.0 * ((a - 1.0) ** 2 + b * b))
+
+    a, b = 1.0, 0.0
+    current = objective(a, b)
+    for _ in range(100):
+        p = np.exp(-np.logaddexp(0.0, -(a * z + b + extra)))
+        r, w = p - y, p * (1.0 - p)
+        grad = np.array([np.dot(r, z) + strength * (a - 1.0), r.sum() + strength * b])
+        hess = np.array([[np.dot(w, z * z) + strength, np.dot(w, z)], [np.dot(w, z), w.sum() + strength]])
+        step = np.linalg.solve(hess, grad)
+        scale = 1.0
+        while scale > 1e-6:
+            a_new, b_new = max(CALIBRATION_MIN_SLOPE, a - scale * step[0]), b - scale * step[1]
+            candidate = objective(a_new, b_new)
+            if candidate <= current:
+                break
+            scale /= 2.0
+        else:
+            break
+        moved = max(abs(a_new - a), abs(b_new - b))
+        a, b, current = a_new, b_new, candidate
+        if moved < 1e-9:
+            break
+    return float(a), float(b)
+
+
+def calibration_text(calibration: Tuple[float, float]) -> str:
+    return "{!r},{!r}".format(*calibration)
+
+
+def expected_calibration_error(labels: Sequence[float], probs: Sequence[float], bins: int = 10) -> float:
+    """ECE: the mean, over equal-width probability bins weighted by their rows, of |mean score - rate of
+    positives| in the bin."""
+    import numpy as np
+
+    y = np.asarray([1.0 if label >= 0.5 else 0.0 for label in labels])
+    p = np.asarray(probs, dtype=np.float64)
+    if not len(y):
+        return 0.0
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for k in range(bins):
+        rows = which == k
+        if rows.any():
+            total += rows.sum() * abs(p[rows].mean() - y[rows].mean())
+    return float(total / len(y))
+
+
+def base_rate_logloss(labels: Sequence[float]) -> Optional[float]:
+    """The log loss of always answering the holdout's own rate of positives (None: one class only)."""
+    import math
+
+    y = [1.0 if label >= 0.5 else 0.0 for label in labels]
+    rate = sum(y) / len(y) if y else 0.0
+    if not 0.0 < rate < 1.0:
+        return None
+    return -(rate * math.log(rate) + (1.0 - rate) * math.log(1.0 - rate))
+

@@ -72,7 +72,8 @@ class SavedModelScorer:
         graph: a warm update judges its candidate in a fraction of a SavedModel load."""
         self._session.run(self._restore_op, {self._restore_path: checkpoint_prefix})
 
-    def score(self, columns: Dict[str, Sequence[str]]) -> np.ndarray:
+    def logits(self, columns: Dict[str, Sequence[str]]) -> np.ndarray:
+        """The model's logit of each row, float64 (from a probability output: its logit, clipped)."""
         missing = [name for name in self.input_names if name not in columns]
         if missing:
             raise ScoringError("model expects inputs {} that the request does not provide".format(missing))
@@ -80,12 +81,20 @@ class SavedModelScorer:
         if len(lengths) != 1:
             raise ScoringError("feature columns differ in length: {}".format(sorted(lengths)))
         feed = {self._inputs[name]: columns[name] for name in self.input_names}  # lists or arrays
-        probs = np.asarray(self._session.run(self._probs, feed_dict=feed), dtype=np.float64).reshape(-1)
-        if self._is_logit:
-            probs = sigmoid(probs)
-        if not np.all(np.isfinite(probs)):
+        out = np.asarray(self._session.run(self._probs, feed_dict=feed), dtype=np.float64).reshape(-1)
+        if not self._is_logit:
+            clipped = np.clip(out, 1e-15, 1.0 - 1e-15)
+            out = np.log(clipped / (1.0 - clipped))
+        if not np.all(np.isfinite(out)):
             raise ScoringError("model produced non-finite scores")
-        return probs
+        return out
+
+    def score(self, columns: Dict[str, Sequence[str]], calibration: Tuple[float, float] = (1.0, 0.0)) -> np.ndarray:
+        """The probability of each row: sigmoid(a * logit + b), with the version's calibration (a, b)
+        (artifacts/blend.py; (1, 0): the model's own)."""
+        a, b = calibration
+        z = self.logits(columns)
+        return sigmoid(z if (a, b) == (1.0, 0.0) else a * z + b)
 
     def embed(self, output: str, columns: Dict[str, Sequence[str]]) -> np.ndarray:
         """A tower's embeddings, (rows, interests, dim). EasyRec's matching models export them as
@@ -103,14 +112,27 @@ class SavedModelScorer:
                 self._closed = True
 
 
-def auc_and_logloss(labels: Sequence[float], probs: Sequence[float]) -> Dict[str, float]:
-    """Holdout metrics. AUC is left out when the holdout has a single class (it is undefined there)."""
-    from sklearn.metrics import log_loss, roc_auc_score
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC by ranks, ties sharing their mean rank (what sklearn's roc_auc_score computes)."""
+    order = np.argsort(p, kind="mergesort")
+    ordered = p[order]
+    ranks = np.empty(len(p), dtype=np.float64)
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(p)]
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + end - 1) / 2.0 + 1.0
+    positives = float(y.sum())
+    negatives = len(y) - positives
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
 
+
+def auc_and_logloss(labels: Sequence[float], probs: Sequence[float]) -> Dict[str, float]:
+    """Holdout metrics. AUC is left out when the holdout has a single class (it is undefined there).
+    numpy only, so that either runtime evaluates (a unit test, the trainer)."""
     y = np.asarray([1 if label >= 0.5 else 0 for label in labels])
     p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
-    metrics: Dict[str, float] = {"logloss": float(log_loss(y, p, labels=[0, 1])), "num_eval_rows": float(len(y))}
+    logloss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1.0 - p))) if len(y) else 0.0
+    metrics: Dict[str, float] = {"logloss": logloss, "num_eval_rows": float(len(y)), "num_positive": float(y.sum())}
     if 0 < y.sum() < len(y):
-        metrics["auc"] = float(roc_auc_score(y, p))
+        metrics["auc"] = roc_auc(y, p)
     return metrics
-

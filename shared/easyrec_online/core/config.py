@@ -209,6 +209,13 @@ class Settings:
         "serves the model's probability alone. MovieLens streaming replay, 150 rankings, online HR@10 / "
         "NDCG@10: 0.087 / 0.038 without, 0.160 / 0.078 with w fixed at 2, 0.180 / 0.080 fitted in full "
         "ranking (w = 4; EASE 0.133 / 0.061).", parse=_non_negative)
+    self_blend: float = setting(
+        "SELF_BLEND", 1.0,
+        "Weight, in logits, of the user's own recent actions on an item in its served score (artifacts/blend.py: "
+        "+1 per positive action, -1 per other one, each decayed by 0.9 per later action of the user): what a "
+        "user just did with an item counts at once, for items and users no version has seen too, and newer "
+        "actions outweigh older, contradicting ones. Recorded in each version (the promotion gate judges the same "
+        "scores); 0: none.", parse=_non_negative)
     negative_sampling_power: float = setting(
         "NEGATIVE_SAMPLING_POWER", 0.75,
         "Sampled negatives are drawn in proportion to (item's actions + 1) ** this: 0 uniform, 0.75 by popularity "

@@ -42,6 +42,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Sequence, Set
 
+from easyrec_online.artifacts.blend import ServedBlend
 from easyrec_online.artifacts.catalog import Catalog
 from easyrec_online.artifacts.features.spec import spec_of
 from easyrec_online.core.config import Settings
@@ -50,6 +51,8 @@ from easyrec_online.ingest.store import ActionStore, CachingActionStore
 from easyrec_online.modeling.evaluation import promotion_decision, score_examples
 from easyrec_online.modeling.job import (
     TrainingFailed,
+    blend_defaults,
+    candidate_blend,
     download_checkpoint,
     latest_checkpoint,
     load_training_data,
@@ -64,7 +67,7 @@ from easyrec_online.modeling.lease import LeaseLost, TrainerLease
 from easyrec_online.modeling.publish import fail_job, incremental_steps, publish, retire_old_versions, version_record
 from easyrec_online.modeling.replay import REPLAY_SNAPSHOT_EVERY_S, read_replay, replay_key, write_replay
 from easyrec_online.state.profiles import CachedProfiles, ProfileSource, ProfileStore
-from easyrec_online.state.registry import CF_BLEND_KEY, ModelVersion, StateStore, new_id
+from easyrec_online.state.registry import ModelVersion, StateStore, new_id
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +228,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
 
     t0 = time.monotonic()
     holdout = data.holdout_rows
-    baseline = score_examples(lineage.scorer, holdout, data.spec, data.profiles, current.cf_blend)
+    baseline = score_examples(lineage.scorer, holdout, data.spec, data.profiles, ServedBlend.of(current))
     replay = min(lineage.trainer.replayable, int(round(settings.incremental_replay * len(data.train_rows))))
     steps, batch_size = incremental_steps(settings, len(data.train_rows) + replay)
     global_step = lineage.trainer.train(data.train_rows, data.profiles, steps, batch_size,
@@ -238,8 +241,8 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     # The candidate is the serving graph with these weights: the same graph (batch norm in inference
     # mode, as served), restored in place of the current weights until the gate has spoken.
     lineage.scorer.load_variables(checkpoint)
-    metrics = score_examples(lineage.scorer, holdout, data.spec, data.profiles, current.cf_blend,
-                             settings.cf_blend_max)
+    metrics = score_examples(lineage.scorer, holdout, data.spec, data.profiles, candidate_blend(settings, current),
+                             settings.cf_blend_max, fit=True)
     gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance, current.version)
     gate["trigger"] = trigger
     timings["evaluate_s"] = round(time.monotonic() - t0, 3)
@@ -249,7 +252,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
         settings, version=version, lineage=plan.lineage, model_name=current.model_name, mode="incremental",
         job_id=job_id, parent=current, parent_version=current.version, data=data, global_step=global_step,
         metrics=metrics, gate=gate, feature_spec=current.feature_spec, optimizer=current.optimizer,
-        serving_defaults=dict(current.serving_defaults, **{CF_BLEND_KEY: str(metrics["cf_blend"])}),
+        serving_defaults=dict(current.serving_defaults, **blend_defaults(metrics, settings)),
         timings=timings, replayed_rows=replay)
     bucket = settings.data_bucket
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from easyrec_online.artifacts.blend import blend, cf_scale, live_scale, new_user_popularity
+from easyrec_online.artifacts.blend import (
+    ServedBlend,
+    base_rate_logloss,
+    blend,
+    cf_scale,
+    expected_calibration_error,
+    fit_calibration,
+    live_offset,
+    live_scale,
+    live_terms,
+    new_user_popularity,
+)
 from easyrec_online.artifacts.catalog import Catalog
 from easyrec_online.artifacts.features.encode import Context, Example, Profiles, columns_for_pairs, encode
 from easyrec_online.artifacts.features.live import live_columns
@@ -17,6 +28,10 @@ from easyrec_online.state.registry import NEW_USER_POPULARITY_KEY
 # parent's.
 CF_BLEND_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 CF_BLEND_FIT_MIN_ROWS = 1000
+# The CF weight a new lineage serves with when its holdout cannot fit one (a young deployment: a few
+# hundred actions): with 0, what the user did lately would count in no ranking until a holdout had
+# CF_BLEND_FIT_MIN_ROWS rows. On MovieLens the fits chose 3-4.
+CF_BLEND_PRIOR = 1.0
 # How much global holdout AUC a weight may cost against the unblended model's and still be chosen.
 CF_BLEND_AUC_SLACK = 0.01
 # The new-user popularity weight (artifacts/blend.new_user_popularity): the weights tried, and the
@@ -103,7 +118,8 @@ def _ndcg_at_10(scores: Any, targets: Any) -> float:
 
 def fit_cf_blend_in_ranking(scorer: Any, examples: Sequence[Example], probs: Sequence[float],
                             cf_pos: Sequence[float], spec: FeatureSpec, profiles: Profiles, catalog: Catalog,
-                            context: Context, largest: float) -> Optional[float]:
+                            context: Context, largest: float,
+                            calibration: Tuple[float, float] = (1.0, 0.0)) -> Optional[float]:
     """The CF blend weight that ranks the holdout's liked items best in full ranking, as /recommend
     ranks for a user with a history: each sampled user's liked holdout items among every catalog item
     the user has not acted on, scored with the version's catalog (the user's history, the item
@@ -151,7 +167,7 @@ def fit_cf_blend_in_ranking(scorer: Any, examples: Sequence[Example], probs: Seq
             continue
         live = live_columns(catalog, history, candidates, moment)
         columns = columns_for_pairs([(user, item) for item in candidates], context, spec, profiles, live=live)
-        model = np.asarray(scorer.score(columns), dtype=np.float64)
+        model = np.asarray(scorer.score(columns, calibration), dtype=np.float64)
         for k, weight in enumerate(weights):
             scores = np.asarray(blend(model, live["cf_pos"], weight, scale)) if weight else model
             totals[k] += _ndcg_at_10(scores, targets)
@@ -166,7 +182,8 @@ def fit_cf_blend_in_ranking(scorer: Any, examples: Sequence[Example], probs: Seq
 
 
 def fit_new_user_popularity(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
-                            catalog: Catalog, context: Context) -> Optional[float]:
+                            catalog: Catalog, context: Context,
+                            calibration: Tuple[float, float] = (1.0, 0.0)) -> Optional[float]:
     """The popularity weight of users without any history that ranks the holdout's liked items best
     in full ranking (NDCG@10 among all the catalog's items; the smallest weight among equals).
 
@@ -186,7 +203,7 @@ def fit_new_user_popularity(scorer: Any, examples: Sequence[Example], spec: Feat
     live = live_columns(catalog, [], items, context.moment.timestamp())
     pairs = [(NEW_USER_NAME, item) for item in items]
     columns = columns_for_pairs(pairs, context, spec, profiles, cold_users={id_key(NEW_USER_NAME)}, live=live)
-    probs = np.asarray(scorer.score(columns), dtype=np.float64)
+    probs = np.asarray(scorer.score(columns, calibration), dtype=np.float64)
     row_of = {item: row for row, item in enumerate(items)}
     targets = np.array([row_of[item] for item in liked if item in row_of])
     if not len(targets):
@@ -200,51 +217,74 @@ def fit_new_user_popularity(scorer: Any, examples: Sequence[Example], spec: Feat
     return best
 
 
+def _live_columns_of(examples: Sequence[Example]) -> Dict[str, List[float]]:
+    """The examples' live values (as replayed for each row), as live_columns answers them."""
+    keys = ("cf_pos", "self", "user_actions", "item_pos")
+    return {key: [float((e.live or {}).get(key, 0.0)) for e in examples] for key in keys}
+
+
 def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
-                   cf_blend: float = 0.0, fit_up_to: float = 0.0,
-                   ranking: Optional[Tuple[Catalog, Context]] = None) -> Dict[str, float]:
-    """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec, its scores
-    blended with the examples' cf_pos as serving blends them (artifacts/blend.py): with weight
-    `cf_blend`, or (`fit_up_to` > 0) the weight fitted here on this holdout, when it can tell (else
-    `cf_blend`): in full ranking with `ranking` (the version's catalog and serving context), else on
-    the holdout's per-user pairs. metrics["cf_blend"] is the weight used."""
-    from easyrec_online.artifacts.scorer import auc_and_logloss
+                   served: ServedBlend = ServedBlend(), fit_up_to: float = 0.0,
+                   ranking: Optional[Tuple[Catalog, Context]] = None, fit: bool = False) -> Dict[str, float]:
+    """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec, its scores as
+    serving computes them (artifacts/blend.py): calibrated, then blended with the examples' live terms.
+    `served`: the version's calibration and weights. `fit` (a candidate): the calibration is fitted
+    here, and with `fit_up_to` > 0 the CF weight too, when the holdout can tell (else `served.cf`): in
+    full ranking with `ranking` (the version's catalog and serving context), else on the holdout's
+    per-user pairs. metrics: auc (when both classes), logloss, ece, base_logloss (the constant
+    predictor's), and what was used: cf_blend, calibration_a, calibration_b."""
+    from easyrec_online.artifacts.scorer import auc_and_logloss, sigmoid
 
     rows = [encode(e, spec, profiles) for e in examples]
-    probs = [float(p) for p in scorer.score({n: [r[n] for r in rows] for n in spec.names})]
+    labels = [e.label for e in examples]
+    logits = scorer.logits({n: [r[n] for r in rows] for n in spec.names}) if rows else []
     scale = cf_scale(spec)
-    weight = 0.0
-    if scale is not None:
-        cf_pos = [float((e.live or {}).get("cf_pos", 0.0)) for e in examples]
+    live = _live_columns_of(examples) if scale is not None else None
+
+    def calibrated(cf_weight: float) -> Tuple[Tuple[float, float], List[float]]:
+        """The calibration (fitted with the live terms' offset, when fitting) and its probabilities."""
+        # The new-user term is fitted and judged in full ranking (fit_new_user_popularity), not here.
+        offset = live_offset(live, spec, cf_weight, served.self_weight, 0.0) if live is not None else None
+        found = fit_calibration(labels, logits, offset) if fit and len(rows) else served.calibration
+        return found, [float(p) for p in sigmoid([found[0] * z + found[1] for z in logits])]
+
+    weight = served.cf if live is not None else 0.0
+    calibration, probs = calibrated(weight)
+    if live is not None:
         fitted = None
-        if fit_up_to > 0 and ranking is not None:
-            fitted = fit_cf_blend_in_ranking(scorer, examples, probs, cf_pos, spec, profiles, ranking[0],
-                                             ranking[1], fit_up_to)
-        if fitted is None and fit_up_to > 0:
-            fitted = fit_cf_blend([e.label for e in examples], probs, cf_pos, scale, fit_up_to,
-                                  [e.user_id for e in examples])
-        weight = cf_blend if fitted is None else fitted
-        if weight:
-            probs = blend(probs, cf_pos, weight, scale)
-    metrics = auc_and_logloss([e.label for e in examples], probs)
-    metrics["cf_blend"] = weight
+        if fit and fit_up_to > 0 and ranking is not None:
+            fitted = fit_cf_blend_in_ranking(scorer, examples, probs, live["cf_pos"], spec, profiles, ranking[0],
+                                             ranking[1], fit_up_to, calibration)
+        if fit and fitted is None and fit_up_to > 0:
+            fitted = fit_cf_blend(labels, probs, live["cf_pos"], scale, fit_up_to, [e.user_id for e in examples])
+        if fitted is not None and fitted != weight:
+            weight = fitted
+            calibration, probs = calibrated(weight)
+        probs = live_terms(probs, live, spec, weight, served.self_weight, 0.0)
+    metrics = auc_and_logloss(labels, probs)
+    metrics["ece"] = expected_calibration_error(labels, probs)
+    base = base_rate_logloss(labels)
+    if base is not None:
+        metrics["base_logloss"] = base
+    metrics.update(cf_blend=weight, calibration_a=calibration[0], calibration_b=calibration[1])
     return metrics
 
 
 def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
-             cf_blend: float = 0.0, fit_up_to: float = 0.0,
-             serving: Optional[Tuple[Catalog, Context]] = None) -> Dict[str, float]:
-    """Holdout metrics of a SavedModel on disk. With `serving` (the version's catalog and serving
-    context), the CF weight is fitted in full ranking (fit_cf_blend_in_ranking) and
-    metrics[NEW_USER_POPULARITY_KEY] is the fitted new-user popularity weight, when the holdout can
+             served: ServedBlend = ServedBlend(), fit_up_to: float = 0.0,
+             serving: Optional[Tuple[Catalog, Context]] = None, fit: bool = False) -> Dict[str, float]:
+    """Holdout metrics of a SavedModel on disk (score_examples). With `serving` (the version's catalog
+    and serving context) and `fit`, the CF weight is fitted in full ranking (fit_cf_blend_in_ranking)
+    and metrics[NEW_USER_POPULARITY_KEY] is the fitted new-user popularity weight, when the holdout can
     tell."""
     from easyrec_online.artifacts.scorer import SavedModelScorer
 
     scorer = SavedModelScorer(export_dir)
     try:
-        metrics = score_examples(scorer, examples, spec, profiles, cf_blend, fit_up_to, serving)
-        if serving is not None:
-            fitted = fit_new_user_popularity(scorer, examples, spec, profiles, serving[0], serving[1])
+        metrics = score_examples(scorer, examples, spec, profiles, served, fit_up_to, serving, fit)
+        if serving is not None and fit:
+            fitted = fit_new_user_popularity(scorer, examples, spec, profiles, serving[0], serving[1],
+                                             (metrics["calibration_a"], metrics["calibration_b"]))
             if fitted is not None:
                 metrics[NEW_USER_POPULARITY_KEY] = fitted
         return metrics
@@ -252,12 +292,50 @@ def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, pr
         scorer.close()
 
 
+# The gate's floors: a candidate is never promoted, whatever the current version scores, when its
+# holdout says it is degenerate: an AUC clearly below chance (below 0.5 by more than two standard
+# errors, Hanley & McNeil), or served scores that tell less than answering the holdout's base rate
+# (log loss above the constant predictor's by more than LOGLOSS_FLOOR_MARGIN, on at least
+# FLOOR_MIN_ROWS rows). Seen before the floors: AUC 0.14 promoted because the current version scored
+# 0.14 too, logloss 8.8 against a base rate's 0.6.
+LOGLOSS_FLOOR_MARGIN = 0.05
+FLOOR_MIN_ROWS = 20
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil (1982)'s standard error of an AUC over `positives` x `negatives` pairs."""
+    import math
+
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc * auc / (1.0 + auc)
+    variance = (auc * (1.0 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives)
+    return math.sqrt(max(variance, 0.0))
+
+
+def degenerate(metrics: Dict[str, float]) -> Optional[str]:
+    """Why the holdout says these scores are degenerate, or None."""
+    rows = int(metrics.get("num_eval_rows", 0))
+    positives = int(metrics.get("num_positive", 0))
+    auc = metrics.get("auc")
+    if auc is not None and positives and rows > positives:
+        bound = auc + 2.0 * auc_standard_error(auc, positives, rows - positives)
+        if bound < 0.5:
+            return "holdout AUC {:.4f} is below chance (upper bound {:.4f} < 0.5)".format(auc, bound)
+    base = metrics.get("base_logloss")
+    if base is not None and rows >= FLOOR_MIN_ROWS and metrics["logloss"] > base + LOGLOSS_FLOOR_MARGIN:
+        return "holdout log loss {:.4f} is worse than the base rate's {:.4f}".format(metrics["logloss"], base)
+    return None
+
+
 def promotion_decision(candidate: Dict[str, float], baseline: Optional[Dict[str, float]], tolerance: float,
                        baseline_version: Optional[str]) -> Dict[str, Any]:
     decision: Dict[str, Any] = {"tolerance": tolerance, "candidate_auc": candidate.get("auc"),
                                 "baseline_version": baseline_version,
                                 "baseline_auc": baseline.get("auc") if baseline else None}
-    if baseline is None or baseline.get("auc") is None or candidate.get("auc") is None:
+    floor = degenerate(candidate)
+    if floor is not None:
+        decision.update(promote=False, reason=floor, floor=True)
+    elif baseline is None or baseline.get("auc") is None or candidate.get("auc") is None:
         decision.update(promote=True, reason="no comparable baseline AUC on this holdout")
     elif candidate["auc"] >= baseline["auc"] - tolerance:
         decision.update(promote=True, reason="holdout AUC {:.4f} vs current {:.4f} (tolerance {})".format(

@@ -29,9 +29,10 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from easyrec_online.artifacts.blend import ServedBlend, calibration_text
 from easyrec_online.artifacts.catalog import Catalog
 from easyrec_online.artifacts.cf import refresh_neighbours
 from easyrec_online.artifacts.download import download_saved_model
@@ -44,16 +45,18 @@ from easyrec_online.artifacts.features.spec import FeatureSpec, spec_of
 from easyrec_online.core.config import Settings
 from easyrec_online.ingest.actions import StoredAction, id_key, isoformat_utc, parse_timestamp, utc_now
 from easyrec_online.ingest.store import ActionStore, dedupe_actions
-from easyrec_online.modeling.evaluation import evaluate, promotion_decision
+from easyrec_online.modeling.evaluation import CF_BLEND_PRIOR, evaluate, promotion_decision
 from easyrec_online.modeling.lease import LeaseLost, TrainerLease
 from easyrec_online.modeling.pipeline import MODELS_WITH_HISTORY, build_pipeline_config
 from easyrec_online.modeling.publish import fail_job, incremental_steps, publish, retire_old_versions, version_record
 from easyrec_online.modeling.replay import replay_key, sample_of, write_replay
 from easyrec_online.state.profiles import ProfileSource, ProfileStore
 from easyrec_online.state.registry import (
+    CALIBRATION_KEY,
     CF_BLEND_KEY,
     COLD_START_RATE_KEY,
     NEW_USER_POPULARITY_KEY,
+    SELF_BLEND_KEY,
     TRAINING_MODES,
     ModelVersion,
     StateStore,
@@ -337,17 +340,32 @@ def version_catalog(prior: Catalog, train_actions: Sequence[StoredAction], simil
     return catalog
 
 
+def candidate_blend(settings: Settings, parent: Optional[ModelVersion]) -> ServedBlend:
+    """How a new version will be served before its own fits: its parent's weights (a new lineage: the CF
+    prior, up to CF_BLEND_MAX), the SELF_BLEND setting as it is now. Its calibration is fitted anyway."""
+    if parent is not None:
+        return replace(ServedBlend.of(parent), self_weight=settings.self_blend)
+    return ServedBlend(cf=min(CF_BLEND_PRIOR, settings.cf_blend_max), self_weight=settings.self_blend)
+
+
+def blend_defaults(metrics: Dict[str, float], settings: Settings) -> Dict[str, str]:
+    """The serving defaults a version's holdout evaluation decided: the calibration and the CF weight it
+    scored with, and the SELF_BLEND weight."""
+    return {CF_BLEND_KEY: str(metrics.get("cf_blend", 0.0)), SELF_BLEND_KEY: str(settings.self_blend),
+            CALIBRATION_KEY: calibration_text((metrics.get("calibration_a", 1.0), metrics.get("calibration_b", 0.0)))}
+
+
 def serving_defaults_of(settings: Settings, plan: TrainingPlan, data: TrainingData,
                         metrics: Dict[str, float]) -> Dict[str, str]:
     """A version's serving defaults: the action type it predicts, its lineage's cold-start rate, the
-    CF blend weight its holdout evaluation used (fitted, or its parent's) and the new-user popularity
-    weight (fitted by the lineage's full training)."""
+    calibration and CF blend weight its holdout evaluation used (fitted, or its parent's), the SELF_BLEND
+    weight, and the new-user popularity weight (fitted by the lineage's full training)."""
     if plan.parent is not None:
         defaults = dict(plan.parent.serving_defaults)
     else:
         defaults = dict({"action_type": serving_action_type(data.train_actions)},
                         **cold_start_default(lineage_cold_start_rate(settings, plan)))
-    defaults[CF_BLEND_KEY] = str(metrics.get("cf_blend", 0.0))
+    defaults.update(blend_defaults(metrics, settings))
     if NEW_USER_POPULARITY_KEY in metrics:  # fitted by a full training; its updates keep it
         defaults[NEW_USER_POPULARITY_KEY] = str(metrics[NEW_USER_POPULARITY_KEY])
     return defaults
@@ -392,7 +410,8 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         drift: Dict[str, Any] = {}
         baseline: Optional[Dict[str, float]] = None  # the current version's metrics on data.holdout_rows
         if plan.mode == "incremental" and requested_mode == "auto" and data.has_holdout and current_dir:
-            fresh = baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles, current.cf_blend)
+            fresh = baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles,
+                                        ServedBlend.of(current))
             if fresh.get("auc") is not None and fresh["auc"] < settings.auto_retrain_auc_threshold:
                 drift = {"current_auc_on_fresh_actions": fresh["auc"], "threshold": settings.auto_retrain_auc_threshold}
                 logger.warning("job %s: version %s has AUC %.4f on fresh actions (< %s): full retrain", job_id,
@@ -443,10 +462,11 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
                                          dt.datetime.fromtimestamp(new_catalog.newest, dt.timezone.utc)))
                    if plan.mode == "full" and data.spec.uses("live") else None)
         metrics = evaluate(export_dir, data.holdout_rows, data.spec, data.profiles,
-                           plan.parent.cf_blend if plan.parent else 0.0, settings.cf_blend_max, serving)
+                           candidate_blend(settings, plan.parent), settings.cf_blend_max, serving, fit=True)
         if baseline is None and current_dir:
             assert current is not None
-            baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles, current.cf_blend)
+            baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles,
+                                ServedBlend.of(current))
         gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance,
                                   current.version if current else None)
         if drift:

@@ -4,7 +4,9 @@ A model version knows the actions it trained on (its catalog); what a user did s
 ranking through this store, before any weight update: the live features (artifacts/features/live.py)
 read the user's recent actions from here at serving time. It is written by the API when it accepts
 actions (the fast path: the next /recommend sees them) and by the ingest consumer (for actions
-producers wrote to the stream directly); both writes are idempotent per event id.
+producers wrote to the stream directly). Each event counts once: a client's retry of an event sent
+without a timestamp is accepted again at a later moment (another sort key), so reads keep one entry
+per event id (the newest), as the store and the trainer keep one action per event id.
 
 On DynamoDB: one item per action, pk "user#<id>", sk "<timestamp>#<event_id>" (a user's actions in
 time order), expiring after ACTIVITY_TTL_DAYS (the table's TTL attribute `expires_at`). Entries are
@@ -57,8 +59,25 @@ class InMemoryActivityStore(ActivityStore):
             for user in {id_key(u) for u in user_ids}:
                 found = self._by_user.get(user)
                 if found:
-                    out[user] = [list(found[k]) for k in sorted(found)[-limit:]]
+                    newest_first = [(key, found[key]) for key in sorted(found, reverse=True)]
+                    out[user] = [list(entry) for entry in once_per_event(newest_first, limit)]
         return out
+
+
+def once_per_event(newest_first: Iterable[Tuple[str, Entry]], limit: int) -> List[Entry]:
+    """Up to `limit` entries, oldest first, one per event id (the newest of each), from (sort key,
+    entry) pairs newest first."""
+    seen: set = set()
+    kept: List[Entry] = []
+    for key, entry in newest_first:
+        event = key.split("#", 1)[-1]
+        if event not in seen:
+            seen.add(event)
+            kept.append(entry)
+            if len(kept) == limit:
+                break
+    kept.reverse()
+    return kept
 
 
 class DynamoActivityStore(ActivityStore):
@@ -93,13 +112,15 @@ class DynamoActivityStore(ActivityStore):
         raise RuntimeError("DynamoDB left {} activity writes unprocessed".format(len(pending[self.table])))
 
     def _recent_one(self, user: str, limit: int) -> Tuple[str, List[Entry]]:
-        # Only the entry's attributes: the SDK's parsing of each returned value costs the request path.
+        # Only the entry's attributes: the SDK's parsing of each returned value costs the request path. A
+        # few more than `limit`, for the retried events that count once.
         items = self._ddb.query(
             TableName=self.table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={
-                ":pk": {"S": "user#" + user}}, ScanIndexForward=False, Limit=limit,
-            ProjectionExpression="#i, #t, #p", ExpressionAttributeNames={"#i": "item", "#t": "type", "#p": "pos"},
+                ":pk": {"S": "user#" + user}}, ScanIndexForward=False, Limit=limit + limit // 5 + 1,
+            ProjectionExpression="sk, #i, #t, #p", ExpressionAttributeNames={"#i": "item", "#t": "type", "#p": "pos"},
         ).get("Items", [])
-        return user, [[i["item"]["S"], i["type"]["S"], int(i["pos"]["N"])] for i in reversed(items)]
+        return user, once_per_event(((i["sk"]["S"], [i["item"]["S"], i["type"]["S"], int(i["pos"]["N"])])
+                                     for i in items), limit)
 
     def recent(self, user_ids: Iterable[Any], limit: int) -> Dict[str, List[Entry]]:
         users = sorted({id_key(u) for u in user_ids})

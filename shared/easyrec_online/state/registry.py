@@ -33,6 +33,10 @@ COLD_START_RATE_KEY = "cold_start_rate"
 # ... and the weight its scores are served with, blended with the live CF score (artifacts/blend.py).
 CF_BLEND_KEY = "cf_blend"
 NEW_USER_POPULARITY_KEY = "new_user_popularity_blend"
+# ... the calibration of its model's logits, "a,b" (score = sigmoid(a * logit + b), fitted on its holdout),
+# and the weight of the user's own recent actions on the item (the live `self` term).
+CALIBRATION_KEY = "calibration"
+SELF_BLEND_KEY = "self_blend"
 
 
 _last_id_moment = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -98,6 +102,21 @@ class ModelVersion:
         """The popularity weight of users without any history, fitted at the lineage's full training
         (artifacts/blend.new_user_popularity; 0: the model's probability alone)."""
         return float(self.serving_defaults.get(NEW_USER_POPULARITY_KEY) or 0)
+
+    @property
+    def calibration(self) -> Tuple[float, float]:
+        """(a, b): the version's scores are sigmoid(a * logit + b) before the live terms ((1, 0): versions
+        from before calibration, served as they were)."""
+        raw = self.serving_defaults.get(CALIBRATION_KEY)
+        if not raw:
+            return 1.0, 0.0
+        a, b = (float(x) for x in raw.split(","))
+        return a, b
+
+    @property
+    def self_blend(self) -> float:
+        """The weight of the user's own recent actions on the item in its served scores (0: none)."""
+        return float(self.serving_defaults.get(SELF_BLEND_KEY) or 0)
 
     @property
     def learnt_cold_start(self) -> bool:

@@ -28,3 +28,45 @@ def test_cf_scale_is_the_lineage_spread_of_cf_pos():
     live = FeatureSpec((FeatureDef("l_cf_pos", "raw", "live", "cf_pos", mean=0.1, std=0.4),))
     assert cf_scale(live) == 0.4
     assert cf_scale(FeatureSpec((FeatureDef("user_id", "id", "base", "user_id"),))) is None
+
+
+def test_calibration_recovers_a_known_slope_and_intercept_and_shrinks_a_saturated_model():
+    import numpy as np
+
+    from easyrec_online.artifacts.blend import expected_calibration_error, fit_calibration
+
+    rng = np.random.RandomState(0)
+    z = rng.normal(0.0, 3.0, 4000)
+    y = (rng.rand(4000) < 1.0 / (1.0 + np.exp(-(0.2 * z - 0.5)))).astype(float)
+    a, b = fit_calibration(y, z)
+    assert abs(a - 0.2) < 0.03 and abs(b + 0.5) < 0.1, (a, b)
+    calibrated = 1.0 / (1.0 + np.exp(-(a * z + b)))
+    assert expected_calibration_error(y, calibrated) < 0.03 < expected_calibration_error(y, 1.0 / (1.0 + np.exp(-z)))
+    # A model trained to saturation on little data: logits of +-30, right four times in five. Calibrated
+    # on a holdout of 40 rows, its scores are probabilities again (no 1.0 and 0.0), in the same order.
+    right = rng.rand(4000) < 0.8
+    saturated = np.where((y > 0) == right, 30.0, -30.0) + rng.normal(0.0, 1.0, 4000)
+    a, b = fit_calibration(y[:40], saturated[:40])
+    scores = 1.0 / (1.0 + np.exp(-(a * saturated + b)))
+    assert 0.0 < a < 0.5 and scores.max() < 0.9999 and scores.min() > 1e-4, (a, b)
+    assert list(np.argsort(scores)) == list(np.argsort(saturated))
+
+
+def test_an_empty_holdout_keeps_the_models_own_scores_and_a_small_one_moves_them_little():
+    from easyrec_online.artifacts.blend import fit_calibration
+
+    assert fit_calibration([], []) == (1.0, 0.0)
+    a, b = fit_calibration([1, 0], [1.0, -1.0])  # two rows that agree with the model
+    assert 0.9 < a < 1.5 and abs(b) < 0.1, (a, b)
+    assert fit_calibration([0, 1], [3.0, -3.0])[0] > 0  # the order is never reversed
+
+
+def test_the_own_actions_term_moves_only_the_items_the_user_acted_on():
+    from easyrec_online.artifacts.blend import live_terms
+
+    spec = FeatureSpec((FeatureDef("l_cf_pos", "raw", "live", "cf_pos", mean=0.1, std=0.4),))
+    live = {"cf_pos": [0.0, 0.0, 0.0], "self": [2.0, -1.5, 0.0], "user_actions": [1.0] * 3, "item_pos": [0.0] * 3}
+    scores = live_terms([0.5, 0.5, 0.5], live, spec, cf_weight=0.0, self_weight=1.0, new_user_weight=0.0)
+    assert math.isclose(scores[0], 1.0 / (1.0 + math.exp(-2.0))) and math.isclose(scores[1], 1.0 / (1.0 + math.exp(1.5)))
+    assert scores[2] == 0.5
+    assert live_terms([0.5] * 3, live, spec, 0.0, 0.0, 0.0) == [0.5] * 3  # weight 0: the model's

@@ -182,3 +182,14 @@ def test_a_live_value_beyond_what_training_saw_reads_as_the_edge_of_that_range()
     assert all(f.lo is None for f in type(spec).from_json(old).features)
     # The item side stays unbounded: an item's counts grow for as long as the lineage lives.
     assert all(f.lo is None and f.hi is None for f in spec.features if f.key in ("item_pos", "item_actions"))
+
+
+def test_the_self_term_counts_the_users_own_actions_on_each_item_newest_weighing_most():
+    from easyrec_online.artifacts.features.live import RECENCY
+
+    history = [["a", "purchase", 1], ["b", "view", 0], ["a", "view", 0], ["c", "like", 1]]
+    for items in (["a", "b", "c", "d"], ["a", "b", "c", "d"] + ["x{}".format(k) for k in range(70)]):  # row, ranking
+        columns = live_columns(Catalog(), history, items, 0.0)
+        own = [float(v) for v in columns["self"][:4]]
+        assert own == pytest.approx([RECENCY ** 3 - RECENCY ** 1, -RECENCY ** 2, 1.0, 0.0]), own
+        assert not any(float(v) for v in columns["self"][4:])

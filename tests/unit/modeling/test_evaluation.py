@@ -3,6 +3,7 @@ import random
 
 from easyrec_online.modeling import evaluation
 from easyrec_online.modeling.evaluation import CF_BLEND_FIT_MIN_ROWS, _auc, fit_cf_blend, user_pair_auc
+from tests.unit.fakes import FakeScorer
 
 
 def _holdout(cf_helps, n=CF_BLEND_FIT_MIN_ROWS, seed=3):
@@ -87,10 +88,10 @@ def _popularity_lineage(items=30):
     return catalog, derive_spec(actions, live_examples=examples), actions
 
 
-class FavoursLowIds:
+class FavoursLowIds(FakeScorer):
     """Scores each item by how small its number is: a model with no idea of popularity."""
 
-    def score(self, columns):
+    def probabilities(self, columns):
         return [1.0 / (2.0 + int(str(v).split("-")[-1])) for v in columns["item_id"]]
 
 
@@ -130,10 +131,10 @@ def _two_taste_lineage():
     return catalog, derive_spec(actions, live_examples=examples), actions
 
 
-class FavoursB:
+class FavoursB(FakeScorer):
     """A model that thinks everyone prefers the b items (slightly, by number)."""
 
-    def score(self, columns):
+    def probabilities(self, columns):
         return [(0.6 if str(v).startswith("b") else 0.4) - 0.001 * int(str(v)[1:]) for v in columns["item_id"]]
 
 
@@ -159,3 +160,40 @@ def test_the_cf_weight_is_fitted_in_full_ranking_over_the_catalog(monkeypatch):
     assert fit(FavoursB(), liked_a + disliked) > 0  # the model is wrong; the user's history is right
     assert fit(FavoursB(), liked_b + disliked) == 0.0  # the model is right: the history would mislead
     assert fit(FavoursB(), liked_a[:4] + disliked) is None  # too few liked actions to tell
+
+
+def test_the_gate_refuses_a_degenerate_candidate_whatever_the_current_version_scores():
+    from easyrec_online.modeling.evaluation import degenerate, promotion_decision
+
+    awful = {"auc": 0.14, "logloss": 0.5, "base_logloss": 0.6, "num_eval_rows": 100.0, "num_positive": 30.0}
+    decision = promotion_decision(awful, {"auc": 0.14}, 0.02, "v1")  # as bad as the current: still refused
+    assert decision["promote"] is False and decision["floor"] and "below chance" in decision["reason"]
+    noisy = dict(awful, auc=0.40, num_eval_rows=10.0, num_positive=3.0)  # 21 pairs: cannot tell it from chance
+    assert degenerate(noisy) is None and promotion_decision(noisy, None, 0.02, None)["promote"] is True
+    overconfident = {"auc": 0.59, "logloss": 8.8, "base_logloss": 0.69, "num_eval_rows": 50.0, "num_positive": 25.0}
+    assert "worse than the base rate" in promotion_decision(overconfident, {"auc": 0.5}, 0.02, "v1")["reason"]
+    small = dict(overconfident, num_eval_rows=8.0, num_positive=4.0)  # too few rows to judge a log loss
+    assert degenerate(small) is None
+    fine = {"auc": 0.8, "logloss": 0.4, "base_logloss": 0.69, "num_eval_rows": 50.0, "num_positive": 25.0}
+    assert promotion_decision(fine, {"auc": 0.79}, 0.02, "v1")["promote"] is True
+
+
+def test_a_candidate_is_judged_on_calibrated_scores():
+    """score_examples(fit=True) fits the calibration on the holdout: a saturated model's log loss falls
+    below the base rate's, its AUC is the same, and the fitted (a, b) are reported for the version."""
+    from easyrec_online.artifacts.features.encode import NO_PROFILES, Context, Example
+    from easyrec_online.artifacts.features.spec import FeatureDef, FeatureSpec
+    from easyrec_online.ingest.actions import parse_timestamp
+    from easyrec_online.modeling.evaluation import score_examples
+
+    class Saturated(FakeScorer):
+        def probabilities(self, columns):  # right 70 % of the time (item n is liked when n is odd), and sure
+            return [1.0 - 1e-12 if (int(n) % 2 == 1) == (int(n) % 10 < 7) else 1e-12 for n in columns["item_id"]]
+
+    spec = FeatureSpec((FeatureDef("user_id", "id", "base", "user_id"), FeatureDef("item_id", "id", "base", "item_id")))
+    context = Context("like", parse_timestamp("2026-11-20T12:00:00Z"))
+    examples = [Example(1, str(n), context, float(n % 2)) for n in range(200)]
+    raw = score_examples(Saturated(), examples, spec, NO_PROFILES)
+    fitted = score_examples(Saturated(), examples, spec, NO_PROFILES, fit=True)
+    assert raw["logloss"] > raw["base_logloss"] and fitted["logloss"] <= fitted["base_logloss"] + 1e-9, (raw, fitted)
+    assert fitted["auc"] == raw["auc"] and 0 < fitted["calibration_a"] < 1.0 and fitted["ece"] < raw["ece"]

@@ -1,5 +1,8 @@
 """Request handling of /recommend and /predict. Real TensorFlow scoring is covered by the
 integration and e2e suites; here a scorer with known outputs pins down ranking and validation."""
+import dataclasses
+import math
+
 import pytest
 
 from easyrec_online.artifacts.catalog import Catalog
@@ -11,15 +14,16 @@ from easyrec_online.serving.service import PredictRequest, RecommendRequest, Sco
 from easyrec_online.state.activity import InMemoryActivityStore
 from easyrec_online.state.profiles import InMemoryProfileStore
 from easyrec_online.state.registry import ModelVersion
+from tests.unit.fakes import FakeScorer
 
 
-class KnownScores:
+class KnownScores(FakeScorer):
     """Scores an item by its id's numeric value / 100 (fixed, so rankings are predictable)."""
 
     def __init__(self):
         self.calls = []
 
-    def score(self, columns):
+    def probabilities(self, columns):
         self.calls.append(columns)
         return [int(item) / 100.0 for item in columns["item_id"]]
 
@@ -86,8 +90,8 @@ def test_no_model_is_a_documented_503():
 
 
 def test_scoring_failure_is_never_a_200():
-    class Broken:
-        def score(self, columns):
+    class Broken(FakeScorer):
+        def probabilities(self, columns):
             raise RuntimeError("graph exploded")
 
     service = ScoringService(Settings.from_env({}), Models(LoadedModel(VERSION, Broken(), Catalog())))
@@ -142,7 +146,7 @@ def test_a_lineage_that_learnt_cold_start_scores_new_users_and_items_with_the_mo
     class NewAware(KnownScores):
         """A blank item id (a new item) scores 0.5."""
 
-        def score(self, columns):
+        def probabilities(self, columns):
             self.calls.append(columns)
             return [int(item) / 100.0 if item else 0.5 for item in columns["item_id"]]
 
@@ -246,10 +250,10 @@ def _live_lineage():
     return catalog, derive_spec(actions, live_examples=examples).to_json()
 
 
-class LiveSum:
+class LiveSum(FakeScorer):
     """Scores a pair by its live features (their encoded sum): what live features change, scores show."""
 
-    def score(self, columns):
+    def probabilities(self, columns):
         names = [name for name in columns if name.startswith("l_")]
         return [sum(float(columns[name][i]) for name in names) / 100.0 for i in range(len(columns["item_id"]))]
 
@@ -272,8 +276,8 @@ def test_an_accepted_action_changes_the_next_ranking_before_any_weight_update():
     assert {r["item_id"]: r["score"] for r in after}["d"] > {r["item_id"]: r["score"] for r in before}["d"]
 
 
-class Constant:
-    def score(self, columns):
+class Constant(FakeScorer):
+    def probabilities(self, columns):
         return [0.5] * len(columns["item_id"])
 
 
@@ -320,3 +324,38 @@ def test_a_user_without_any_history_gets_the_versions_popularity_weight():
     mixed = service.predict(validate(PredictRequest, {"pairs": [{"user_id": 77, "item_id": "d"},
                                                                  {"user_id": 9, "item_id": "d"}]}))["predictions"]
     assert [p["score"] for p in mixed] == [new["d"], 0.5]
+
+
+def test_a_new_users_own_actions_on_new_items_count_at_once_newest_first():
+    """SELF_BLEND: a user's purchases of an item no version has seen put it above the one they bounced
+    off, before any weight update; when their taste reverses, the newer actions win."""
+    from easyrec_online.state.activity import InMemoryActivityStore
+
+    catalog, spec = _live_lineage()
+    version = ModelVersion("v7", "deepfm", "deepfm", "models/deepfm/v7/", "t", feature_spec=spec,
+                           serving_defaults={"cold_start_rate": "0.1", "self_blend": "1.0"})
+    activity = InMemoryActivityStore()
+    service = ScoringService(Settings.from_env({}), Models(LoadedModel(version, Constant(), catalog)), None, activity)
+
+    def scores():
+        answer = service.predict(validate(PredictRequest, {"user_id": 42, "item_ids": ["new-a", "new-b", "c"]}))
+        return {p["item_id"]: p["score"] for p in answer["predictions"]}
+
+    assert scores() == {"new-a": 0.5, "new-b": 0.5, "c": 0.5}
+    activity.record([_action(42, "new-a", timestamp="2026-11-02T00:00:{:02d}Z".format(2 * k)) for k in range(5)]
+                    + [_action(42, "new-b", label=0, timestamp="2026-11-02T00:00:{:02d}Z".format(2 * k + 1))
+                       for k in range(5)])
+    first = scores()
+    assert first["new-a"] > 0.5 > first["new-b"] and first["c"] == 0.5, first  # untouched items keep the model's
+    activity.record([_action(42, "new-a", label=0, timestamp="2026-11-02T00:01:{:02d}Z".format(k)) for k in range(3)]
+                    + [_action(42, "new-b", timestamp="2026-11-02T00:02:{:02d}Z".format(k)) for k in range(3)])
+    reversed_ = scores()
+    assert reversed_["new-b"] > reversed_["new-a"], reversed_  # three newer actions outweigh five older ones
+
+
+def test_scores_are_served_with_the_versions_calibration():
+    """The version's calibration (a, b) turns the model's logits into its scores: sigmoid(a * logit + b)."""
+    version = dataclasses.replace(VERSION, serving_defaults={"calibration": "0.5,-1.0"})
+    service = ScoringService(Settings.from_env({}), Models(LoadedModel(version, KnownScores(), _catalog())))
+    answer = service.predict(validate(PredictRequest, {"user_id": 1, "item_id": 11}))  # the model's 0.11
+    assert answer["score"] == pytest.approx(1.0 / (1.0 + math.exp(-(0.5 * math.log(0.11 / 0.89) - 1.0))))

@@ -10,6 +10,13 @@ A lineage with live features (LIVE_FEATURES, on by default) reads, for every (us
                            did not like (cf_neg) lately, sum over their last LIVE_HISTORY actions of
                            RECENCY**age * similarity(action's item -> this item)
 
+and, for the served score's blend only (artifacts/blend.py, not a model input):
+
+  self                     the user's own recent actions on this very item: sum over their last
+                           LIVE_HISTORY actions on it of RECENCY**age, positive ones counted +1 and
+                           the others -1 (newer actions outweigh older, contradicting ones). Needs no
+                           similarity, so it counts for items and users no version has seen yet.
+
 At serving the user side comes from the user's live activity (state/activity.py: what they did
 moments ago) and the item side and the similarities from the serving version's catalog, so a new
 action changes the user's next ranking before any weight update. For a training row the same
@@ -30,6 +37,8 @@ LIVE_HISTORY = 50
 RECENCY = 0.9
 LIVE_KEYS: Tuple[str, ...] = ("item_pos", "item_actions", "item_rate", "item_trend", "user_actions", "user_rate",
                               "cf_pos", "cf_neg")
+# Computed beside them for the served score's blend (artifacts/blend.py), never a model input.
+BLEND_KEYS: Tuple[str, ...] = ("self",)
 # The keys that describe the user's own recent history (the rest describe the item).
 USER_HISTORY_KEYS: Tuple[str, ...] = ("user_actions", "user_rate", "cf_pos", "cf_neg")
 _ZERO_STATS = (0.0, 0.0, 0.5, 0.0)
@@ -60,6 +69,10 @@ def live_columns(catalog: Catalog, history: Sequence[Sequence[Any]], items: Sequ
     n = len(recent)
     liked = sum(1 for entry in recent if entry[2])
     user_actions, user_rate = math.log1p(n), (liked + 1.0) / (n + 2.0)
+    own: Dict[str, float] = {}  # the `self` key: the user's own recent actions on each item
+    for k, entry in enumerate(recent):
+        own[entry[0]] = own.get(entry[0], 0.0) + (RECENCY ** (n - 1 - k)) * (1.0 if entry[2] else -1.0)
+    self_term = [own.get(item, 0.0) for item in items] if own else [0.0] * len(items)
     if len(items) <= 64:  # a training row (a handful of items): look each similarity up
         index = neighbour_index(catalog)
         weights = [(RECENCY ** (n - 1 - k), entry[0], bool(entry[2])) for k, entry in enumerate(recent)]
@@ -86,7 +99,7 @@ def live_columns(catalog: Catalog, history: Sequence[Sequence[Any]], items: Sequ
             "item_pos": [r[0] for r in rows], "item_actions": [r[1] for r in rows],
             "item_rate": [r[2] for r in rows], "item_trend": [math.log1p(r[3] * factor) for r in rows],
             "user_actions": [user_actions] * len(items), "user_rate": [user_rate] * len(items),
-            "cf_pos": cf_pos, "cf_neg": cf_neg,
+            "cf_pos": cf_pos, "cf_neg": cf_neg, "self": self_term,
         }
     # A ranking: float64 arrays (what the model is fed), the item side gathered from a per-catalog table.
     import numpy as np  # where scoring runs
@@ -99,6 +112,7 @@ def live_columns(catalog: Catalog, history: Sequence[Sequence[Any]], items: Sequ
         "item_trend": np.log1p(stats[:, 3] * factor),
         "user_actions": np.full(len(items), user_actions), "user_rate": np.full(len(items), user_rate),
         "cf_pos": np.asarray(cf_pos, dtype=np.float64), "cf_neg": np.asarray(cf_neg, dtype=np.float64),
+        "self": np.asarray(self_term, dtype=np.float64),
     }
 
 
@@ -169,7 +183,7 @@ def similar_items(catalog: Catalog, history: Sequence[Sequence[Any]], n: int) ->
 
 def live_row(columns: Mapping[str, Sequence[float]], index: int) -> Dict[str, float]:
     """One pair's values out of live_columns' answer."""
-    return {key: float(columns[key][index]) for key in LIVE_KEYS}
+    return {key: float(columns[key][index]) for key in LIVE_KEYS + BLEND_KEYS if key in columns}
 
 
 class LiveReplay:
