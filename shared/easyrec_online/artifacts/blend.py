@@ -1,11 +1,14 @@
-"""The score a client gets: the model's calibrated probability, blended with what the user did lately.
+"""The score a client gets: the model's calibrated logit, blended with what the user did lately, calibrated.
 
-  score = sigmoid(a * model logit + b + w * cf_pos / std(cf_pos) + s * self)
+  z     = a1 * model logit + b1
+  score = sigmoid(a2 * (z + w * cf_pos / std(cf_pos) + s * self) + b2)
 
-(a, b) calibrate the model's logits on the version's holdout (`fit_calibration`, Platt scaling): a
-model trained to saturation on little data answers logits of +-30 (scores of exactly 1.0 and 0.0
-for whole categories), which no live term could move and whose order was rounding noise; calibrated,
-its scores are probabilities again, and what the user just did can outweigh them.
+(a1, b1) calibrate the model's own logits on the version's holdout (Platt scaling): a model trained to
+saturation on little data answers logits of +-30 (scores of exactly 1.0 and 0.0 for whole
+categories), which no live term could move and whose order was rounding noise; calibrated, they are
+log-odds again, and what the user just did can outweigh them. (a2, b2) then calibrate the blended
+logit, so that the score served is a probability too (the blend's terms are fitted for ranking, not
+for calibration); a monotone map, it leaves every ranking as the blend made it.
 
 self (features/live.py) is the user's own recent actions on this very item, newest weighing most:
 +1 for each positive action, -1 for each other one, decayed by RECENCY per later action. It needs
@@ -20,10 +23,9 @@ measured it ranks far below what cf_pos alone does (MovieLens streaming replay, 
 follows each new action at once, while the weights learn the rest. Where CF says little (data
 whose likes do not follow co-occurrence), the term would only add noise, so w is not a constant:
 the trainer fits it per version on the holdout (modeling/evaluation.py, up to CF_BLEND_MAX) and
-records it in the version (ModelVersion.cf_blend). A pair the
-user's history says nothing about (cf_pos 0) keeps the model's probability; the blend is monotone
-in both terms and stays in (0, 1). Used by serving (every /recommend and /predict) and by the
-promotion gate's holdout scores, so the gate judges what is served.
+records it in the version (ModelVersion.cf_blend). A pair no live term has anything to say about
+keeps the model's calibrated logit. Used by serving (every /recommend and /predict) and by the
+promotion gate's holdout scores (served_scores), so the gate judges what is served.
 """
 from __future__ import annotations
 
@@ -100,17 +102,20 @@ def blend(probabilities: Iterable[float], cf_pos: Sequence[float], weight: float
 
 @dataclass(frozen=True)
 class ServedBlend:
-    """How a version's scores are served: its calibration and the weights of the live terms."""
+    """How a version's scores are served: the model's calibration, the weights of the live terms, and the
+    calibration of the blended score."""
 
     calibration: Tuple[float, float] = (1.0, 0.0)
     cf: float = 0.0
     self_weight: float = 0.0
     new_user: float = 0.0
+    final: Tuple[float, float] = (1.0, 0.0)
 
     @classmethod
     def of(cls, version: Any) -> "ServedBlend":
         """A registered version's (state/registry.ModelVersion)."""
-        return cls(version.calibration, version.cf_blend, version.self_blend, version.new_user_popularity_blend)
+        return cls(version.calibration, version.cf_blend, version.self_blend, version.new_user_popularity_blend,
+                   version.final_calibration)
 
 
 def live_offset(live: Mapping[str, Sequence[float]], spec: object, cf_weight: float, self_weight: float,
@@ -133,12 +138,33 @@ def live_offset(live: Mapping[str, Sequence[float]], spec: object, cf_weight: fl
     return offset
 
 
-def live_terms(probabilities: Iterable[float], live: Mapping[str, Sequence[float]], spec: object, cf_weight: float,
-               self_weight: float, new_user_weight: float) -> List[float]:
-    """The served scores of a lineage with live features, from its (calibrated) model probabilities:
-    sigmoid(logit + live_offset) where a term applies (the model's probability clipped to _EPSILON
-    first), the probability itself elsewhere. Serving and the promotion gate both score through here."""
-    return blend(probabilities, live_offset(live, spec, cf_weight, self_weight, new_user_weight), 1.0, 1.0)
+# Where a live term applies, the model's calibrated logit is clipped to +-LOGIT_CLIP first (the
+# probability's _EPSILON): a model all but certain must not outvote what the user just did.
+LOGIT_CLIP = 16.118
+
+
+def blended_logits(model_logits: Any, live: Optional[Mapping[str, Sequence[float]]], spec: object,
+                   served: ServedBlend) -> Any:
+    """z + the live terms, before the final calibration (the order every ranking follows)."""
+    import numpy as np
+
+    a, b = served.calibration
+    z = a * np.asarray(model_logits, dtype=np.float64) + b
+    if live is None:
+        return z
+    offset = live_offset(live, spec, served.cf, served.self_weight, served.new_user)
+    return np.where(offset != 0.0, np.clip(z, -LOGIT_CLIP, LOGIT_CLIP) + offset, z)
+
+
+def served_scores(model_logits: Any, live: Optional[Mapping[str, Sequence[float]]], spec: object,
+                  served: ServedBlend) -> List[float]:
+    """The scores a client gets for these pairs (live: their live features, None for a lineage without).
+    Serving and the promotion gate both score through here."""
+    import numpy as np
+
+    a, b = served.final
+    z = a * blended_logits(model_logits, live, spec, served) + b
+    return np.exp(-np.logaddexp(0.0, -z)).tolist()
 
 
 # Platt scaling: the penalty pulling (a, b) towards the model's own (1, 0), so that a holdout of a

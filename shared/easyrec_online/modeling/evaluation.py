@@ -2,18 +2,18 @@
 scored on the same held-out actions, each with its own lineage's features."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from easyrec_online.artifacts.blend import (
     ServedBlend,
     base_rate_logloss,
     blend,
+    blended_logits,
     cf_scale,
     expected_calibration_error,
     fit_calibration,
-    live_offset,
     live_scale,
-    live_terms,
     new_user_popularity,
 )
 from easyrec_online.artifacts.catalog import Catalog
@@ -227,29 +227,26 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
                    served: ServedBlend = ServedBlend(), fit_up_to: float = 0.0,
                    ranking: Optional[Tuple[Catalog, Context]] = None, fit: bool = False) -> Dict[str, float]:
     """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec, its scores as
-    serving computes them (artifacts/blend.py): calibrated, then blended with the examples' live terms.
-    `served`: the version's calibration and weights. `fit` (a candidate): the calibration is fitted
-    here, and with `fit_up_to` > 0 the CF weight too, when the holdout can tell (else `served.cf`): in
-    full ranking with `ranking` (the version's catalog and serving context), else on the holdout's
-    per-user pairs. metrics: auc (when both classes), logloss, ece, base_logloss (the constant
-    predictor's), and what was used: cf_blend, calibration_a, calibration_b."""
+    serving computes them (artifacts/blend.served_scores): the model's logits calibrated, blended with
+    the examples' live terms, the blend calibrated. `served`: the version's calibrations and weights.
+    `fit` (a candidate): both calibrations are fitted here, and with `fit_up_to` > 0 the CF weight too,
+    when the holdout can tell (else `served.cf`): in full ranking with `ranking` (the version's catalog
+    and serving context), else on the holdout's per-user pairs. metrics: auc (when both classes),
+    logloss, ece, base_logloss (the constant predictor's), and what was used: cf_blend, calibration_a /
+    _b, final_calibration_a / _b."""
+    import numpy as np
+
     from easyrec_online.artifacts.scorer import auc_and_logloss, sigmoid
 
     rows = [encode(e, spec, profiles) for e in examples]
     labels = [e.label for e in examples]
-    logits = scorer.logits({n: [r[n] for r in rows] for n in spec.names}) if rows else []
+    logits = np.asarray(scorer.logits({n: [r[n] for r in rows] for n in spec.names}) if rows else [], dtype=np.float64)
+    fitting = fit and len(rows) > 0
+    calibration = fit_calibration(labels, logits) if fitting else served.calibration
+    probs = [float(p) for p in sigmoid(calibration[0] * logits + calibration[1])]
     scale = cf_scale(spec)
     live = _live_columns_of(examples) if scale is not None else None
-
-    def calibrated(cf_weight: float) -> Tuple[Tuple[float, float], List[float]]:
-        """The calibration (fitted with the live terms' offset, when fitting) and its probabilities."""
-        # The new-user term is fitted and judged in full ranking (fit_new_user_popularity), not here.
-        offset = live_offset(live, spec, cf_weight, served.self_weight, 0.0) if live is not None else None
-        found = fit_calibration(labels, logits, offset) if fit and len(rows) else served.calibration
-        return found, [float(p) for p in sigmoid([found[0] * z + found[1] for z in logits])]
-
     weight = served.cf if live is not None else 0.0
-    calibration, probs = calibrated(weight)
     if live is not None:
         fitted = None
         if fit and fit_up_to > 0 and ranking is not None:
@@ -257,16 +254,18 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
                                              ranking[1], fit_up_to, calibration)
         if fit and fitted is None and fit_up_to > 0:
             fitted = fit_cf_blend(labels, probs, live["cf_pos"], scale, fit_up_to, [e.user_id for e in examples])
-        if fitted is not None and fitted != weight:
-            weight = fitted
-            calibration, probs = calibrated(weight)
-        probs = live_terms(probs, live, spec, weight, served.self_weight, 0.0)
+        weight = weight if fitted is None else fitted
+    # The new-user term is fitted and judged in full ranking (fit_new_user_popularity), not here.
+    blended = blended_logits(logits, live, spec, replace(served, calibration=calibration, cf=weight, new_user=0.0))
+    final = fit_calibration(labels, blended) if fitting else served.final
+    probs = [float(p) for p in sigmoid(final[0] * blended + final[1])]
     metrics = auc_and_logloss(labels, probs)
     metrics["ece"] = expected_calibration_error(labels, probs)
     base = base_rate_logloss(labels)
     if base is not None:
         metrics["base_logloss"] = base
-    metrics.update(cf_blend=weight, calibration_a=calibration[0], calibration_b=calibration[1])
+    metrics.update(cf_blend=weight, calibration_a=calibration[0], calibration_b=calibration[1],
+                   final_calibration_a=final[0], final_calibration_b=final[1])
     return metrics
 
 

@@ -55,6 +55,7 @@ from easyrec_online.state.registry import (
     CALIBRATION_KEY,
     CF_BLEND_KEY,
     COLD_START_RATE_KEY,
+    FINAL_CALIBRATION_KEY,
     NEW_USER_POPULARITY_KEY,
     SELF_BLEND_KEY,
     TRAINING_MODES,
@@ -349,10 +350,12 @@ def candidate_blend(settings: Settings, parent: Optional[ModelVersion]) -> Serve
 
 
 def blend_defaults(metrics: Dict[str, float], settings: Settings) -> Dict[str, str]:
-    """The serving defaults a version's holdout evaluation decided: the calibration and the CF weight it
+    """The serving defaults a version's holdout evaluation decided: the calibrations and the CF weight it
     scored with, and the SELF_BLEND weight."""
     return {CF_BLEND_KEY: str(metrics.get("cf_blend", 0.0)), SELF_BLEND_KEY: str(settings.self_blend),
-            CALIBRATION_KEY: calibration_text((metrics.get("calibration_a", 1.0), metrics.get("calibration_b", 0.0)))}
+            CALIBRATION_KEY: calibration_text((metrics.get("calibration_a", 1.0), metrics.get("calibration_b", 0.0))),
+            FINAL_CALIBRATION_KEY: calibration_text((metrics.get("final_calibration_a", 1.0),
+                                                     metrics.get("final_calibration_b", 0.0)))}
 
 
 def serving_defaults_of(settings: Settings, plan: TrainingPlan, data: TrainingData,

@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Un
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
-from easyrec_online.artifacts.blend import live_terms
+from easyrec_online.artifacts.blend import ServedBlend, served_scores
 from easyrec_online.artifacts.features.encode import Context, Profiles, columns_for_pairs
 from easyrec_online.artifacts.features.live import LIVE_HISTORY, LIVE_KEYS, live_columns, similar_items
 from easyrec_online.artifacts.features.spec import spec_of
@@ -171,10 +171,10 @@ class ScoringService:
         return (request_context.to_context(default_type) if request_context is not None
                 else Context(default_type, utc_now()))
 
-    def _run(self, scorer: Any, columns: Dict[str, Any], output: Optional[str] = None,
-             calibration: Tuple[float, float] = (1.0, 0.0)) -> Any:
+    def _run(self, scorer: Any, columns: Dict[str, Any], output: Optional[str] = None) -> Any:
+        """The model's logits for these feature columns (or a tower's embeddings: `output`)."""
         try:
-            return scorer.score(columns, calibration) if output is None else scorer.embed(output, columns)
+            return scorer.logits(columns) if output is None else scorer.embed(output, columns)
         except Exception:
             # Never a 200 with made-up scores; the reason goes to the log, not to the client.
             logger.exception("the model could not score a request")
@@ -220,15 +220,10 @@ class ScoringService:
         live = self._live(loaded, pairs, context, item_keys) if spec.uses("live") else None
         columns = columns_for_pairs(pairs, context, spec, self._profiles_for(loaded, pairs),
                                     cold_users=new_users, cold_items=new_items, live=live)
-        version = loaded.version
-        probabilities = self._run(loaded.scorer, columns, calibration=version.calibration)
-        if live is None:
-            return list(map(float, probabilities))
-        # The weights the trainer recorded in the version (the promotion gate judged these scores); each
-        # term leaves pairs it has nothing to say about alone (no CF evidence without a history, no
-        # popularity term with one, no own-actions term on items the user never touched).
-        return live_terms(probabilities, live, spec, version.cf_blend, version.self_blend,
-                          version.new_user_popularity_blend)
+        # The calibrations and weights the trainer recorded in the version (the promotion gate judged these
+        # scores); each live term leaves the pairs it has nothing to say about alone (no CF evidence
+        # without a history, no popularity term with one, no own-actions term on untouched items).
+        return served_scores(self._run(loaded.scorer, columns), live, spec, ServedBlend.of(loaded.version))
 
     def _histories(self, catalog: Any, users: Set[str]) -> Dict[str, List[Any]]:
         """Users' recent actions: their live activity (what they did moments ago), else what the version's

@@ -37,6 +37,8 @@ NEW_USER_POPULARITY_KEY = "new_user_popularity_blend"
 # and the weight of the user's own recent actions on the item (the live `self` term).
 CALIBRATION_KEY = "calibration"
 SELF_BLEND_KEY = "self_blend"
+# ... and the calibration of the blended score, "a,b" (artifacts/blend.py).
+FINAL_CALIBRATION_KEY = "served_calibration"
 
 
 _last_id_moment = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -55,6 +57,13 @@ def new_id(prefix: str = "", moment: Optional[dt.datetime] = None) -> str:
             _last_id_moment = moment
     return "{}{}{:03d}-{}".format(prefix, moment.strftime("%Y%m%dT%H%M%S"), moment.microsecond // 1000,
                                   secrets.token_hex(3))
+
+
+def _pair(raw: Optional[str]) -> Tuple[float, float]:
+    if not raw:
+        return 1.0, 0.0
+    a, b = (float(x) for x in raw.split(","))
+    return a, b
 
 
 def _from_dict(cls: Any, data: Dict[str, Any]) -> Any:
@@ -105,13 +114,14 @@ class ModelVersion:
 
     @property
     def calibration(self) -> Tuple[float, float]:
-        """(a, b): the version's scores are sigmoid(a * logit + b) before the live terms ((1, 0): versions
-        from before calibration, served as they were)."""
-        raw = self.serving_defaults.get(CALIBRATION_KEY)
-        if not raw:
-            return 1.0, 0.0
-        a, b = (float(x) for x in raw.split(","))
-        return a, b
+        """(a, b) of the model's logits before the live terms ((1, 0): versions from before calibration,
+        served as they were)."""
+        return _pair(self.serving_defaults.get(CALIBRATION_KEY))
+
+    @property
+    def final_calibration(self) -> Tuple[float, float]:
+        """(a, b) of the blended logit: the score served is its sigmoid ((1, 0): none)."""
+        return _pair(self.serving_defaults.get(FINAL_CALIBRATION_KEY))
 
     @property
     def self_blend(self) -> float:

@@ -1,6 +1,8 @@
 """The served score: the model's probability blended with the live CF score (artifacts/blend.py)."""
 import math
 
+import pytest
+
 from easyrec_online.artifacts.blend import blend, cf_scale
 from easyrec_online.artifacts.features.spec import FeatureDef, FeatureSpec
 
@@ -62,11 +64,25 @@ def test_an_empty_holdout_keeps_the_models_own_scores_and_a_small_one_moves_them
 
 
 def test_the_own_actions_term_moves_only_the_items_the_user_acted_on():
-    from easyrec_online.artifacts.blend import live_terms
+    from easyrec_online.artifacts.blend import ServedBlend, served_scores
 
     spec = FeatureSpec((FeatureDef("l_cf_pos", "raw", "live", "cf_pos", mean=0.1, std=0.4),))
     live = {"cf_pos": [0.0, 0.0, 0.0], "self": [2.0, -1.5, 0.0], "user_actions": [1.0] * 3, "item_pos": [0.0] * 3}
-    scores = live_terms([0.5, 0.5, 0.5], live, spec, cf_weight=0.0, self_weight=1.0, new_user_weight=0.0)
+    scores = served_scores([0.0, 0.0, 0.0], live, spec, ServedBlend(self_weight=1.0))
     assert math.isclose(scores[0], 1.0 / (1.0 + math.exp(-2.0))) and math.isclose(scores[1], 1.0 / (1.0 + math.exp(1.5)))
     assert scores[2] == 0.5
-    assert live_terms([0.5] * 3, live, spec, 0.0, 0.0, 0.0) == [0.5] * 3  # weight 0: the model's
+    assert served_scores([0.0] * 3, live, spec, ServedBlend()) == [0.5] * 3  # weight 0: the model's
+
+
+def test_served_scores_calibrate_the_model_then_the_blend_and_clip_only_where_a_term_applies():
+    from easyrec_online.artifacts.blend import ServedBlend, served_scores
+
+    spec = FeatureSpec((FeatureDef("l_cf_pos", "raw", "live", "cf_pos", mean=0.1, std=0.5),))
+    live = {"cf_pos": [0.0, 0.5, 0.5], "self": [0.0] * 3, "user_actions": [1.0] * 3, "item_pos": [0.0] * 3}
+    served = ServedBlend(calibration=(0.5, 1.0), cf=2.0, final=(2.0, -1.0))
+    scores = served_scores([4.0, 4.0, 40.0], live, spec, served)
+    # 0.5 * 4 + 1 = 3, no term: 3; with one standard deviation of cf_pos: 3 + 2 = 5; a logit of 40
+    # is 21 calibrated, clipped to 16.118 where a term applies: 18.118; then 2 z - 1.
+    expected = [2 * 3.0 - 1, 2 * 5.0 - 1, 2 * (16.118 + 2.0) - 1]
+    assert scores == pytest.approx([1.0 / (1.0 + math.exp(-z)) for z in expected])
+    assert served_scores([0.3], None, spec, ServedBlend()) == pytest.approx([1.0 / (1.0 + math.exp(-0.3))])
