@@ -204,6 +204,7 @@ def main():
         timeline = []
         reached: Dict[str, float] = {}
         versions_seen = {first_version}
+        nudged: set = set()
         after_update_min: Dict[str, float] = {}
         while True:
             elapsed = time.monotonic() - accepted
@@ -221,8 +222,16 @@ def main():
             row["versions"] = len(versions_seen)
             timeline.append(row)
             updates = len(versions_seen) - 1
-            if elapsed > max(args.timeout, 30.0) and (updates >= args.after_updates or elapsed > 180.0):
+            if elapsed > max(args.timeout, 30.0) and (updates >= args.after_updates or elapsed > 240.0):
                 break
+            if 0 < updates < args.after_updates and updates not in nudged:
+                # Nothing new would train again: other users' purchases bring the next weight update, which
+                # must not undo what the group's rankings show.
+                nudged.add(updates)
+                others = [_buy(user, item) for s in scenarios for user in s.users("by", s.background)[:3]
+                          for item in rng.sample(s.category("y"), 1)]
+                assert requests.post(service.url + "/online/data/add", json={"samples": others},
+                                     timeout=60).status_code == 200
             time.sleep(args.poll)
         results["updates_after_reversal"] = len(versions_seen) - 1
         table = {}

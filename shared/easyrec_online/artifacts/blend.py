@@ -1,7 +1,7 @@
 """The score a client gets: the model's calibrated logit, blended with what the user did lately, calibrated.
 
   z     = a1 * model logit + b1
-  score = sigmoid(a2 * (z + w * cf_pos / std(cf_pos) + s * self) + b2)
+  score = sigmoid(a2 * (z + w * cf_pos / std(cf_pos) - w_neg * cf_neg / std(cf_neg) + s * self) + b2)
 
 (a1, b1) calibrate the model's own logits on the version's holdout (Platt scaling): a model trained to
 saturation on little data answers logits of +-30 (scores of exactly 1.0 and 0.0 for whole
@@ -23,7 +23,10 @@ measured it ranks far below what cf_pos alone does (MovieLens streaming replay, 
 follows each new action at once, while the weights learn the rest. Where CF says little (data
 whose likes do not follow co-occurrence), the term would only add noise, so w is not a constant:
 the trainer fits it per version on the holdout (modeling/evaluation.py, up to CF_BLEND_MAX) and
-records it in the version (ModelVersion.cf_blend). A pair no live term has anything to say about
+records it in the version (ModelVersion.cf_blend). cf_neg, how similar the item is to what the user did
+not like lately (bounced off, rated low), counts the other way, with its own weight fitted beside w
+(cf_neg_blend): after a reversal of taste, the category a user now bounces off goes down at once,
+not only after the old likes have aged out of their history. A pair no live term has anything to say about
 keeps the model's calibrated logit. Used by serving (every /recommend and /predict) and by the
 promotion gate's holdout scores (served_scores), so the gate judges what is served.
 """
@@ -110,24 +113,29 @@ class ServedBlend:
     self_weight: float = 0.0
     new_user: float = 0.0
     final: Tuple[float, float] = (1.0, 0.0)
+    cf_neg: float = 0.0
 
     @classmethod
     def of(cls, version: Any) -> "ServedBlend":
         """A registered version's (state/registry.ModelVersion)."""
         return cls(version.calibration, version.cf_blend, version.self_blend, version.new_user_popularity_blend,
-                   version.final_calibration)
+                   version.final_calibration, version.cf_neg_blend)
 
 
 def live_offset(live: Mapping[str, Sequence[float]], spec: object, cf_weight: float, self_weight: float,
-                new_user_weight: float) -> Any:
-    """What the live terms add to each pair's logit (numpy array): the CF term, the user's own actions on
-    the item, and for users with no history the item's popularity. 0 where none applies."""
+                new_user_weight: float, cf_neg_weight: float = 0.0) -> Any:
+    """What the live terms add to each pair's logit (numpy array): the CF terms (up for items like what
+    the user liked lately, down for items like what they did not), the user's own actions on the item,
+    and for users with no history the item's popularity. 0 where none applies."""
     import numpy as np
 
     offset = np.zeros(len(live["cf_pos"]), dtype=np.float64)
     scale = cf_scale(spec)
     if cf_weight and scale is not None:
         offset += (cf_weight / scale) * np.asarray(live["cf_pos"], dtype=np.float64)
+    neg_scale = live_scale(spec, "cf_neg")
+    if cf_neg_weight and neg_scale is not None and "cf_neg" in live:
+        offset -= (cf_neg_weight / neg_scale) * np.asarray(live["cf_neg"], dtype=np.float64)
     if self_weight and "self" in live:
         offset += self_weight * np.asarray(live["self"], dtype=np.float64)
     moments = live_moments(spec, "item_pos")
@@ -152,7 +160,7 @@ def blended_logits(model_logits: Any, live: Optional[Mapping[str, Sequence[float
     z = a * np.asarray(model_logits, dtype=np.float64) + b
     if live is None:
         return z
-    offset = live_offset(live, spec, served.cf, served.self_weight, served.new_user)
+    offset = live_offset(live, spec, served.cf, served.self_weight, served.new_user, served.cf_neg)
     return np.where(offset != 0.0, np.clip(z, -LOGIT_CLIP, LOGIT_CLIP) + offset, z)
 
 

@@ -32,6 +32,10 @@ CF_BLEND_FIT_MIN_ROWS = 1000
 # hundred actions): with 0, what the user did lately would count in no ranking until a holdout had
 # CF_BLEND_FIT_MIN_ROWS rows. On MovieLens the fits chose 3-4.
 CF_BLEND_PRIOR = 1.0
+# The weights of cf_neg (items like what the user did not like lately go down) that the ranking fit
+# tries beside each CF weight, and what a new lineage serves with when its holdout cannot tell.
+CF_NEG_BLEND_GRID = (0.0, 0.5, 1.0, 2.0)
+CF_NEG_BLEND_PRIOR = 1.0
 # How much global holdout AUC a weight may cost against the unblended model's and still be chosen.
 CF_BLEND_AUC_SLACK = 0.01
 # The new-user popularity weight (artifacts/blend.new_user_popularity): the weights tried, and the
@@ -118,9 +122,10 @@ def _ndcg_at_10(scores: Any, targets: Any) -> float:
 
 def fit_cf_blend_in_ranking(scorer: Any, examples: Sequence[Example], probs: Sequence[float],
                             cf_pos: Sequence[float], spec: FeatureSpec, profiles: Profiles, catalog: Catalog,
-                            context: Context, largest: float,
-                            calibration: Tuple[float, float] = (1.0, 0.0)) -> Optional[float]:
-    """The CF blend weight that ranks the holdout's liked items best in full ranking, as /recommend
+                            context: Context, largest: float, calibration: Tuple[float, float] = (1.0, 0.0),
+                            cf_neg: Optional[Sequence[float]] = None) -> Optional[Tuple[float, float]]:
+    """The CF blend weights (of cf_pos, and of cf_neg, which counts the other way: CF_NEG_BLEND_GRID)
+    that rank the holdout's liked items best in full ranking, as /recommend
     ranks for a user with a history: each sampled user's liked holdout items among every catalog item
     the user has not acted on, scored with the version's catalog (the user's history, the item
     similarities), NDCG@10 (the smallest weight among equals). Among the weights whose holdout AUC
@@ -148,9 +153,18 @@ def fit_cf_blend_in_ranking(scorer: Any, examples: Sequence[Example], probs: Seq
             liked.setdefault(user, []).append(id_key(e.item_id))
     if sum(len(v) for v in liked.values()) < NEW_USER_FIT_MIN_LIKED:
         return None
+    neg_scale = live_scale(spec, "cf_neg")
+    negatives = np.asarray(cf_neg if cf_neg is not None else np.zeros(len(y)), dtype=np.float64)
+
+    def offset(columns: Any, weight: float, neg_weight: float) -> Any:
+        out = (weight / scale) * np.asarray(columns[0], dtype=np.float64)
+        if neg_weight and neg_scale is not None:
+            out = out - (neg_weight / neg_scale) * np.asarray(columns[1], dtype=np.float64)
+        return out
+
     floor = _auc(y, list(probs)) - CF_BLEND_AUC_SLACK
-    weights = [w for w in CF_BLEND_GRID if w <= largest and (
-        w == 0.0 or _auc(y, blend(probs, cf_pos, w, scale)) >= floor)]
+    weights = [(w, wn) for w in CF_BLEND_GRID for wn in CF_NEG_BLEND_GRID if w <= largest and wn <= largest and (
+        w == wn == 0.0 or _auc(y, blend(probs, offset((cf_pos, negatives), w, wn), 1.0, 1.0)) >= floor)]
     users = sorted(liked)
     random.Random(0).shuffle(users)
     items = catalog.all_items()
@@ -168,16 +182,17 @@ def fit_cf_blend_in_ranking(scorer: Any, examples: Sequence[Example], probs: Seq
         live = live_columns(catalog, history, candidates, moment)
         columns = columns_for_pairs([(user, item) for item in candidates], context, spec, profiles, live=live)
         model = np.asarray(scorer.score(columns, calibration), dtype=np.float64)
-        for k, weight in enumerate(weights):
-            scores = np.asarray(blend(model, live["cf_pos"], weight, scale)) if weight else model
+        for k, (weight, neg_weight) in enumerate(weights):
+            scores = (np.asarray(blend(model, offset((live["cf_pos"], live["cf_neg"]), weight, neg_weight), 1.0, 1.0))
+                      if weight or neg_weight else model)
             totals[k] += _ndcg_at_10(scores, targets)
         ranked += len(targets)
     if not ranked:
         return None
-    best, best_ndcg = 0.0, -1.0
-    for weight, total in zip(weights, totals):
+    best, best_ndcg = (0.0, 0.0), -1.0
+    for pair, total in zip(weights, totals):
         if total / ranked > best_ndcg + 1e-4:
-            best, best_ndcg = weight, total / ranked
+            best, best_ndcg = pair, total / ranked
     return best
 
 
@@ -219,7 +234,7 @@ def fit_new_user_popularity(scorer: Any, examples: Sequence[Example], spec: Feat
 
 def _live_columns_of(examples: Sequence[Example]) -> Dict[str, List[float]]:
     """The examples' live values (as replayed for each row), as live_columns answers them."""
-    keys = ("cf_pos", "self", "user_actions", "item_pos")
+    keys = ("cf_pos", "cf_neg", "self", "user_actions", "item_pos")
     return {key: [float((e.live or {}).get(key, 0.0)) for e in examples] for key in keys}
 
 
@@ -246,17 +261,20 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
     probs = [float(p) for p in sigmoid(calibration[0] * logits + calibration[1])]
     scale = cf_scale(spec)
     live = _live_columns_of(examples) if scale is not None else None
-    weight = served.cf if live is not None else 0.0
-    if live is not None:
-        fitted = None
-        if fit and fit_up_to > 0 and ranking is not None:
-            fitted = fit_cf_blend_in_ranking(scorer, examples, probs, live["cf_pos"], spec, profiles, ranking[0],
-                                             ranking[1], fit_up_to, calibration)
-        if fit and fitted is None and fit_up_to > 0:
+    weight, neg_weight = (served.cf, served.cf_neg) if live is not None else (0.0, 0.0)
+    if live is not None and fit and fit_up_to > 0:
+        pair = None
+        if ranking is not None:
+            pair = fit_cf_blend_in_ranking(scorer, examples, probs, live["cf_pos"], spec, profiles, ranking[0],
+                                           ranking[1], fit_up_to, calibration, live["cf_neg"])
+        if pair is not None:
+            weight, neg_weight = pair
+        else:  # the CF weight alone, on the holdout's rated pairs (an update with a large holdout)
             fitted = fit_cf_blend(labels, probs, live["cf_pos"], scale, fit_up_to, [e.user_id for e in examples])
-        weight = weight if fitted is None else fitted
+            weight = weight if fitted is None else fitted
     # The new-user term is fitted and judged in full ranking (fit_new_user_popularity), not here.
-    blended = blended_logits(logits, live, spec, replace(served, calibration=calibration, cf=weight, new_user=0.0))
+    blended = blended_logits(logits, live, spec, replace(served, calibration=calibration, cf=weight, cf_neg=neg_weight,
+                                                         new_user=0.0))
     final = fit_calibration(labels, blended) if fitting else served.final
     probs = [float(p) for p in sigmoid(final[0] * blended + final[1])]
     metrics = auc_and_logloss(labels, probs)
@@ -264,7 +282,7 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
     base = base_rate_logloss(labels)
     if base is not None:
         metrics["base_logloss"] = base
-    metrics.update(cf_blend=weight, calibration_a=calibration[0], calibration_b=calibration[1],
+    metrics.update(cf_blend=weight, cf_neg_blend=neg_weight, calibration_a=calibration[0], calibration_b=calibration[1],
                    final_calibration_a=final[0], final_calibration_b=final[1])
     return metrics
 

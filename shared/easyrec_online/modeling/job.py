@@ -45,7 +45,7 @@ from easyrec_online.artifacts.features.spec import FeatureSpec, spec_of
 from easyrec_online.core.config import Settings
 from easyrec_online.ingest.actions import StoredAction, id_key, isoformat_utc, parse_timestamp, utc_now
 from easyrec_online.ingest.store import ActionStore, dedupe_actions
-from easyrec_online.modeling.evaluation import CF_BLEND_PRIOR, evaluate, promotion_decision
+from easyrec_online.modeling.evaluation import CF_BLEND_PRIOR, CF_NEG_BLEND_PRIOR, evaluate, promotion_decision
 from easyrec_online.modeling.lease import LeaseLost, TrainerLease
 from easyrec_online.modeling.pipeline import MODELS_WITH_HISTORY, build_pipeline_config
 from easyrec_online.modeling.publish import fail_job, incremental_steps, publish, retire_old_versions, version_record
@@ -54,6 +54,7 @@ from easyrec_online.state.profiles import ProfileSource, ProfileStore
 from easyrec_online.state.registry import (
     CALIBRATION_KEY,
     CF_BLEND_KEY,
+    CF_NEG_BLEND_KEY,
     COLD_START_RATE_KEY,
     FINAL_CALIBRATION_KEY,
     NEW_USER_POPULARITY_KEY,
@@ -346,13 +347,15 @@ def candidate_blend(settings: Settings, parent: Optional[ModelVersion]) -> Serve
     prior, up to CF_BLEND_MAX), the SELF_BLEND setting as it is now. Its calibration is fitted anyway."""
     if parent is not None:
         return replace(ServedBlend.of(parent), self_weight=settings.self_blend)
-    return ServedBlend(cf=min(CF_BLEND_PRIOR, settings.cf_blend_max), self_weight=settings.self_blend)
+    return ServedBlend(cf=min(CF_BLEND_PRIOR, settings.cf_blend_max), cf_neg=min(CF_NEG_BLEND_PRIOR, settings.cf_blend_max),
+                       self_weight=settings.self_blend)
 
 
 def blend_defaults(metrics: Dict[str, float], settings: Settings) -> Dict[str, str]:
     """The serving defaults a version's holdout evaluation decided: the calibrations and the CF weight it
     scored with, and the SELF_BLEND weight."""
-    return {CF_BLEND_KEY: str(metrics.get("cf_blend", 0.0)), SELF_BLEND_KEY: str(settings.self_blend),
+    return {CF_BLEND_KEY: str(metrics.get("cf_blend", 0.0)), CF_NEG_BLEND_KEY: str(metrics.get("cf_neg_blend", 0.0)),
+            SELF_BLEND_KEY: str(settings.self_blend),
             CALIBRATION_KEY: calibration_text((metrics.get("calibration_a", 1.0), metrics.get("calibration_b", 0.0))),
             FINAL_CALIBRATION_KEY: calibration_text((metrics.get("final_calibration_a", 1.0),
                                                      metrics.get("final_calibration_b", 0.0)))}

@@ -32,6 +32,7 @@ TRAINING_MODES = ("auto", "full", "incremental", "continuous")
 COLD_START_RATE_KEY = "cold_start_rate"
 # ... and the weight its scores are served with, blended with the live CF score (artifacts/blend.py).
 CF_BLEND_KEY = "cf_blend"
+CF_NEG_BLEND_KEY = "cf_neg_blend"
 NEW_USER_POPULARITY_KEY = "new_user_popularity_blend"
 # ... the calibration of its model's logits, "a,b" (score = sigmoid(a * logit + b), fitted on its holdout),
 # and the weight of the user's own recent actions on the item (the live `self` term).
@@ -105,6 +106,11 @@ class ModelVersion:
     def cf_blend(self) -> float:
         """The CF blend weight the trainer fitted for this version (0: the model's probability alone)."""
         return float(self.serving_defaults.get(CF_BLEND_KEY) or 0)
+
+    @property
+    def cf_neg_blend(self) -> float:
+        """The weight of the live cf_neg term (items like what the user did not like lately go down)."""
+        return float(self.serving_defaults.get(CF_NEG_BLEND_KEY) or 0)
 
     @property
     def new_user_popularity_blend(self) -> float:

@@ -86,3 +86,16 @@ def test_served_scores_calibrate_the_model_then_the_blend_and_clip_only_where_a_
     expected = [2 * 3.0 - 1, 2 * 5.0 - 1, 2 * (16.118 + 2.0) - 1]
     assert scores == pytest.approx([1.0 / (1.0 + math.exp(-z)) for z in expected])
     assert served_scores([0.3], None, spec, ServedBlend()) == pytest.approx([1.0 / (1.0 + math.exp(-0.3))])
+
+
+def test_items_like_what_the_user_did_not_like_lately_go_down():
+    from easyrec_online.artifacts.blend import ServedBlend, served_scores
+
+    spec = FeatureSpec((FeatureDef("l_cf_pos", "raw", "live", "cf_pos", mean=0.1, std=0.5),
+                        FeatureDef("l_cf_neg", "raw", "live", "cf_neg", mean=0.1, std=0.25)))
+    live = {"cf_pos": [0.5, 0.0, 0.0], "cf_neg": [0.0, 0.25, 0.0], "self": [0.0] * 3, "user_actions": [1.0] * 3,
+            "item_pos": [0.0] * 3}
+    liked, disliked, untouched = served_scores([0.0] * 3, live, spec, ServedBlend(cf=1.0, cf_neg=2.0))
+    assert liked == pytest.approx(1.0 / (1.0 + math.exp(-1.0))) and disliked == pytest.approx(1.0 / (1.0 + math.exp(2.0)))
+    assert untouched == 0.5
+    assert served_scores([0.0] * 3, live, spec, ServedBlend(cf=1.0))[1] == 0.5  # weight 0: no cf_neg term

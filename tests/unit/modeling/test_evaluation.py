@@ -157,8 +157,8 @@ def test_the_cf_weight_is_fitted_in_full_ranking_over_the_catalog(monkeypatch):
         return evaluation.fit_cf_blend_in_ranking(model, examples, probs, cf_pos, spec, NO_PROFILES, catalog,
                                                   context, 8.0)
 
-    assert fit(FavoursB(), liked_a + disliked) > 0  # the model is wrong; the user's history is right
-    assert fit(FavoursB(), liked_b + disliked) == 0.0  # the model is right: the history would mislead
+    assert fit(FavoursB(), liked_a + disliked)[0] > 0  # the model is wrong; the user's history is right
+    assert fit(FavoursB(), liked_b + disliked) == (0.0, 0.0)  # the model is right: the history would mislead
     assert fit(FavoursB(), liked_a[:4] + disliked) is None  # too few liked actions to tell
 
 
