@@ -93,14 +93,84 @@ def test_the_seed_quick_start_verbatim_learns_with_no_flags(default):
     assert set(body) == {"user_id", "recommendations", "model_version"} and len(body["recommendations"]) == 3
 
 
+def _lineage_births(service):
+    """The full trainings among the registry's latest versions: {version: gate}, newest first."""
+    return {v["version"]: v["gate"] for v in _info(service)["versions"] if v["mode"] == "full"}
+
+
+def test_the_quick_starts_parameters_become_features_of_a_new_lineage_with_no_training_call(default):
+    """The first lineage was born on the Quick Start's first actions, with no parameter features. More
+    users water their fields and rate as the Quick Start does: the trainer starts a new lineage by itself,
+    and the current version's features include those parameters."""
+    first = _info(default)["current"]
+    assert not [f for f in first["feature_spec"] if f["source"] == "param"], first["feature_spec"]
+    samples = [{"user_id": 102 + n, "item_id": "corn_field_{}".format(n % 3), "label": n % 2, "action_type": "watering",
+                "event_id": "grow-water-{}".format(n),
+                "parameters": {"amount_inches": 1.0 + n / 4.0, "method": "drip_irrigation", "soil_moisture": 0.2 + n / 20.0,
+                               "weather_context": "dry_week_forecast", "timing": "early_morning",
+                               "efficiency_score": 0.8 + n / 100.0}} for n in range(6)]
+    samples += [{"user_id": 124 + n, "item_id": 6 + n % 2, "label": 1, "action_type": "rating",
+                 "event_id": "grow-rate-{}".format(n),
+                 "parameters": {"stars": 5 - n % 3, "time_of_day": ["evening", "morning"][n % 2],
+                                "device": ["mobile", "tv"][n % 2], "completion_rate": 0.5 + n / 10.0}} for n in range(6)]
+    answer = requests.post(default.url + "/online/data/add", json={"samples": samples}, timeout=30)
+    assert answer.status_code == 200 and answer.json()["status"] == "accepted", answer.text
+    wanted = {"p_soil_moisture", "p_method", "p_time_of_day", "p_device", "p_completion_rate"}
+
+    def grown():
+        info = _info(default)
+        return info if wanted <= set(info["features"]) else None
+
+    info = wait_for(grown, 300, "a current version with the Quick Start's parameters as features")
+    assert "p_stars" not in info["features"]  # the rating's label, never a feature
+    assert info["current"]["lineage"] != first["lineage"]
+    births = _lineage_births(default)
+    reason = births[info["current"]["lineage"].split("-", 1)[1]]["retrain"]["reason"]
+    assert reason.startswith("new features:") and "param.soil_moisture" in reason, births
+
+
+def test_mode_full_is_a_retraining_that_survives_a_kill_9_and_is_answered_once(default):
+    """{"mode": "full"} while the continuous trainer runs starts a new lineage (never an update). A kill -9
+    in the middle loses nothing: the restarted trainer answers the request, once."""
+    patched = requests.patch(default.url + "/online/training/restart-policy", json={"backoff_s": 1}, timeout=10)
+    assert patched.status_code == 200, patched.text
+    job = _running_trainer(default)
+    before = set(_lineage_births(default))
+    answer = requests.post(default.url + "/online/training/start", json={"mode": "full"}, timeout=10)
+    assert answer.status_code == 202 and "full retraining" in answer.json()["detail"], answer.text
+
+    def retraining():
+        detail = (_status(default)["job"] or {}).get("detail") or {}
+        return detail if detail.get("state") == "retraining" else None
+
+    detail = wait_for(retraining, 120, "the trainer retraining")
+    assert detail["reason"].startswith("requested")
+    assert _info(default)["online"]["retraining"]["reason"] == detail["reason"]
+    for pid in trainer_pids(job["job_id"]):
+        os.kill(pid, signal.SIGKILL)
+    restarted = _running_trainer(default, other_than=job["job_id"], timeout_s=150)
+    assert restarted["retrain_requested_at"] == answer.json()["job"]["retrain_requested_at"]  # inherited, unanswered
+
+    def answered():
+        births = {v: g for v, g in _lineage_births(default).items() if v not in before}
+        requested = [v for v, g in births.items() if (g.get("retrain") or {}).get("reason", "").startswith("requested")]
+        return requested or None
+
+    requested = wait_for(answered, 300, "the requested retraining's new lineage")
+    assert len(requested) == 1, requested
+    status = _status(default)
+    assert status["job"]["detail"]["last_retraining"]["version"] == requested[0], status["job"]
+
+
 def test_sigterm_interrupts_the_trainer_and_it_resumes_at_once(default):
     job = _running_trainer(default)
+    restarts = _status(default)["restart_policy"]["restarts"]
     for pid in trainer_pids(job["job_id"]):
         os.kill(pid, signal.SIGTERM)  # what ECS sends at a task retirement or a deploy
     resumed = _running_trainer(default, other_than=job["job_id"], timeout_s=120)
     assert _job_status(default, job["job_id"]) == "interrupted"
     status = _status(default)
-    assert status["job"]["job_id"] == resumed["job_id"] and status["restart_policy"]["restarts"] == 0, status
+    assert status["job"]["job_id"] == resumed["job_id"] and status["restart_policy"]["restarts"] == restarts, status
 
 
 def test_kill_9_is_a_failure_and_the_trainer_is_restarted_after_the_backoff(default):
@@ -108,12 +178,13 @@ def test_kill_9_is_a_failure_and_the_trainer_is_restarted_after_the_backoff(defa
     patched = requests.patch(default.url + "/online/training/restart-policy", json={"backoff_s": 1}, timeout=10)
     assert patched.status_code == 200 and patched.json()["restart_policy"]["backoff_s"] == 1, patched.text
     job = _running_trainer(default)
+    restarts = _status(default)["restart_policy"]["restarts"]
     for pid in trainer_pids(job["job_id"]):
         os.kill(pid, signal.SIGKILL)
     restarted = _running_trainer(default, other_than=job["job_id"], timeout_s=150)
     assert _job_status(default, job["job_id"]) == "failed"
     status = _status(default)
-    assert status["job"]["job_id"] == restarted["job_id"] and status["restart_policy"]["restarts"] == 1, status
+    assert status["job"]["job_id"] == restarted["job_id"] and status["restart_policy"]["restarts"] == restarts + 1, status
 
 
 def test_the_trainer_resumes_by_itself_after_the_service_restarts(default):

@@ -80,6 +80,8 @@ def model_info(state: StateStore) -> Dict[str, Any]:
     latest_job = state.latest_job()
     info: Dict[str, Any] = {
         "current": asdict(current) if current else None,
+        # The current version's model inputs by name (its lineage's: fixed until a retraining).
+        "features": [f.get("name") for f in current.feature_spec] if current else [],
         "versions": [version_summary(v) for v in versions],
         "latest_job": asdict(latest_job) if latest_job else None,
     }
@@ -94,6 +96,9 @@ def model_info(state: StateStore) -> Dict[str, Any]:
             "last_trigger": warm[0].gate.get("trigger") if warm else None,
             "trained_actions": current.num_actions if current else 0,
             "untrained_actions": untrained_actions(state),
+            # A new lineage being trained beside the current one (modeling/growth.py), and the last one.
+            "retraining": latest_job.detail if latest_job.detail.get("state") == "retraining" else None,
+            "last_retraining": latest_job.detail.get("last_retraining"),
         }
     return info
 

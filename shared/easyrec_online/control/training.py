@@ -59,6 +59,14 @@ class TrainingService:
             raise ApiError(400, "invalid_request", "mode: one of {}".format(", ".join(TRAINING_MODES)), ["mode"])
         running = self.current_job()
         if running is not None and running.active:
+            if running.mode == "continuous" and running.status in ("pending", "running") and mode == "full":
+                # A new lineage on everything stored, beside the current one, which it serves meanwhile.
+                job = self._state.update_job(running.job_id, only_from=("pending", "running"),
+                                             retrain_requested_at=isoformat_utc(utc_now()))
+                return {"status": "started", "job": asdict(job),
+                        "detail": "the continuous trainer {} starts a full retraining (a new lineage, judged by the "
+                                  "promotion gate); the current version serves meanwhile (GET /online/training/status "
+                                  "shows it under detail)".format(job.job_id)}
             if running.mode == "continuous" and running.status in ("pending", "running") and mode != "continuous":
                 # The continuous trainer learns new actions by itself; this asks it for an update now,
                 # whatever its batching thresholds say.
@@ -71,6 +79,11 @@ class TrainingService:
                            "training job {} is {}; wait for it (GET /online/training/status)".format(
                                running.job_id, running.status))
         job = TrainingJob(job_id=new_id("job-"), status="pending", requested_at=isoformat_utc(utc_now()), mode=mode)
+        if mode == "continuous" and running is not None and running.mode == "continuous" and \
+                running.retrain_requested_at and running.retrain_requested_at != running.retrain_handled_at:
+            # The trainer before ended (a kill, a deploy) with a {"mode": "full"} request unanswered: this one
+            # answers it.
+            job.retrain_requested_at = running.retrain_requested_at
         try:
             self._state.acquire_lease(job.job_id, LAUNCH_LEASE_S)
         except LeaseHeld as held:

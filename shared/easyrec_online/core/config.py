@@ -296,8 +296,22 @@ class Settings:
         "How often the continuous trainer looks for newly stored actions.")
     auto_retrain_auc_threshold: float = setting(
         "AUTO_RETRAIN_AUC_THRESHOLD", 0.55,
-        "An automatic update becomes a full retrain (new lineage) when the current version's AUC on the fresh "
-        "actions' holdout is below this.")
+        "Drift: a full retraining (new lineage) starts when the current version's AUC on fresh actions (the "
+        "holdouts it had not trained when it scored them; the continuous trainer's last 1,000 such rows) is below "
+        "this.")
+    lineage_growth_factor: float = setting(
+        "LINEAGE_GROWTH_FACTOR", 4.0,
+        "The continuous trainer starts a new lineage (a full retraining, judged by the gate like any version) "
+        "when the current lineage has trained on this many times the actions it began with ... (0: never for "
+        "growth; new fields that would become features, drift and {\"mode\": \"full\"} still start one).",
+        parse=_non_negative)
+    lineage_growth_min_actions: int = setting(
+        "LINEAGE_GROWTH_MIN_ACTIONS", 200,
+        "... and on at least this many more: a lineage born on 3 actions is not retrained at 12.")
+    retrain_every_h: float = setting(
+        "RETRAIN_EVERY_H", 0.0,
+        "Also start a new lineage when the current one began this many hours ago (0: no schedule).",
+        parse=_non_negative)
     promotion_auc_tolerance: float = setting(
         "PROMOTION_AUC_TOLERANCE", 0.02,
         "A new version becomes current unless its holdout AUC is worse than the current version's on the same "

@@ -40,15 +40,17 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from easyrec_online.artifacts.blend import ServedBlend
 from easyrec_online.artifacts.catalog import Catalog
+from easyrec_online.artifacts.features.encode import Profiles
 from easyrec_online.artifacts.features.spec import spec_of
 from easyrec_online.core.config import Settings
-from easyrec_online.ingest.actions import StoredAction, isoformat_utc, parse_timestamp, utc_now
+from easyrec_online.ingest.actions import StoredAction, id_key, isoformat_utc, parse_timestamp, utc_now
 from easyrec_online.ingest.store import ActionStore, CachingActionStore
 from easyrec_online.modeling.evaluation import promotion_decision, score_examples
+from easyrec_online.modeling.growth import FreshAuc, RetrainingState, fields_a_retraining_would_add, retraining_reason
 from easyrec_online.modeling.job import (
     TrainingFailed,
     blend_defaults,
@@ -73,6 +75,9 @@ logger = logging.getLogger(__name__)
 
 REJECTED_BACKOFF_MAX_S = 60.0
 RETIRE_EVERY_S = 60.0  # old versions expire at most this often (publish.retire_old_versions)
+# How often, at most, the trainer asks whether its lineage has outgrown its birth (modeling/growth.py), and
+# only when it has trained something since: the question reads every stored action and their profiles.
+RETRAIN_CHECK_EVERY_S = 20.0
 
 
 def _retire(settings: Settings, state: StateStore, s3: Any) -> None:
@@ -120,6 +125,7 @@ class _Lineage:
         # The current version's catalog, once an update of this trainer made it (None: read it from S3).
         self.catalog: Optional[Catalog] = None
         self.pipeline_text = pipeline_text
+        self.fresh = FreshAuc()  # its served scores on the holdouts of its updates (modeling/growth.py)
 
     def store_replay(self, s3: Any, bucket: str) -> None:
         """The trainer's replay sample, once it changed, as the lineage's stored one (modeling/replay.py).
@@ -228,7 +234,11 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
 
     t0 = time.monotonic()
     holdout = data.holdout_rows
-    baseline = score_examples(lineage.scorer, holdout, data.spec, data.profiles, ServedBlend.of(current))
+    served_scores: List[float] = []
+    baseline = score_examples(lineage.scorer, holdout, data.spec, data.profiles, ServedBlend.of(current),
+                              scores_out=served_scores)
+    if data.has_holdout:  # rows the lineage has not trained: how it does on fresh actions (drift)
+        lineage.fresh.add([e.label for e in holdout], served_scores)
     replay = min(lineage.trainer.replayable, int(round(settings.incremental_replay * len(data.train_rows))))
     steps, batch_size = incremental_steps(settings, len(data.train_rows) + replay)
     global_step = lineage.trainer.train(data.train_rows, data.profiles, steps, batch_size,
@@ -296,6 +306,63 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     return record
 
 
+def _lineage_root(state: StateStore, version: ModelVersion) -> Optional[ModelVersion]:
+    """The full training that began `version`'s lineage (its lineage is "<model>-<that version>")."""
+    prefix = version.model_name + "-"
+    if version.mode == "full":
+        return version
+    return state.get_version(version.lineage[len(prefix):]) if version.lineage.startswith(prefix) else None
+
+
+def retraining_due(settings: Settings, state: StateStore, store: ActionStore, profile_store: Optional[ProfileSource],
+                   lineage: _Lineage, history: RetrainingState, requested: bool) -> Optional[Dict[str, Any]]:
+    """{"reason", "new_fields"} when the lineage should give way to a new one (modeling/growth.py), else None."""
+    current = lineage.version
+    new_fields: List[str] = []
+    if not requested:
+        actions = [a for key in store.keys() for a in store.read(key)]
+        profiles = Profiles()
+        if profile_store is not None:
+            profiles = Profiles(profile_store.attributes_of("user", {id_key(a.user_id) for a in actions}),
+                                profile_store.attributes_of("item", {id_key(a.item_id) for a in actions}))
+        new_fields = fields_a_retraining_would_add(settings, lineage.spec, actions, profiles)
+    root = _lineage_root(state, current)
+    reason = retraining_reason(
+        settings, requested=requested, trained_actions=current.num_actions,
+        born_with=root.num_actions if root is not None else current.num_actions,
+        born_at=root.created_at if root is not None else None, new_fields=new_fields,
+        fresh_auc=lineage.fresh.auc(), history=history, now=utc_now())
+    return None if reason is None else {"reason": reason, "new_fields": new_fields}
+
+
+def _retrain(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
+             profile_store: Optional[ProfileStore], lineage: _Lineage, due: Dict[str, Any],
+             history: RetrainingState) -> Dict[str, Any]:
+    """A full training (a new lineage) on everything stored, judged by the gate against the current lineage
+    (job.run_training_job); returns what the job's detail keeps of it. Promoted, it becomes current and the
+    trainer follows it: its first update catches up on what arrived during the retraining."""
+    started = utc_now()
+    state.update_job(job_id, detail={
+        "state": "retraining", "reason": due["reason"], "started_at": isoformat_utc(started),
+        "from_version": lineage.version.version, "lineage": lineage.lineage,
+        "stage": "training a new lineage on every stored action ({} steps)".format(settings.train_steps)})
+    logger.info("continuous trainer: retraining (%s) beside lineage %s", due["reason"], lineage.lineage)
+    history.attempted_at_actions, history.attempted_at = lineage.version.num_actions, started
+    history.tried_fields.update(due["new_fields"])
+    lineage.fresh.reset()
+    record = run_training_job(settings, state, store, s3, sqs, job_id, "full", profile_store, keep_running=True,
+                              retraining=due["reason"])
+    summary: Dict[str, Any] = {"reason": due["reason"], "started_at": isoformat_utc(started),
+                               "finished_at": isoformat_utc(utc_now()), "from_version": lineage.version.version}
+    if record is not None:
+        pointer = state.pointer() or {}
+        summary.update(version=record.version, lineage=record.lineage, gate=record.gate.get("reason"),
+                       outcome="promoted" if pointer.get("version") == record.version else
+                       ("rejected" if record.status != "ready" else "kept"))
+    logger.info("continuous trainer: retraining ended: %s", json.dumps(summary))
+    return summary
+
+
 def run_continuous(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
                    profile_store: Optional[ProfileStore] = None,
                    should_stop: Callable[[], bool] = lambda: False) -> str:
@@ -342,6 +409,9 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
     retired_at = float("-inf")
     replay_stored_at = time.monotonic()
     handled_request: Optional[str] = None
+    growth = RetrainingState()
+    last_retraining: Optional[Dict[str, Any]] = None
+    checked_at, checked_actions = float("-inf"), -1
     try:
         while not should_stop():
             lease.check()
@@ -378,13 +448,29 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
                 lineage = _Lineage(settings, s3, current, tempfile.mkdtemp(prefix="easyrec-warm-"))
                 served = current.version
                 backoff.clear()
-                state.update_job(job_id, detail={"state": "following", "from_version": current.version})
+                state.update_job(job_id, detail=dict({"state": "following", "from_version": current.version},
+                                                     **({"last_retraining": last_retraining} if last_retraining else {})))
                 logger.info("continuous trainer: warm on version %s (lineage %s)", current.version, current.lineage)
             requested = bool(job.update_requested_at and job.update_requested_at != handled_request)
             record = warm_update(settings, state, cached_store, s3, lineage, job_id, update_profiles, backoff,
                                  requested=requested, base=None if pointer.get("pinned") else served)
             if requested and record is not None:
                 handled_request = job.update_requested_at
+            retrain_requested = bool(job.retrain_requested_at and job.retrain_requested_at != job.retrain_handled_at)
+            due = None
+            if retrain_requested:
+                due = retraining_due(settings, state, cached_store, update_profiles, lineage, growth, True)
+            elif (not pointer.get("pinned") and lineage.version.num_actions != checked_actions
+                  and time.monotonic() - checked_at >= RETRAIN_CHECK_EVERY_S):
+                checked_at, checked_actions = time.monotonic(), lineage.version.num_actions
+                due = retraining_due(settings, state, cached_store, update_profiles, lineage, growth, False)
+            if due is not None:
+                last_retraining = _retrain(settings, state, cached_store, s3, sqs, job_id, profile_store, lineage,
+                                           due, growth)
+                state.update_job(job_id, detail={"state": "following", "from_version": lineage.version.version,
+                                                 "last_retraining": last_retraining},
+                                 **({"retrain_handled_at": job.retrain_requested_at} if retrain_requested else {}))
+                continue
             if time.monotonic() - replay_stored_at >= REPLAY_SNAPSHOT_EVERY_S:
                 replay_stored_at = time.monotonic()
                 lineage.store_replay(s3, settings.data_bucket)

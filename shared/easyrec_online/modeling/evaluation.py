@@ -240,7 +240,8 @@ def _live_columns_of(examples: Sequence[Example]) -> Dict[str, List[float]]:
 
 def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
                    served: ServedBlend = ServedBlend(), fit_up_to: float = 0.0,
-                   ranking: Optional[Tuple[Catalog, Context]] = None, fit: bool = False) -> Dict[str, float]:
+                   ranking: Optional[Tuple[Catalog, Context]] = None, fit: bool = False,
+                   scores_out: Optional[List[float]] = None) -> Dict[str, float]:
     """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec, its scores as
     serving computes them (artifacts/blend.served_scores): the model's logits calibrated, blended with
     the examples' live terms, the blend calibrated. `served`: the version's calibrations and weights.
@@ -248,7 +249,7 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
     when the holdout can tell (else `served.cf`): in full ranking with `ranking` (the version's catalog
     and serving context), else on the holdout's per-user pairs. metrics: auc (when both classes),
     logloss, ece, base_logloss (the constant predictor's), and what was used: cf_blend, calibration_a /
-    _b, final_calibration_a / _b."""
+    _b, final_calibration_a / _b. `scores_out`: extended with each example's served score."""
     import numpy as np
 
     from easyrec_online.artifacts.scorer import auc_and_logloss, sigmoid
@@ -277,6 +278,8 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
                                                          new_user=0.0))
     final = fit_calibration(labels, blended) if fitting else served.final
     probs = [float(p) for p in sigmoid(final[0] * blended + final[1])]
+    if scores_out is not None:  # the served score of each example, for who judges them later (drift)
+        scores_out.extend(probs)
     metrics = auc_and_logloss(labels, probs)
     metrics["ece"] = expected_calibration_error(labels, probs)
     base = base_rate_logloss(labels)

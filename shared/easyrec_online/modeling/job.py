@@ -45,7 +45,13 @@ from easyrec_online.artifacts.features.spec import FeatureSpec, spec_of
 from easyrec_online.core.config import Settings
 from easyrec_online.ingest.actions import StoredAction, id_key, isoformat_utc, parse_timestamp, utc_now
 from easyrec_online.ingest.store import ActionStore, dedupe_actions
-from easyrec_online.modeling.evaluation import CF_BLEND_PRIOR, CF_NEG_BLEND_PRIOR, evaluate, promotion_decision
+from easyrec_online.modeling.evaluation import (
+    CF_BLEND_PRIOR,
+    CF_NEG_BLEND_PRIOR,
+    degenerate,
+    evaluate,
+    promotion_decision,
+)
 from easyrec_online.modeling.lease import LeaseLost, TrainerLease
 from easyrec_online.modeling.pipeline import MODELS_WITH_HISTORY, build_pipeline_config
 from easyrec_online.modeling.publish import fail_job, incremental_steps, publish, retire_old_versions, version_record
@@ -377,14 +383,38 @@ def serving_defaults_of(settings: Settings, plan: TrainingPlan, data: TrainingDa
     return defaults
 
 
+def fitted_blend(settings: Settings, metrics: Dict[str, float]) -> ServedBlend:
+    """How a candidate will be served, from what its holdout evaluation fitted (blend_defaults)."""
+    return ServedBlend(calibration=(metrics.get("calibration_a", 1.0), metrics.get("calibration_b", 0.0)),
+                       cf=metrics.get("cf_blend", 0.0), self_weight=settings.self_blend,
+                       final=(metrics.get("final_calibration_a", 1.0), metrics.get("final_calibration_b", 0.0)),
+                       cf_neg=metrics.get("cf_neg_blend", 0.0))
+
+
+# A new lineage is judged against the current one on the holdout rows the current lineage never trained,
+# when there are this many with both labels; else on its whole holdout (the gate says which).
+FRESH_JUDGEMENT_MIN_ROWS = 30
+
+
+def rows_the_lineage_never_trained(data: TrainingData, manifest: Dict[str, Any]) -> List[Example]:
+    """A full run's holdout rows whose actions the current lineage (`manifest`) has not trained: in
+    objects it never read, or held out by its last version and not trained since."""
+    trained_keys = set(manifest.get("keys", []))
+    pending = {eid for ids in manifest.get("held_out", {}).values() for eid in ids}
+    fresh = {eid for key, ids in data.held_out_next.items() for eid in ids if key not in trained_keys or eid in pending}
+    return [e for e in data.holdout_rows if e.event_id in fresh]
+
+
 def run_training_job(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
                      requested_mode: str = "auto",
-                     profile_store: Optional[ProfileStore] = None, keep_running: bool = False) -> Optional[ModelVersion]:
+                     profile_store: Optional[ProfileStore] = None, keep_running: bool = False,
+                     retraining: Optional[str] = None) -> Optional[ModelVersion]:
     """Returns the new version (promoted, kept or rejected), or None when there was nothing new to train.
 
-    `keep_running`: the job goes on after this training (the continuous trainer's first version), so
-    its record stays "running" instead of passing through "succeeded" while the trainer carries on;
-    the caller holds the trainer lease and records failures."""
+    `keep_running`: the job goes on after this training (the continuous trainer's first version, or a
+    retraining it started), so its record stays "running" instead of passing through "succeeded" while
+    the trainer carries on; the caller holds the trainer lease and records failures. `retraining`: why
+    the continuous trainer started this full training (modeling/growth.py), recorded in the gate."""
     started = time.monotonic()
     timings: Dict[str, float] = {}
     if not keep_running:
@@ -473,10 +503,33 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             assert current is not None
             baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles,
                                 ServedBlend.of(current))
-        gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance,
+        judged, judged_baseline, judged_on = metrics, baseline, None
+        if plan.mode == "full" and current_dir and manifest is not None and data.has_holdout:
+            # The current lineage trained most of this holdout: compared on it, the new lineage would
+            # face a model that has seen the answers. Judge both on the rows it never trained.
+            assert current is not None
+            fresh_rows = rows_the_lineage_never_trained(data, manifest)
+            positives = sum(1 for e in fresh_rows if e.label)
+            if len(fresh_rows) >= FRESH_JUDGEMENT_MIN_ROWS and 0 < positives < len(fresh_rows):
+                judged = evaluate(export_dir, fresh_rows, data.spec, data.profiles, fitted_blend(settings, metrics))
+                judged_baseline = evaluate(current_dir, fresh_rows, spec_of(current), data.profiles,
+                                           ServedBlend.of(current))
+                judged_on = "{} holdout rows the current lineage never trained".format(len(fresh_rows))
+            else:
+                judged_on = "the whole holdout ({} rows, {} of them never trained by the current lineage)".format(
+                    len(data.holdout_rows), len(fresh_rows))
+        gate = promotion_decision(judged, judged_baseline, settings.promotion_auc_tolerance,
                                   current.version if current else None)
+        if judged is not metrics:
+            floor = degenerate(metrics)  # the floors hold on the whole holdout too
+            if floor is not None and gate.get("promote"):
+                gate.update(promote=False, reason=floor, floor=True)
+        if judged_on:
+            gate["judged_on"] = judged_on
         if drift:
             gate["retrain"] = drift
+        if retraining:
+            gate["retrain"] = {"reason": retraining}
         timings["evaluate_s"] = round(time.monotonic() - t0, 3)
 
         t0 = time.monotonic()

@@ -187,6 +187,10 @@ class TrainingJob:
     detail: Dict[str, Any] = field(default_factory=dict)
     heartbeat_at: Optional[str] = None
     update_requested_at: Optional[str] = None  # POST /online/training/start while a continuous trainer runs
+    # POST /online/training/start {"mode": "full"} while a continuous trainer runs: it starts a new lineage,
+    # and records the request it answered (a trainer killed mid-retraining answers it again).
+    retrain_requested_at: Optional[str] = None
+    retrain_handled_at: Optional[str] = None
 
     @property
     def active(self) -> bool:

@@ -146,6 +146,14 @@ def test_start_while_a_continuous_trainer_runs_asks_it_for_an_update_now():
     answer = training.start()
     assert answer["status"] == "started" and answer["job"]["job_id"] == job_id and answer["job"]["update_requested_at"]
     assert len(launcher.launched) == 1
+    # {"mode": "full"} is honoured, never turned into an update: the trainer starts a new lineage.
+    full = training.start("full")
+    assert full["job"]["job_id"] == job_id and full["job"]["retrain_requested_at"] and "full retraining" in full["detail"]
+    assert len(launcher.launched) == 1
+    # The trainer dies before answering it: the next continuous trainer inherits the request.
+    state.update_job(job_id, status="failed")
+    following = training.start("continuous")["job"]
+    assert following["job_id"] != job_id and following["retrain_requested_at"] == full["job"]["retrain_requested_at"]
     with pytest.raises(ApiError) as caught:
         training.start("continuous")
     assert caught.value.status == 409
