@@ -1,6 +1,6 @@
 """Learning quality on real data: MovieLens-100k split by time, replayed through the service.
 
-  .venv/bin/python -m bench.quality [--models deepfm] [--steps 1000] [--rankings 400] [--per-day 10]
+  .venv/bin/python -m bench.quality [--models deepfm] [--steps 1000] [--rankings 500] [--per-day 10]
 
 Per model, one fresh local service (python -m infra.local_runner, the service's defaults except
 where said below):
@@ -395,7 +395,7 @@ def main():
     # NDCG ratio's interval spanned 0.3-5x, its figure +10 % to +59 % between runs); 400 hold about 108
     # (interval 1.02-5.28x in one run) for a replay 80 s longer (301 s against 221 s on 2 cores), and
     # the whole `python -m bench` stays within 25 minutes. The sample sizes are printed with the tables.
-    parser.add_argument("--rankings", type=int, default=400, help="streaming variant: liked ratings ranked")
+    parser.add_argument("--rankings", type=int, default=500, help="streaming variant: liked ratings ranked")
     parser.add_argument("--per-day", type=int, default=10, help="day-level variant: liked ratings ranked a day")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="service setting")
     parser.add_argument("--out", default="quality", help="results file name under bench/results/")

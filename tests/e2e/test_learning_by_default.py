@@ -162,6 +162,73 @@ def test_mode_full_is_a_retraining_that_survives_a_kill_9_and_is_answered_once(d
     assert status["job"]["detail"]["last_retraining"]["version"] == requested[0], status["job"]
 
 
+def _top(service, user, candidates, k=2):
+    body = requests.post(service.url + "/recommend", json={"user_id": user, "candidate_items": candidates, "top_k": k},
+                         timeout=10).json()
+    return [r["item_id"] for r in body["recommendations"]], [r["score"] for r in body["recommendations"]]
+
+
+def _model_version(service, user, candidates):
+    return requests.post(service.url + "/recommend", json={"user_id": user, "candidate_items": candidates, "top_k": 1},
+                         timeout=10).json()["model_version"]
+
+
+def _learnt_since(service, version):
+    """A current version other than `version`, once every stored action is trained (or held out)."""
+    def learnt():
+        info = _info(service)
+        current = (info["current"] or {}).get("version")
+        return current if current != version and info["online"]["untrained_actions"] == 0 else None
+
+    return wait_for(learnt, 180, "an update after version {}".format(version))
+
+
+def test_a_reversal_of_taste_is_followed_at_once_and_still_after_the_next_update(default):
+    """Users who bought X and bounced off Y turn round: within seconds their top-2 of the same listed items
+    is Y, through the live features, and the next weight update does not undo it. No ranking is decided
+    by ties at 1.0."""
+    users = ["reverser-{}".format(n) for n in range(4)]
+    x, y = ["x-1", "x-2"], ["y-1", "y-2"]
+    candidates = x + y
+
+    def phase(liked, disliked, times, tag):
+        samples = [{"user_id": user, "item_id": item, "label": label,
+                    "action_type": "purchase" if label else "view",
+                    "parameters": {} if label else {"bounced": True}}
+                   for user in users for _ in range(times) for item, label in
+                   [(i, 1) for i in liked] + [(i, 0) for i in disliked]]
+        for n, sample in enumerate(samples):
+            sample["event_id"] = "{}-{}".format(tag, n)
+        answer = requests.post(default.url + "/online/data/add", json={"samples": samples}, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+    before = _info(default)["current"]["version"]
+    phase(x, y, 2, "taste-x")
+    learnt = _learnt_since(default, before)
+    assert all(set(_top(default, user, candidates)[0]) == set(x) for user in users)
+    phase(y, x, 3, "taste-y")
+
+    def followed():
+        tops = [_top(default, user, candidates)[0] for user in users]
+        return tops if sum(set(top) == set(y) for top in tops) >= 3 else None
+
+    wait_for(followed, 30, "three of the four users' top-2 to be Y")
+
+    def next_update():  # promoted or refused: either way it must not undo the reversal
+        info = _info(default)
+        newer = [v for v in info["versions"] if v["created_at"] > learnt_at and v["mode"] == "incremental"]
+        current = info["current"]["version"]
+        return current if newer and info["online"]["untrained_actions"] == 0 else None
+
+    learnt_at = [v for v in _info(default)["versions"] if v["version"] == learnt][0]["created_at"]
+    current = wait_for(next_update, 180, "the update after the reversal")
+    wait_for(lambda: _model_version(default, users[0], candidates) == current, 60, "serving the current version")
+    tops = [_top(default, user, candidates, k=4) for user in users]
+    assert sum(set(items[:2]) == set(y) for items, _ in tops) >= 3, tops
+    for items, scores in tops:
+        assert max(scores) < 0.9999 and len(set(scores)) == len(scores), (items, scores)
+
+
 def test_sigterm_interrupts_the_trainer_and_it_resumes_at_once(default):
     job = _running_trainer(default)
     restarts = _status(default)["restart_policy"]["restarts"]

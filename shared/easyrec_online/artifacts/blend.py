@@ -149,6 +149,13 @@ def live_offset(live: Mapping[str, Sequence[float]], spec: object, cf_weight: fl
 # Where a live term applies, the model's calibrated logit is clipped to +-LOGIT_CLIP first (the
 # probability's _EPSILON): a model all but certain must not outvote what the user just did.
 LOGIT_CLIP = 16.118
+# Where the user has acted on this very item lately (the self term), the model's calibrated logit counts
+# at most +-SELF_PRIOR_BAND: their own newest actions on it are the strongest evidence there is, so about
+# two net recent actions outweigh whatever the model learnt of the pair. A model that had learnt a group's
+# first taste from a handful of rows answered logits of +-13 for those very pairs, and after the users
+# turned round (3 purchases of what they had bounced off, 3 bounces off what they had bought) their
+# rankings stayed as they were, before and after the next update.
+SELF_PRIOR_BAND = 1.0
 
 
 def blended_logits(model_logits: Any, live: Optional[Mapping[str, Sequence[float]]], spec: object,
@@ -161,7 +168,10 @@ def blended_logits(model_logits: Any, live: Optional[Mapping[str, Sequence[float
     if live is None:
         return z
     offset = live_offset(live, spec, served.cf, served.self_weight, served.new_user, served.cf_neg)
-    return np.where(offset != 0.0, np.clip(z, -LOGIT_CLIP, LOGIT_CLIP) + offset, z)
+    band = np.full(len(z), LOGIT_CLIP)
+    if served.self_weight and "self" in live:
+        band = np.where(np.asarray(live["self"], dtype=np.float64) != 0.0, SELF_PRIOR_BAND, band)
+    return np.where(offset != 0.0, np.clip(z, -band, band) + offset, z)
 
 
 def served_scores(model_logits: Any, live: Optional[Mapping[str, Sequence[float]]], spec: object,
@@ -222,6 +232,26 @@ def fit_calibration(labels: Sequence[float], logits: Sequence[float], offset: Op
         if moved < 1e-9:
             break
     return float(a), float(b)
+
+
+# A new lineage with no holdout (a first training on a handful of actions) has no rows it has not learnt
+# to fit a calibration on. Its logits are scaled to this standard deviation over its training rows
+# (never up) and centred on their base rate instead: such a model has earned no more confidence than a
+# couple of the user's own actions (the self term: +-1 each) can outweigh.
+UNFITTED_LOGIT_STD = 1.0
+
+
+def unfitted_calibration(labels: Sequence[float], logits: Sequence[float]) -> Tuple[float, float]:
+    """(a, b) of a model judged on nothing it has not learnt: a temperature, not a fit."""
+    import numpy as np
+
+    z = np.asarray(logits, dtype=np.float64)
+    if not len(z):
+        return 1.0, 0.0
+    spread = float(z.std())
+    a = min(1.0, UNFITTED_LOGIT_STD / spread) if spread > 0 else 1.0
+    rate = (sum(1.0 for y in labels if y >= 0.5) + 1.0) / (len(z) + 2.0)
+    return a, float(np.log(rate / (1.0 - rate)) - a * z.mean())
 
 
 def calibration_text(calibration: Tuple[float, float]) -> str:

@@ -49,7 +49,7 @@ from easyrec_online.artifacts.features.spec import spec_of
 from easyrec_online.core.config import Settings
 from easyrec_online.ingest.actions import StoredAction, id_key, isoformat_utc, parse_timestamp, utc_now
 from easyrec_online.ingest.store import ActionStore, CachingActionStore
-from easyrec_online.modeling.evaluation import promotion_decision, score_examples
+from easyrec_online.modeling.evaluation import promotion_decision, score_examples, split_for_fitting
 from easyrec_online.modeling.growth import FreshAuc, RetrainingState, fields_a_retraining_would_add, retraining_reason
 from easyrec_online.modeling.job import (
     TrainingFailed,
@@ -233,7 +233,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     timings["load_actions_s"] = round(time.monotonic() - started, 3)
 
     t0 = time.monotonic()
-    holdout = data.holdout_rows
+    fit_rows, holdout = split_for_fitting(data.holdout_rows)  # the candidate's fit apart from what is judged
     served_scores: List[float] = []
     baseline = score_examples(lineage.scorer, holdout, data.spec, data.profiles, ServedBlend.of(current),
                               scores_out=served_scores)
@@ -252,7 +252,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     # mode, as served), restored in place of the current weights until the gate has spoken.
     lineage.scorer.load_variables(checkpoint)
     metrics = score_examples(lineage.scorer, holdout, data.spec, data.profiles, candidate_blend(settings, current),
-                             settings.cf_blend_max, fit=True)
+                             settings.cf_blend_max, fit=True, fit_on=fit_rows, honest=data.has_holdout)
     gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance, current.version)
     gate["trigger"] = trigger
     timings["evaluate_s"] = round(time.monotonic() - t0, 3)

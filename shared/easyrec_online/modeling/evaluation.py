@@ -15,6 +15,7 @@ from easyrec_online.artifacts.blend import (
     fit_calibration,
     live_scale,
     new_user_popularity,
+    unfitted_calibration,
 )
 from easyrec_online.artifacts.catalog import Catalog
 from easyrec_online.artifacts.features.encode import Context, Example, Profiles, columns_for_pairs, encode
@@ -238,10 +239,36 @@ def _live_columns_of(examples: Sequence[Example]) -> Dict[str, List[float]]:
     return {key: [float((e.live or {}).get(key, 0.0)) for e in examples] for key in keys}
 
 
+# A candidate's calibrations and blend weights are fitted on one half of its holdout's users, and the gate
+# judges it (and the current version) on the other half, so that nothing it is judged on chose its weights;
+# from FIT_SPLIT_MIN_ROWS holdout rows on. A smaller holdout is fitted and judged whole: halves of a few
+# dozen rows would fit noise and judge on less.
+FIT_SPLIT_MIN_ROWS = 200
+
+
+def split_for_fitting(examples: Sequence[Example]) -> Tuple[List[Example], List[Example]]:
+    """(rows to fit on, rows to judge on): by a stable hash of the user id; ([], all) when the holdout is too
+    small or a half would lack a label."""
+    import hashlib
+
+    every = list(examples)
+    if len(every) < FIT_SPLIT_MIN_ROWS:
+        return [], every
+    halves: Tuple[List[Example], List[Example]] = ([], [])
+    for e in every:
+        halves[int(hashlib.sha1(id_key(e.user_id).encode()).hexdigest()[:8], 16) % 2].append(e)
+    for half in halves:
+        labels = {1 if e.label >= 0.5 else 0 for e in half}
+        if labels != {0, 1}:
+            return [], every
+    return halves[0], halves[1]
+
+
 def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
                    served: ServedBlend = ServedBlend(), fit_up_to: float = 0.0,
                    ranking: Optional[Tuple[Catalog, Context]] = None, fit: bool = False,
-                   scores_out: Optional[List[float]] = None) -> Dict[str, float]:
+                   scores_out: Optional[List[float]] = None,
+                   fit_on: Optional[Sequence[Example]] = None, honest: bool = True) -> Dict[str, float]:
     """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec, its scores as
     serving computes them (artifacts/blend.served_scores): the model's logits calibrated, blended with
     the examples' live terms, the blend calibrated. `served`: the version's calibrations and weights.
@@ -249,21 +276,38 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
     when the holdout can tell (else `served.cf`): in full ranking with `ranking` (the version's catalog
     and serving context), else on the holdout's per-user pairs. metrics: auc (when both classes),
     logloss, ece, base_logloss (the constant predictor's), and what was used: cf_blend, calibration_a /
-    _b, final_calibration_a / _b. `scores_out`: extended with each example's served score."""
+    _b, final_calibration_a / _b. `scores_out`: extended with each example's served score. `fit_on` (with
+    `fit`): the calibrations and weights are fitted on these rows, and the metrics are of `examples`
+    (split_for_fitting). `honest=False`: the examples are the candidate's own training rows (a run too small
+    to hold any out), which it has learnt: nothing is fitted on them. Platt scaling fitted there amplified
+    the model's confidence (a = 1.9: scores of 1.0 and 0.0 for whole categories, which no action of the
+    user could move). The candidate keeps `served`'s calibrations and weights (its parent's), and a new
+    lineage gets a temperature (artifacts/blend.unfitted_calibration)."""
     import numpy as np
 
     from easyrec_online.artifacts.scorer import auc_and_logloss, sigmoid
 
+    if fit and fit_on:
+        fitted = score_examples(scorer, fit_on, spec, profiles, served, fit_up_to, ranking, fit=True)
+        chosen = replace(served, calibration=(fitted["calibration_a"], fitted["calibration_b"]), cf=fitted["cf_blend"],
+                         cf_neg=fitted["cf_neg_blend"],
+                         final=(fitted["final_calibration_a"], fitted["final_calibration_b"]))
+        metrics = score_examples(scorer, examples, spec, profiles, chosen, scores_out=scores_out)
+        metrics["num_fit_rows"] = len(fit_on)
+        return metrics
+
     rows = [encode(e, spec, profiles) for e in examples]
     labels = [e.label for e in examples]
     logits = np.asarray(scorer.logits({n: [r[n] for r in rows] for n in spec.names}) if rows else [], dtype=np.float64)
-    fitting = fit and len(rows) > 0
+    fitting = fit and len(rows) > 0 and honest
+    if fit and not honest and len(rows) and served.calibration == (1.0, 0.0) and served.final == (1.0, 0.0):
+        served = replace(served, calibration=unfitted_calibration(labels, logits))  # a new lineage's first
     calibration = fit_calibration(labels, logits) if fitting else served.calibration
     probs = [float(p) for p in sigmoid(calibration[0] * logits + calibration[1])]
     scale = cf_scale(spec)
     live = _live_columns_of(examples) if scale is not None else None
     weight, neg_weight = (served.cf, served.cf_neg) if live is not None else (0.0, 0.0)
-    if live is not None and fit and fit_up_to > 0:
+    if live is not None and fitting and fit_up_to > 0:
         pair = None
         if ranking is not None:
             pair = fit_cf_blend_in_ranking(scorer, examples, probs, live["cf_pos"], spec, profiles, ranking[0],
@@ -285,6 +329,8 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
     base = base_rate_logloss(labels)
     if base is not None:
         metrics["base_logloss"] = base
+    if fit and not honest:
+        metrics["in_sample"] = 1.0  # judged on rows it trained on: the floors cannot tell (degenerate)
     metrics.update(cf_blend=weight, cf_neg_blend=neg_weight, calibration_a=calibration[0], calibration_b=calibration[1],
                    final_calibration_a=final[0], final_calibration_b=final[1])
     return metrics
@@ -292,18 +338,20 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
 
 def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, profiles: Profiles,
              served: ServedBlend = ServedBlend(), fit_up_to: float = 0.0,
-             serving: Optional[Tuple[Catalog, Context]] = None, fit: bool = False) -> Dict[str, float]:
+             serving: Optional[Tuple[Catalog, Context]] = None, fit: bool = False,
+             fit_on: Optional[Sequence[Example]] = None, honest: bool = True) -> Dict[str, float]:
     """Holdout metrics of a SavedModel on disk (score_examples). With `serving` (the version's catalog
     and serving context) and `fit`, the CF weight is fitted in full ranking (fit_cf_blend_in_ranking)
     and metrics[NEW_USER_POPULARITY_KEY] is the fitted new-user popularity weight, when the holdout can
-    tell."""
+    tell. `fit_on`: the rows fitted on, apart from those judged (split_for_fitting)."""
     from easyrec_online.artifacts.scorer import SavedModelScorer
 
     scorer = SavedModelScorer(export_dir)
     try:
-        metrics = score_examples(scorer, examples, spec, profiles, served, fit_up_to, serving, fit)
-        if serving is not None and fit:
-            fitted = fit_new_user_popularity(scorer, examples, spec, profiles, serving[0], serving[1],
+        metrics = score_examples(scorer, examples, spec, profiles, served, fit_up_to, serving, fit, fit_on=fit_on,
+                                 honest=honest)
+        if serving is not None and fit and honest:
+            fitted = fit_new_user_popularity(scorer, fit_on or examples, spec, profiles, serving[0], serving[1],
                                              (metrics["calibration_a"], metrics["calibration_b"]))
             if fitted is not None:
                 metrics[NEW_USER_POPULARITY_KEY] = fitted
@@ -333,7 +381,10 @@ def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
 
 
 def degenerate(metrics: Dict[str, float]) -> Optional[str]:
-    """Why the holdout says these scores are degenerate, or None."""
+    """Why the holdout says these scores are degenerate, or None (metrics of a candidate's own training
+    rows, a run too small to hold any out, say nothing either way)."""
+    if metrics.get("in_sample"):
+        return None
     rows = int(metrics.get("num_eval_rows", 0))
     positives = int(metrics.get("num_positive", 0))
     auc = metrics.get("auc")

@@ -51,6 +51,7 @@ from easyrec_online.modeling.evaluation import (
     degenerate,
     evaluate,
     promotion_decision,
+    split_for_fitting,
 )
 from easyrec_online.modeling.lease import LeaseLost, TrainerLease
 from easyrec_online.modeling.pipeline import MODELS_WITH_HISTORY, build_pipeline_config
@@ -396,13 +397,14 @@ def fitted_blend(settings: Settings, metrics: Dict[str, float]) -> ServedBlend:
 FRESH_JUDGEMENT_MIN_ROWS = 30
 
 
-def rows_the_lineage_never_trained(data: TrainingData, manifest: Dict[str, Any]) -> List[Example]:
-    """A full run's holdout rows whose actions the current lineage (`manifest`) has not trained: in
-    objects it never read, or held out by its last version and not trained since."""
+def rows_the_lineage_never_trained(data: TrainingData, manifest: Dict[str, Any],
+                                   rows: Optional[Sequence[Example]] = None) -> List[Example]:
+    """A full run's holdout rows (of `rows`, default all) whose actions the current lineage (`manifest`)
+    has not trained: in objects it never read, or held out by its last version and not trained since."""
     trained_keys = set(manifest.get("keys", []))
     pending = {eid for ids in manifest.get("held_out", {}).values() for eid in ids}
     fresh = {eid for key, ids in data.held_out_next.items() for eid in ids if key not in trained_keys or eid in pending}
-    return [e for e in data.holdout_rows if e.event_id in fresh]
+    return [e for e in (data.holdout_rows if rows is None else rows) if e.event_id in fresh]
 
 
 def run_training_job(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
@@ -497,18 +499,18 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
         serving = ((new_catalog, Context(serving_action_type(data.train_actions),
                                          dt.datetime.fromtimestamp(new_catalog.newest, dt.timezone.utc)))
                    if plan.mode == "full" and data.spec.uses("live") else None)
-        metrics = evaluate(export_dir, data.holdout_rows, data.spec, data.profiles,
-                           candidate_blend(settings, plan.parent), settings.cf_blend_max, serving, fit=True)
-        if baseline is None and current_dir:
+        fit_rows, judged_rows = split_for_fitting(data.holdout_rows)
+        metrics = evaluate(export_dir, judged_rows, data.spec, data.profiles, candidate_blend(settings, plan.parent),
+                           settings.cf_blend_max, serving, fit=True, fit_on=fit_rows, honest=data.has_holdout)
+        if (baseline is None or fit_rows) and current_dir:
             assert current is not None
-            baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles,
-                                ServedBlend.of(current))
+            baseline = evaluate(current_dir, judged_rows, spec_of(current), data.profiles, ServedBlend.of(current))
         judged, judged_baseline, judged_on = metrics, baseline, None
         if plan.mode == "full" and current_dir and manifest is not None and data.has_holdout:
             # The current lineage trained most of this holdout: compared on it, the new lineage would
             # face a model that has seen the answers. Judge both on the rows it never trained.
             assert current is not None
-            fresh_rows = rows_the_lineage_never_trained(data, manifest)
+            fresh_rows = rows_the_lineage_never_trained(data, manifest, judged_rows)
             positives = sum(1 for e in fresh_rows if e.label)
             if len(fresh_rows) >= FRESH_JUDGEMENT_MIN_ROWS and 0 < positives < len(fresh_rows):
                 judged = evaluate(export_dir, fresh_rows, data.spec, data.profiles, fitted_blend(settings, metrics))
@@ -516,8 +518,8 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
                                            ServedBlend.of(current))
                 judged_on = "{} holdout rows the current lineage never trained".format(len(fresh_rows))
             else:
-                judged_on = "the whole holdout ({} rows, {} of them never trained by the current lineage)".format(
-                    len(data.holdout_rows), len(fresh_rows))
+                judged_on = "the judged holdout ({} rows, {} of them never trained by the current lineage)".format(
+                    len(judged_rows), len(fresh_rows))
         gate = promotion_decision(judged, judged_baseline, settings.promotion_auc_tolerance,
                                   current.version if current else None)
         if judged is not metrics:

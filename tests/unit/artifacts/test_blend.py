@@ -99,3 +99,17 @@ def test_items_like_what_the_user_did_not_like_lately_go_down():
     assert liked == pytest.approx(1.0 / (1.0 + math.exp(-1.0))) and disliked == pytest.approx(1.0 / (1.0 + math.exp(2.0)))
     assert untouched == 0.5
     assert served_scores([0.0] * 3, live, spec, ServedBlend(cf=1.0))[1] == 0.5  # weight 0: no cf_neg term
+
+
+def test_a_users_own_newest_actions_on_an_item_outweigh_what_the_model_learnt_of_the_pair():
+    """A confident model (logits of +-13 after a group's first taste) cannot hold an item the user has since
+    turned against: where the self term applies, the model counts at most SELF_PRIOR_BAND."""
+    from easyrec_online.artifacts.blend import SELF_PRIOR_BAND, ServedBlend, served_scores
+
+    spec = FeatureSpec((FeatureDef("l_cf_pos", "raw", "live", "cf_pos", mean=0.1, std=0.5),))
+    # Bought X twice long ago, bounced off it 3 times lately; the other way round for Y.
+    x_self, y_self = -(1.0 + 0.9 + 0.81) + 0.9 ** 4 + 0.9 ** 5, (1.0 + 0.9 + 0.81) - 0.9 ** 4 - 0.9 ** 5
+    live = {"cf_pos": [0.0] * 3, "self": [x_self, y_self, 0.0], "user_actions": [5.0] * 3, "item_pos": [0.0] * 3}
+    x, y, untouched = served_scores([13.0, -13.0, 13.0], live, spec, ServedBlend(self_weight=1.0))
+    assert y > x and untouched > x
+    assert x == pytest.approx(1.0 / (1.0 + math.exp(-(SELF_PRIOR_BAND + x_self))))

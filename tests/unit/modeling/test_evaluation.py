@@ -1,6 +1,8 @@
 """The promotion gate's holdout scores: the CF blend weight fitted on the holdout (modeling/evaluation.py)."""
 import random
 
+import pytest
+
 from easyrec_online.modeling import evaluation
 from easyrec_online.modeling.evaluation import CF_BLEND_FIT_MIN_ROWS, _auc, fit_cf_blend, user_pair_auc
 from tests.unit.fakes import FakeScorer
@@ -197,3 +199,54 @@ def test_a_candidate_is_judged_on_calibrated_scores():
     fitted = score_examples(Saturated(), examples, spec, NO_PROFILES, fit=True)
     assert raw["logloss"] > raw["base_logloss"] and fitted["logloss"] <= fitted["base_logloss"] + 1e-9, (raw, fitted)
     assert fitted["auc"] == raw["auc"] and 0 < fitted["calibration_a"] < 1.0 and fitted["ece"] < raw["ece"]
+
+
+def test_the_calibration_is_fitted_on_one_half_of_the_holdouts_users_and_judged_on_the_other():
+    """Honest evaluation: nothing the gate judges on chose the candidate's calibration or weights."""
+    from easyrec_online.artifacts.features.encode import NO_PROFILES, Context, Example
+    from easyrec_online.artifacts.features.spec import FeatureDef, FeatureSpec
+    from easyrec_online.ingest.actions import parse_timestamp
+    from easyrec_online.modeling.evaluation import FIT_SPLIT_MIN_ROWS, score_examples, split_for_fitting
+
+    class Odd(FakeScorer):
+        def probabilities(self, columns):
+            return [0.9 if int(n) % 2 else 0.3 for n in columns["item_id"]]
+
+    spec = FeatureSpec((FeatureDef("user_id", "id", "base", "user_id"), FeatureDef("item_id", "id", "base", "item_id")))
+    context = Context("like", parse_timestamp("2026-11-20T12:00:00Z"))
+    examples = [Example(n % 40, str(n), context, float(n % 2)) for n in range(FIT_SPLIT_MIN_ROWS)]
+    fit, judged = split_for_fitting(examples)
+    assert fit and judged and not {e.user_id for e in fit} & {e.user_id for e in judged}
+    assert len(fit) + len(judged) == len(examples)
+    assert split_for_fitting(examples[:FIT_SPLIT_MIN_ROWS - 1]) == ([], examples[:FIT_SPLIT_MIN_ROWS - 1])
+    honest = score_examples(Odd(), judged, spec, NO_PROFILES, fit=True, fit_on=fit)
+    on_fit = score_examples(Odd(), fit, spec, NO_PROFILES, fit=True)
+    assert honest["num_eval_rows"] == len(judged) and honest["num_fit_rows"] == len(fit)
+    assert honest["calibration_a"] == on_fit["calibration_a"]  # the fit's, applied to the judged half
+
+
+def test_a_run_too_small_to_hold_out_fits_nothing_on_its_own_training_rows():
+    """Platt scaling on rows the model has learnt amplifies its confidence: a new lineage gets a temperature
+    (its logits' spread brought to UNFITTED_LOGIT_STD), an update keeps its parent's calibration, and the
+    floors say nothing of in-sample metrics."""
+    from easyrec_online.artifacts.blend import UNFITTED_LOGIT_STD, ServedBlend
+    from easyrec_online.artifacts.features.encode import NO_PROFILES, Context, Example
+    from easyrec_online.artifacts.features.spec import FeatureDef, FeatureSpec
+    from easyrec_online.ingest.actions import parse_timestamp
+    from easyrec_online.modeling.evaluation import degenerate, score_examples
+
+    class Sure(FakeScorer):  # right on every training row, and certain
+        def probabilities(self, columns):
+            return [1.0 - 1e-12 if int(n) % 2 else 1e-12 for n in columns["item_id"]]
+
+    spec = FeatureSpec((FeatureDef("user_id", "id", "base", "user_id"), FeatureDef("item_id", "id", "base", "item_id")))
+    context = Context("like", parse_timestamp("2026-11-20T12:00:00Z"))
+    rows = [Example(1, str(n), context, float(n % 2)) for n in range(40)]
+    first = score_examples(Sure(), rows, spec, NO_PROFILES, fit=True, honest=False)
+    assert first["calibration_a"] == pytest.approx(UNFITTED_LOGIT_STD / 27.631, rel=1e-3)  # std of +-27.631
+    assert (first["final_calibration_a"], first["final_calibration_b"]) == (1.0, 0.0) and first["in_sample"]
+    parent = ServedBlend(calibration=(0.3, -0.1), final=(0.8, 0.2))
+    update = score_examples(Sure(), rows, spec, NO_PROFILES, parent, fit=True, honest=False)
+    assert (update["calibration_a"], update["calibration_b"]) == (0.3, -0.1)
+    assert (update["final_calibration_a"], update["final_calibration_b"]) == (0.8, 0.2)
+    assert degenerate(dict(first, auc=0.1, num_positive=20, num_eval_rows=40)) is None
