@@ -44,10 +44,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from easyrec_online.artifacts.blend import ServedBlend
 from easyrec_online.artifacts.catalog import Catalog
-from easyrec_online.artifacts.features.encode import Profiles
 from easyrec_online.artifacts.features.spec import spec_of
 from easyrec_online.core.config import Settings
-from easyrec_online.ingest.actions import StoredAction, id_key, isoformat_utc, parse_timestamp, utc_now
+from easyrec_online.ingest.actions import StoredAction, isoformat_utc, parse_timestamp, utc_now
 from easyrec_online.ingest.store import ActionStore, CachingActionStore
 from easyrec_online.modeling.evaluation import promotion_decision, score_examples, split_for_fitting
 from easyrec_online.modeling.growth import FreshAuc, RetrainingState, fields_a_retraining_would_add, retraining_reason
@@ -57,6 +56,7 @@ from easyrec_online.modeling.job import (
     candidate_blend,
     download_checkpoint,
     latest_checkpoint,
+    load_profiles,
     load_training_data,
     parent_catalog,
     plan_training,
@@ -321,11 +321,7 @@ def retraining_due(settings: Settings, state: StateStore, store: ActionStore, pr
     new_fields: List[str] = []
     if not requested:
         actions = [a for key in store.keys() for a in store.read(key)]
-        profiles = Profiles()
-        if profile_store is not None:
-            profiles = Profiles(profile_store.attributes_of("user", {id_key(a.user_id) for a in actions}),
-                                profile_store.attributes_of("item", {id_key(a.item_id) for a in actions}))
-        new_fields = fields_a_retraining_would_add(settings, lineage.spec, actions, profiles)
+        new_fields = fields_a_retraining_would_add(settings, lineage.spec, actions, load_profiles(profile_store, actions))
     root = _lineage_root(state, current)
     reason = retraining_reason(
         settings, requested=requested, trained_actions=current.num_actions,
@@ -346,7 +342,8 @@ def _retrain(settings: Settings, state: StateStore, store: ActionStore, s3: Any,
         "state": "retraining", "reason": due["reason"], "started_at": isoformat_utc(started),
         "from_version": lineage.version.version, "lineage": lineage.lineage,
         "stage": "training a new lineage on every stored action ({} steps)".format(settings.train_steps)})
-    logger.info("continuous trainer: retraining (%s) beside lineage %s", due["reason"], lineage.lineage)
+    # In this process: the lineage's weight updates wait for it; serving goes on with its live features.
+    logger.info("continuous trainer: retraining (%s); lineage %s serves meanwhile", due["reason"], lineage.lineage)
     history.attempted_at_actions, history.attempted_at = lineage.version.num_actions, started
     history.tried_fields.update(due["new_fields"])
     lineage.fresh.reset()

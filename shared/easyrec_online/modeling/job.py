@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from easyrec_online.artifacts.blend import ServedBlend, calibration_text
 from easyrec_online.artifacts.catalog import Catalog
@@ -245,7 +245,9 @@ class TrainingData:
     profiles: Profiles  # of the users and items in the examples
 
 
-def load_profiles(profile_store: Optional[ProfileSource], examples: Sequence[Example]) -> Profiles:
+def load_profiles(profile_store: Optional[ProfileSource],
+                  examples: Sequence[Union[Example, StoredAction]]) -> Profiles:
+    """The profiles of the users and items of these examples (or actions)."""
     if profile_store is None:
         return Profiles()
     users = profile_store.attributes_of("user", {id_key(e.user_id) for e in examples})
