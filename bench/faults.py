@@ -3,16 +3,18 @@
   .venv/bin/python -m bench.faults [--kills 2] [--settle 20]
 
 One fresh local service (python -m infra.local_runner, default configuration but small trainings).
-A steady mixed load runs throughout: one client posts batches of 20 new actions every 0.2 s (an
-action counts as accepted when its request answered 200; a failed request is retried with the same
-event ids, as a client should), another asks /recommend for random users every 0.1 s. Meanwhile,
+A steady mixed load runs throughout: one client posts batches of 20 new actions every 0.2 s (seeded,
+event ids included; each item is either bought or viewed and left, so updates are judged on a clear
+signal; an action counts as accepted when its request answered 200; a failed request is retried with
+the same event ids, as a client should), another asks /recommend for random users every 0.1 s. Meanwhile,
 in rotation and at random moments, SIGKILL goes to: an API function worker, the ingest consumer's
 worker, the continuous trainer (at a random point of an update, so also mid-upload), the inference
 worker, and the local runner itself (the whole service: moto, gateway, workers; then started again
 on the same state folder), `--kills` times each, `--settle` seconds apart at most.
 A checker reads the registry's current version every 0.5 s and verifies its files are all in S3.
 
-At the end, once the trainer has caught up, it reports:
+At the end, once the trainer has caught up (when the gate refused the last update, a few more actions
+start the next, which trains the refused one's actions too), it reports:
   - accepted actions; stored lines and distinct stored event ids (each accepted action stored once:
     no loss, no duplicate); the trainer's coverage of them (trained, or held out by the latest update
     for its evaluation and trained by the next), each event in the lineage's manifests once;
@@ -31,7 +33,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 
 import boto3
 import requests
@@ -86,6 +87,20 @@ class Load:
         self._users = ["u{}".format(k) for k in range(40)]
         self._items = ["i{}".format(k) for k in range(60)]
 
+    def batch(self, n=20):
+        """`n` new actions, from the seeded generator: event ids too (the holdout is a hash of them). Each
+        item is either bought or only viewed, so that the model has a clear signal and its updates are
+        judged on it, not on noise."""
+        actions = []
+        for _ in range(n):
+            item = self._rng.randrange(len(self._items))
+            liked = item % 3 != 0
+            actions.append({"user_id": self._rng.choice(self._users), "item_id": self._items[item],
+                            "action_type": ("purchase", "like")[item % 2] if liked else "view",
+                            "parameters": {} if liked else {"bounced": True},
+                            "event_id": "{:032x}".format(self._rng.getrandbits(128))})
+        return actions
+
     def _fail(self, what):
         self.failures.append((time.monotonic(), what))
 
@@ -94,9 +109,7 @@ class Load:
         pending = None
         while not self.stop.is_set():
             if pending is None:
-                pending = [{"user_id": self._rng.choice(self._users), "item_id": self._rng.choice(self._items),
-                            "action_type": self._rng.choice(["purchase", "view", "like"]),
-                            "event_id": uuid.uuid4().hex} for _ in range(20)]
+                pending = self.batch()
             try:
                 r = session.post(self.service.url + "/online/data/add", json={"samples": pending}, timeout=15)
                 self.requests += 1
@@ -230,6 +243,11 @@ def run_faults(kills=2, settle_s=20.0, seed=7, state_dir=None, log=print, pace_a
             else:
                 time.sleep(rng.uniform(3.0, settle_s))
             found = processes(service.process.pid, service.cloud_url)
+            if target == "trainer":  # a trainer restarting (after a kill of the runner) is waited for
+                deadline = time.monotonic() + 120
+                while not found["trainer"] and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    found = processes(service.process.pid, service.cloud_url)
             pids = found.get(target) or []
             if target == "runner":
                 service.process.send_signal(signal.SIGKILL)
@@ -256,10 +274,21 @@ def run_faults(kills=2, settle_s=20.0, seed=7, state_dir=None, log=print, pace_a
     try:
         accepted = set(load.accepted)
         started = time.monotonic()
+        nudges, nudged_at = [], float("-inf")  # actions sent to start one more update after a refused one
         while True:
             stored, lines, covered = coverage(service)
             if accepted <= set(covered) or time.monotonic() - started > 240:
                 break
+            online = requests.get(service.url + "/model/info", timeout=10).json().get("online") or {}
+            if (online.get("awaiting_update") == 0 and online.get("state") == "waiting_for_new_actions"
+                    and time.monotonic() - nudged_at > 10):
+                nudged_at = time.monotonic()
+                # The gate refused the last update and nothing newer came: its actions go into the next
+                # update, which newer actions start (what a live stream does by itself).
+                batch = load.batch()
+                r = requests.post(service.url + "/online/data/add", json={"samples": batch}, timeout=15)
+                if r.status_code == 200:
+                    nudges += r.json()["event_ids"]
             time.sleep(2)
         checker.stop.set()
         threads[2].join(10)
@@ -282,6 +311,8 @@ def run_faults(kills=2, settle_s=20.0, seed=7, state_dir=None, log=print, pace_a
             "accepted_actions": len(accepted),
             "stored_event_ids": len(stored), "stored_lines": len(lines),
             "accepted_not_stored": len(accepted - stored), "stored_twice": len(lines) - len(set(lines)),
+            "nudge_actions_after_a_refused_update": len(nudges),
+            "nudge_actions_not_stored": len(set(nudges) - stored),
             "covered_by_current_version": len(accepted & set(covered)),
             "accepted_not_covered": len(accepted - set(covered)),
             "covered_twice": len(covered) - len(set(covered)),

@@ -173,14 +173,24 @@ def _model_version(service, user, candidates):
                          timeout=10).json()["model_version"]
 
 
-def _learnt_since(service, version):
-    """A current version other than `version`, once every stored action is trained (or held out)."""
-    def learnt():
-        info = _info(service)
-        current = (info["current"] or {}).get("version")
-        return current if current != version and info["online"]["untrained_actions"] == 0 else None
+def _stored_actions(service):
+    return requests.get(service.url + "/online/streaming/status", timeout=10).json()["consumer"]["stored_actions"]
 
-    return wait_for(learnt, 180, "an update after version {}".format(version))
+
+def _judged_since(service, version, stored_at_least):
+    """(current version, newest version), once the consumer stored `stored_at_least` actions, an update newer
+    than `version` exists, and every stored action has gone into one (promoted, or refused: then it stays
+    untrained until newer actions come, which is the gate's answer, not a stall)."""
+    def judged():
+        if _stored_actions(service) < stored_at_least:
+            return None
+        info = _info(service)
+        created = {v["version"]: v["created_at"] for v in info["versions"]}
+        newer = [v for v in info["versions"] if v["created_at"] > created.get(version, "")]
+        return newer[0]["version"] if newer and info["online"]["awaiting_update"] == 0 else None
+
+    newest = wait_for(judged, 180, "an update after version {}".format(version))
+    return _info(service)["current"]["version"], newest
 
 
 def test_a_reversal_of_taste_is_followed_at_once_and_still_after_the_next_update(default):
@@ -199,14 +209,15 @@ def test_a_reversal_of_taste_is_followed_at_once_and_still_after_the_next_update
                    [(i, 1) for i in liked] + [(i, 0) for i in disliked]]
         for n, sample in enumerate(samples):
             sample["event_id"] = "{}-{}".format(tag, n)
+        stored = _stored_actions(default)
         answer = requests.post(default.url + "/online/data/add", json={"samples": samples}, timeout=30)
         assert answer.status_code == 200, answer.text
+        return stored + len(samples)
 
     before = _info(default)["current"]["version"]
-    phase(x, y, 2, "taste-x")
-    learnt = _learnt_since(default, before)
+    _, learnt = _judged_since(default, before, phase(x, y, 2, "taste-x"))
     assert all(set(_top(default, user, candidates)[0]) == set(x) for user in users)
-    phase(y, x, 3, "taste-y")
+    reversed_stored = phase(y, x, 3, "taste-y")
 
     def followed():
         tops = [_top(default, user, candidates)[0] for user in users]
@@ -214,14 +225,7 @@ def test_a_reversal_of_taste_is_followed_at_once_and_still_after_the_next_update
 
     wait_for(followed, 30, "three of the four users' top-2 to be Y")
 
-    def next_update():  # promoted or refused: either way it must not undo the reversal
-        info = _info(default)
-        newer = [v for v in info["versions"] if v["created_at"] > learnt_at and v["mode"] == "incremental"]
-        current = info["current"]["version"]
-        return current if newer and info["online"]["untrained_actions"] == 0 else None
-
-    learnt_at = [v for v in _info(default)["versions"] if v["version"] == learnt][0]["created_at"]
-    current = wait_for(next_update, 180, "the update after the reversal")
+    current, _ = _judged_since(default, learnt, reversed_stored)  # the next update: promoted or refused, it must not undo it
     wait_for(lambda: _model_version(default, users[0], candidates) == current, 60, "serving the current version")
     tops = [_top(default, user, candidates, k=4) for user in users]
     assert sum(set(items[:2]) == set(y) for items, _ in tops) >= 3, tops

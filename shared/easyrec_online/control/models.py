@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
@@ -96,11 +96,25 @@ def model_info(state: StateStore) -> Dict[str, Any]:
             "last_trigger": warm[0].gate.get("trigger") if warm else None,
             "trained_actions": current.num_actions if current else 0,
             "untrained_actions": untrained_actions(state),
+            # Of those, the ones no update has taken up yet: a refused update's actions are untrained but
+            # judged, and wait for newer ones to go into the next update with them.
+            "awaiting_update": awaiting_update(state, current, versions),
+            "state": latest_job.detail.get("state"),
             # A new lineage being trained beside the current one (modeling/growth.py), and the last one.
             "retraining": latest_job.detail if latest_job.detail.get("state") == "retraining" else None,
             "last_retraining": latest_job.detail.get("last_retraining"),
         }
     return info
+
+
+def awaiting_update(state: StateStore, current: Optional[ModelVersion], versions: Sequence[ModelVersion]) -> int:
+    """Stored actions that no version of the current lineage since the current one (promoted or refused)
+    has trained on or been judged on."""
+    if current is None:
+        return untrained_actions(state)
+    judged = max([v.num_actions for v in versions if v.lineage == current.lineage and v.created_at >= current.created_at]
+                 + [current.num_actions])
+    return max(0, untrained_actions(state) - (judged - current.num_actions))
 
 
 def list_updates(state: StateStore, limit: int = 20, lineage: Optional[str] = None) -> Dict[str, Any]:

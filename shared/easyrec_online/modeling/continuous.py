@@ -48,7 +48,7 @@ from easyrec_online.artifacts.features.spec import spec_of
 from easyrec_online.core.config import Settings
 from easyrec_online.ingest.actions import StoredAction, isoformat_utc, parse_timestamp, utc_now
 from easyrec_online.ingest.store import ActionStore, CachingActionStore
-from easyrec_online.modeling.evaluation import promotion_decision, score_examples, split_for_fitting
+from easyrec_online.modeling.evaluation import PairedScores, promotion_decision, score_examples, split_for_fitting
 from easyrec_online.modeling.growth import FreshAuc, RetrainingState, fields_a_retraining_would_add, retraining_reason
 from easyrec_online.modeling.job import (
     TrainingFailed,
@@ -251,9 +251,12 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     # The candidate is the serving graph with these weights: the same graph (batch norm in inference
     # mode, as served), restored in place of the current weights until the gate has spoken.
     lineage.scorer.load_variables(checkpoint)
+    candidate_scores: List[float] = []
     metrics = score_examples(lineage.scorer, holdout, data.spec, data.profiles, candidate_blend(settings, current),
-                             settings.cf_blend_max, fit=True, fit_on=fit_rows, honest=data.has_holdout)
-    gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance, current.version)
+                             settings.cf_blend_max, fit=True, fit_on=fit_rows, honest=data.has_holdout,
+                             scores_out=candidate_scores)
+    gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance, current.version,
+                              PairedScores([e.label for e in holdout], candidate_scores, served_scores))
     gate["trigger"] = trigger
     timings["evaluate_s"] = round(time.monotonic() - t0, 3)
 

@@ -48,6 +48,7 @@ from easyrec_online.ingest.store import ActionStore, dedupe_actions
 from easyrec_online.modeling.evaluation import (
     CF_BLEND_PRIOR,
     CF_NEG_BLEND_PRIOR,
+    PairedScores,
     degenerate,
     evaluate,
     promotion_decision,
@@ -449,9 +450,10 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             current_dir = download_saved_model(s3, settings.data_bucket, current, os.path.join(workdir, "current"))
         drift: Dict[str, Any] = {}
         baseline: Optional[Dict[str, float]] = None  # the current version's metrics on data.holdout_rows
+        baseline_scores: List[float] = []  # and its served score of each of those rows
         if plan.mode == "incremental" and requested_mode == "auto" and data.has_holdout and current_dir:
             fresh = baseline = evaluate(current_dir, data.holdout_rows, spec_of(current), data.profiles,
-                                        ServedBlend.of(current))
+                                        ServedBlend.of(current), scores_out=baseline_scores)
             if fresh.get("auc") is not None and fresh["auc"] < settings.auto_retrain_auc_threshold:
                 drift = {"current_auc_on_fresh_actions": fresh["auc"], "threshold": settings.auto_retrain_auc_threshold}
                 logger.warning("job %s: version %s has AUC %.4f on fresh actions (< %s): full retrain", job_id,
@@ -459,7 +461,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
                 plan = plan_training(settings, "full", current, all_keys, manifest, version)
                 catalog = parent_catalog(settings, s3, plan)
                 data = load_training_data(settings, store, plan, profile_store, catalog)
-                baseline = None  # a new holdout
+                baseline, baseline_scores = None, []  # a new holdout
         logger.info("job %s: %s training of lineage %s on %d actions (%d held out)", job_id, plan.mode,
                     plan.lineage, len(data.train_actions), len(data.new_actions) - len(data.train_actions))
         if len(data.new_actions) < max(1, settings.train_min_actions):
@@ -502,12 +504,17 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
                                          dt.datetime.fromtimestamp(new_catalog.newest, dt.timezone.utc)))
                    if plan.mode == "full" and data.spec.uses("live") else None)
         fit_rows, judged_rows = split_for_fitting(data.holdout_rows)
+        candidate_scores: List[float] = []
         metrics = evaluate(export_dir, judged_rows, data.spec, data.profiles, candidate_blend(settings, plan.parent),
-                           settings.cf_blend_max, serving, fit=True, fit_on=fit_rows, honest=data.has_holdout)
+                           settings.cf_blend_max, serving, fit=True, fit_on=fit_rows, honest=data.has_holdout,
+                           scores_out=candidate_scores)
         if (baseline is None or fit_rows) and current_dir:
             assert current is not None
-            baseline = evaluate(current_dir, judged_rows, spec_of(current), data.profiles, ServedBlend.of(current))
+            baseline_scores = []
+            baseline = evaluate(current_dir, judged_rows, spec_of(current), data.profiles, ServedBlend.of(current),
+                                scores_out=baseline_scores)
         judged, judged_baseline, judged_on = metrics, baseline, None
+        paired = PairedScores([e.label for e in judged_rows], candidate_scores, baseline_scores)
         if plan.mode == "full" and current_dir and manifest is not None and data.has_holdout:
             # The current lineage trained most of this holdout: compared on it, the new lineage would
             # face a model that has seen the answers. Judge both on the rows it never trained.
@@ -515,15 +522,17 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             fresh_rows = rows_the_lineage_never_trained(data, manifest, judged_rows)
             positives = sum(1 for e in fresh_rows if e.label)
             if len(fresh_rows) >= FRESH_JUDGEMENT_MIN_ROWS and 0 < positives < len(fresh_rows):
-                judged = evaluate(export_dir, fresh_rows, data.spec, data.profiles, fitted_blend(settings, metrics))
+                paired = PairedScores([e.label for e in fresh_rows], [], [])
+                judged = evaluate(export_dir, fresh_rows, data.spec, data.profiles, fitted_blend(settings, metrics),
+                                  scores_out=paired.candidate)
                 judged_baseline = evaluate(current_dir, fresh_rows, spec_of(current), data.profiles,
-                                           ServedBlend.of(current))
+                                           ServedBlend.of(current), scores_out=paired.baseline)
                 judged_on = "{} holdout rows the current lineage never trained".format(len(fresh_rows))
             else:
                 judged_on = "the judged holdout ({} rows, {} of them never trained by the current lineage)".format(
                     len(judged_rows), len(fresh_rows))
         gate = promotion_decision(judged, judged_baseline, settings.promotion_auc_tolerance,
-                                  current.version if current else None)
+                                  current.version if current else None, paired)
         if judged is not metrics:
             floor = degenerate(metrics)  # the floors hold on the whole holdout too
             if floor is not None and gate.get("promote"):

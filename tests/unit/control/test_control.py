@@ -113,6 +113,12 @@ def test_model_info_shows_the_online_trainer_while_it_runs():
     online = model_info(state)["online"]
     assert online["updates"] == 1 and online["last_update"]["version"] == "v2" and online["last_update_s"] == 1.7
     assert online["last_trigger"] == "immediate: purchase" and online["untrained_actions"] == 10
+    assert online["awaiting_update"] == 10
+    # A refused update judged 8 of them: untrained still, but no longer awaiting an update.
+    state.put_version(ModelVersion("v3", "deepfm-v1", "deepfm", "p/v3/", "u", mode="incremental", job_id=job_id,
+                                   num_actions=158, status="rejected"))
+    online = model_info(state)["online"]
+    assert online["untrained_actions"] == 10 and online["awaiting_update"] == 2
     state.update_job(job_id, status="stopped")
     assert "online" not in model_info(state)
 

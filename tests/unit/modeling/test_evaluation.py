@@ -250,3 +250,46 @@ def test_a_run_too_small_to_hold_out_fits_nothing_on_its_own_training_rows():
     assert (update["calibration_a"], update["calibration_b"]) == (0.3, -0.1)
     assert (update["final_calibration_a"], update["final_calibration_b"]) == (0.8, 0.2)
     assert degenerate(dict(first, auc=0.1, num_positive=20, num_eval_rows=40)) is None
+
+
+def test_the_paired_auc_difference_agrees_with_a_bootstrap():
+    import numpy as np
+
+    from easyrec_online.modeling.evaluation import _auc, paired_auc_difference
+
+    rng = np.random.RandomState(0)
+    labels = rng.randint(0, 2, 300)
+    sharp, blurred = labels + rng.normal(0, 1, 300), labels + rng.normal(0, 1.5, 300)
+    difference, standard_error = paired_auc_difference(labels, sharp, blurred)
+    assert abs(difference - (_auc(list(labels), list(sharp)) - _auc(list(labels), list(blurred)))) < 1e-12
+    resampled = []
+    for _ in range(500):
+        rows = rng.randint(0, 300, 300)
+        resampled.append(_auc(list(labels[rows]), list(sharp[rows])) - _auc(list(labels[rows]), list(blurred[rows])))
+    assert abs(standard_error - np.std(resampled)) < 0.2 * standard_error
+    assert paired_auc_difference(labels, sharp, sharp) == (0.0, 0.0)
+    assert paired_auc_difference([1, 0, 0], [0.9, 0.1, 0.2], [0.8, 0.3, 0.1]) is None  # one positive
+
+
+def test_the_gate_refuses_a_drop_only_when_it_is_material_and_beyond_noise():
+    import numpy as np
+
+    from easyrec_online.modeling.evaluation import PairedScores, _auc, promotion_decision
+
+    rng = np.random.RandomState(1)
+
+    def judged(rows, candidate_noise, baseline_noise):
+        labels = rng.randint(0, 2, rows)
+        candidate, baseline = labels + rng.normal(0, candidate_noise, rows), labels + rng.normal(0, baseline_noise, rows)
+        metrics = [{"auc": _auc(list(labels), list(s)), "logloss": 0.5, "base_logloss": 0.69,
+                    "num_eval_rows": float(rows), "num_positive": float(labels.sum())} for s in (candidate, baseline)]
+        return metrics[0], metrics[1], PairedScores(list(labels), list(candidate), list(baseline))
+
+    candidate, baseline, paired = judged(60, 1.1, 0.9)  # worse by chance on a small holdout
+    assert baseline["auc"] - candidate["auc"] > 0.02
+    decision = promotion_decision(candidate, baseline, 0.02, "v1", paired)
+    assert decision["promote"] is True and "within noise" in decision["reason"], decision
+    assert promotion_decision(candidate, baseline, 0.02, "v1")["promote"] is False  # without the scores: as before
+    candidate, baseline, paired = judged(2000, 3.0, 0.5)  # much worse, on many rows
+    decision = promotion_decision(candidate, baseline, 0.02, "v1", paired)
+    assert decision["promote"] is False and "standard errors" in decision["reason"], decision
