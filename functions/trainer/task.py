@@ -1,10 +1,14 @@
 """Training task entrypoint (model runtime, Python 3.7): `python task.py` in the trainer container.
 
-Started by POST /online/training/start through ECS RunTask with JOB_ID in its environment.
+Started by POST /online/training/start through ECS RunTask with JOB_ID in its environment. A continuous
+trainer starts `python task.py` again, in the same task, with TRAINING_MODE=retraining, to train a new
+lineage beside its updates (modeling/continuous.py).
 """
+import ctypes
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 
@@ -12,10 +16,24 @@ from easyrec_online import wiring
 from easyrec_online.core import aws
 from easyrec_online.core.config import Settings
 from easyrec_online.ingest.actions import isoformat_utc, utc_now
-from easyrec_online.modeling.job import job_from_environment, run_one_shot
+from easyrec_online.modeling.job import job_from_environment, run_one_shot, run_training_job
 
 # Enough to reach the job record when the rest of the configuration does not parse.
 _LOCATION_VARIABLES = ("AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "STATE_TABLE")
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """In the retraining's process, before exec: SIGKILL when the trainer that started it dies, however
+    it dies (a kill -9 leaves no retraining behind to publish a lineage nobody follows)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def start_retraining(reason: str) -> subprocess.Popen:
+    env = dict(os.environ, TRAINING_MODE="retraining", RETRAINING_REASON=reason)
+    return subprocess.Popen([sys.executable, os.path.abspath(__file__)], env=env, preexec_fn=_end_with_parent)
 
 
 def main() -> int:
@@ -39,12 +57,20 @@ def main() -> int:
             signal.signal(signal.SIGTERM, lambda *_: stopping.set())
             run_continuous(settings, wiring.state_store(settings), wiring.trainer_store(settings),
                            aws.client("s3", settings), aws.client("sqs", settings), job_id,
-                           wiring.profile_store(settings), should_stop=stopping.is_set)
+                           wiring.profile_store(settings), should_stop=stopping.is_set,
+                           start_retraining=start_retraining)
+        elif mode == "retraining":  # started by the continuous trainer of this job, which holds the lease
+            run_training_job(settings, wiring.state_store(settings), wiring.trainer_store(settings),
+                             aws.client("s3", settings), aws.client("sqs", settings), job_id, "full",
+                             wiring.profile_store(settings), keep_running=True,
+                             retraining=os.environ.get("RETRAINING_REASON") or "requested")
         else:
             run_one_shot(settings, wiring.state_store(settings), wiring.trainer_store(settings),
                          aws.client("s3", settings), aws.client("sqs", settings), job_id, mode,
                          profile_store=wiring.profile_store(settings))
     except Exception:
+        if mode == "retraining":  # the job goes on: its trainer records how the retraining ended
+            logging.exception("training job %s: the retraining failed", job_id)
         return 1  # the job record carries the error; the log has the traceback
     return 0
 

@@ -101,8 +101,8 @@ def model_info(state: StateStore) -> Dict[str, Any]:
             "awaiting_update": awaiting_update(state, current, versions),
             "state": latest_job.detail.get("state"),
             # A new lineage being trained beside the current one (modeling/growth.py), and the last one.
-            "retraining": latest_job.detail if latest_job.detail.get("state") == "retraining" else None,
-            "last_retraining": latest_job.detail.get("last_retraining"),
+            "retraining": latest_job.retraining,
+            "last_retraining": latest_job.last_retraining,
         }
     return info
 

@@ -315,7 +315,8 @@ class Settings:
     promotion_auc_tolerance: float = setting(
         "PROMOTION_AUC_TOLERANCE", 0.02,
         "A new version becomes current unless its holdout AUC is worse than the current version's on the same "
-        "holdout by more than this.")
+        "holdout by more than this, plus two standard errors of the paired difference (a negative value demands "
+        "a gain).")
     keep_versions: int = setting(
         "KEEP_VERSIONS", 20,
         "Model versions kept servable (rollback targets); older ones, except the current one, expire: their "

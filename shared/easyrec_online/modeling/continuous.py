@@ -25,6 +25,12 @@ update started from).
   - Its replay sample (what updates replay beside their new rows) is stored with the lineage every
     REPLAY_SNAPSHOT_EVERY_S while it changes, and read back when it warms on a version, so updates
     after a full training or a restart do not train on their new rows alone (modeling/replay.py).
+  - A new lineage (modeling/growth.py: new features, growth, drift, a schedule, {"mode": "full"}) is
+    trained in a process of its own (`start_retraining`: task.py again) while the current lineage's
+    updates go on. Judged by the gate against the version current at its start, on rows that
+    lineage never trained, it becomes current when it ends (publish.adopt_new_lineage), and its
+    first update catches up on what arrived meanwhile. It dies with the trainer (a kill -9 of the
+    task included); the next trainer starts it again.
 
 Holds the trainer lease while it runs (modeling/lease.py). Stops when the job record says so (POST
 /online/training/stop sets status "stopping": it ends "stopped") or on SIGTERM ("interrupted": the
@@ -66,7 +72,14 @@ from easyrec_online.modeling.job import (
     version_catalog,
 )
 from easyrec_online.modeling.lease import LeaseLost, TrainerLease
-from easyrec_online.modeling.publish import fail_job, incremental_steps, publish, retire_old_versions, version_record
+from easyrec_online.modeling.publish import (
+    adopt_new_lineage,
+    fail_job,
+    incremental_steps,
+    publish,
+    retire_old_versions,
+    version_record,
+)
 from easyrec_online.modeling.replay import REPLAY_SNAPSHOT_EVERY_S, read_replay, replay_key, write_replay
 from easyrec_online.state.profiles import CachedProfiles, ProfileSource, ProfileStore
 from easyrec_online.state.registry import ModelVersion, StateStore, new_id
@@ -334,40 +347,114 @@ def retraining_due(settings: Settings, state: StateStore, store: ActionStore, pr
     return None if reason is None else {"reason": reason, "new_fields": new_fields}
 
 
-def _retrain(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
-             profile_store: Optional[ProfileStore], lineage: _Lineage, due: Dict[str, Any],
-             history: RetrainingState) -> Dict[str, Any]:
-    """A full training (a new lineage) on everything stored, judged by the gate against the current lineage
-    (job.run_training_job); returns what the job's detail keeps of it. Promoted, it becomes current and the
-    trainer follows it: its first update catches up on what arrived during the retraining."""
-    started = utc_now()
-    state.update_job(job_id, detail={
-        "state": "retraining", "reason": due["reason"], "started_at": isoformat_utc(started),
-        "from_version": lineage.version.version, "lineage": lineage.lineage,
-        "stage": "training a new lineage on every stored action ({} steps)".format(settings.train_steps)})
-    # In this process: the lineage's weight updates wait for it; serving goes on with its live features.
-    logger.info("continuous trainer: retraining (%s); lineage %s serves meanwhile", due["reason"], lineage.lineage)
-    history.attempted_at_actions, history.attempted_at = lineage.version.num_actions, started
+class RetrainingRun:
+    """A retraining under way: a full training of a new lineage on every stored action, in its own process
+    beside the trainer's updates (`process`: what StartRetraining returned; None once it ran in this one)."""
+
+    def __init__(self, reason: str, lineage: _Lineage, requested_at: Optional[str]) -> None:
+        self.reason = reason
+        self.started_at = utc_now()
+        self.from_version = lineage.version.version
+        self.replaces_lineage = lineage.lineage
+        self.requested_at = requested_at  # the {"mode": "full"} request it answers, if any
+        self.process: Any = None
+        self.grounds: Any = None  # what RetrainingState said before this attempt (restore)
+
+    def describe(self, settings: Settings) -> Dict[str, Any]:
+        return {"reason": self.reason, "started_at": isoformat_utc(self.started_at), "from_version": self.from_version,
+                "lineage": self.replaces_lineage,
+                "stage": "training a new lineage on every stored action ({} steps) while the current one goes on "
+                         "learning".format(settings.train_steps)}
+
+    def finished(self) -> bool:
+        return self.process is None or self.process.poll() is not None
+
+    def stop(self) -> None:
+        if not self.finished():
+            self.process.kill()
+            self.process.wait(30)
+
+    def interrupted(self) -> bool:
+        """Its process was killed by a signal (a SIGTERM to the task, a kill): nothing was judged."""
+        return self.process is not None and self.process.returncode is not None and self.process.returncode < 0
+
+    def restore(self, history: RetrainingState) -> None:
+        """The growth state as before this attempt, so that the same grounds start it again."""
+        if self.grounds is not None:
+            history.attempted_at_actions, history.attempted_at = self.grounds[0], self.grounds[1]
+            history.tried_fields.difference_update(self.grounds[2])
+
+
+# Starts `python task.py` as a retraining of this job, for a reason: a Popen (functions/trainer/task.py).
+StartRetraining = Callable[[str], Any]
+
+
+def _start_retraining(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
+                      profile_store: Optional[ProfileStore], lineage: _Lineage, due: Dict[str, Any],
+                      history: RetrainingState, requested_at: Optional[str],
+                      start_process: Optional[StartRetraining]) -> RetrainingRun:
+    """Start a retraining (job.run_training_job in "full" mode, judged by the gate against the current
+    lineage on rows it never trained): in its own process when `start_process` is given, so that the
+    lineage's updates go on meanwhile; else here, and done on return."""
+    run = RetrainingRun(due["reason"], lineage, requested_at)
+    state.update_job(job_id, retraining=run.describe(settings))
+    logger.info("continuous trainer: retraining (%s) beside lineage %s", run.reason, run.replaces_lineage)
+    run.grounds = (history.attempted_at_actions, history.attempted_at, set(due["new_fields"]) - history.tried_fields)
+    history.attempted_at_actions, history.attempted_at = lineage.version.num_actions, run.started_at
     history.tried_fields.update(due["new_fields"])
     lineage.fresh.reset()
-    record = run_training_job(settings, state, store, s3, sqs, job_id, "full", profile_store, keep_running=True,
-                              retraining=due["reason"])
-    summary: Dict[str, Any] = {"reason": due["reason"], "started_at": isoformat_utc(started),
-                               "finished_at": isoformat_utc(utc_now()), "from_version": lineage.version.version}
-    if record is not None:
-        pointer = state.pointer() or {}
-        summary.update(version=record.version, lineage=record.lineage, gate=record.gate.get("reason"),
-                       outcome="promoted" if pointer.get("version") == record.version else
-                       ("rejected" if record.status != "ready" else "kept"))
+    if start_process is not None:
+        run.process = start_process(run.reason)
+    else:
+        run_training_job(settings, state, store, s3, sqs, job_id, "full", profile_store, keep_running=True,
+                         retraining=run.reason)
+    return run
+
+
+def _retraining_version(state: StateStore, job_id: str, run: RetrainingRun) -> Optional[ModelVersion]:
+    since = isoformat_utc(run.started_at)
+    for v in state.list_versions(limit=50):  # newest first
+        if (v.job_id == job_id and v.mode == "full" and v.created_at >= since
+                and (v.gate.get("retrain") or {}).get("reason") == run.reason):
+            return v
+    return None
+
+
+def _finish_retraining(state: StateStore, job_id: str, run: RetrainingRun) -> Dict[str, Any]:
+    """Record how a retraining ended. A new lineage the gate passed while the old one's updates moved the
+    pointer on (kept) becomes current now (publish.adopt_new_lineage); the trainer then follows it."""
+    record = _retraining_version(state, job_id, run)
+    summary: Dict[str, Any] = {"reason": run.reason, "started_at": isoformat_utc(run.started_at),
+                               "finished_at": isoformat_utc(utc_now()), "from_version": run.from_version}
+    if record is None and run.interrupted():
+        # Killed before it published: the request (if any) stays unanswered, for this or the next trainer.
+        summary.update(outcome="interrupted", error="the retraining was killed (signal {})".format(
+            -run.process.returncode))
+        state.update_job(job_id, retraining=None, last_retraining=summary)
+        logger.info("continuous trainer: retraining interrupted: %s", json.dumps(summary))
+        return summary
+    if record is None:
+        code = run.process.returncode if run.process is not None else None
+        summary.update(outcome="failed", error="the retraining ended without a version (exit code {}); the "
+                       "current lineage goes on".format(code))
+    else:
+        promoted = (state.pointer() or {}).get("version") == record.version
+        summary.update(version=record.version, lineage=record.lineage,
+                       outcome="promoted" if promoted else adopt_new_lineage(state, record, run.replaces_lineage))
+        summary["gate"] = record.gate.get("reason")
+    state.update_job(job_id, retraining=None, last_retraining=summary,
+                     **({"retrain_handled_at": run.requested_at} if run.requested_at else {}))
     logger.info("continuous trainer: retraining ended: %s", json.dumps(summary))
     return summary
 
 
 def run_continuous(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
                    profile_store: Optional[ProfileStore] = None,
-                   should_stop: Callable[[], bool] = lambda: False) -> str:
+                   should_stop: Callable[[], bool] = lambda: False,
+                   start_retraining: Optional[StartRetraining] = None) -> str:
     """Run until a stop request ("stopped") or `should_stop` (SIGTERM: "interrupted"); returns the status
-    the job ended with. Raises (after recording "failed") on an error."""
+    the job ended with. Raises (after recording "failed") on an error. `start_retraining`: runs a
+    retraining in its own process, beside the updates (without it, a retraining pauses them)."""
     job = state.update_job(job_id, only_from=("pending",), status="running", started_at=isoformat_utc(utc_now()),
                            detail={"state": "starting"})
     if job.status != "running":  # stopped before it started
@@ -375,7 +462,7 @@ def run_continuous(settings: Settings, state: StateStore, store: ActionStore, s3
         return _end(state, job_id, interrupted=False)
     try:
         with TrainerLease(state, job_id) as lease:
-            _follow(settings, state, store, s3, sqs, job_id, profile_store, should_stop, lease)
+            _follow(settings, state, store, s3, sqs, job_id, profile_store, should_stop, lease, start_retraining)
     except Exception as exc:  # LeaseLost included: another trainer runs; this one ends
         fail_job(state, job_id, exc)
         raise
@@ -395,7 +482,8 @@ def _end(state: StateStore, job_id: str, interrupted: bool) -> str:
 
 
 def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
-            profile_store: Optional[ProfileStore], should_stop: Callable[[], bool], lease: TrainerLease) -> None:
+            profile_store: Optional[ProfileStore], should_stop: Callable[[], bool], lease: TrainerLease,
+            start_retraining: Optional[StartRetraining]) -> None:
     poll_s = settings.continuous_poll_ms / 1000.0
     lineage: Optional[_Lineage] = None
     backoff = Backoff(poll_s)
@@ -410,7 +498,7 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
     replay_stored_at = time.monotonic()
     handled_request: Optional[str] = None
     growth = RetrainingState()
-    last_retraining: Optional[Dict[str, Any]] = None
+    retraining: Optional[RetrainingRun] = None
     checked_at, checked_actions = float("-inf"), -1
     try:
         while not should_stop():
@@ -418,6 +506,12 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
             job = state.get_job(job_id)
             if job is None or job.status in ("stopping", "stopped"):
                 return
+            if retraining is not None and retraining.finished():
+                if _finish_retraining(state, job_id, retraining)["outcome"] == "interrupted":
+                    retraining.restore(growth)  # killed, not judged: its grounds still stand
+                    checked_at, checked_actions = float("-inf"), -1
+                retraining = None
+                continue  # with the job as it is now (the request it answered)
             pointer = state.pointer() or {}
             current = state.get_current()
             usable = (current is not None and current.model_name == settings.model_name
@@ -448,8 +542,7 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
                 lineage = _Lineage(settings, s3, current, tempfile.mkdtemp(prefix="easyrec-warm-"))
                 served = current.version
                 backoff.clear()
-                state.update_job(job_id, detail=dict({"state": "following", "from_version": current.version},
-                                                     **({"last_retraining": last_retraining} if last_retraining else {})))
+                state.update_job(job_id, detail={"state": "following", "from_version": current.version})
                 logger.info("continuous trainer: warm on version %s (lineage %s)", current.version, current.lineage)
             requested = bool(job.update_requested_at and job.update_requested_at != handled_request)
             record = warm_update(settings, state, cached_store, s3, lineage, job_id, update_profiles, backoff,
@@ -458,18 +551,18 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
                 handled_request = job.update_requested_at
             retrain_requested = bool(job.retrain_requested_at and job.retrain_requested_at != job.retrain_handled_at)
             due = None
-            if retrain_requested:
+            if retraining is not None:
+                pass  # one at a time; a request made meanwhile is answered by the next
+            elif retrain_requested:
                 due = retraining_due(settings, state, cached_store, update_profiles, lineage, growth, True)
             elif (not pointer.get("pinned") and lineage.version.num_actions != checked_actions
                   and time.monotonic() - checked_at >= RETRAIN_CHECK_EVERY_S):
                 checked_at, checked_actions = time.monotonic(), lineage.version.num_actions
                 due = retraining_due(settings, state, cached_store, update_profiles, lineage, growth, False)
             if due is not None:
-                last_retraining = _retrain(settings, state, cached_store, s3, sqs, job_id, profile_store, lineage,
-                                           due, growth)
-                state.update_job(job_id, detail={"state": "following", "from_version": lineage.version.version,
-                                                 "last_retraining": last_retraining},
-                                 **({"retrain_handled_at": job.retrain_requested_at} if retrain_requested else {}))
+                retraining = _start_retraining(settings, state, cached_store, s3, sqs, job_id, profile_store, lineage,
+                                               due, growth, job.retrain_requested_at if retrain_requested else None,
+                                               start_retraining)
                 continue
             if time.monotonic() - replay_stored_at >= REPLAY_SNAPSHOT_EVERY_S:
                 replay_stored_at = time.monotonic()
@@ -490,6 +583,8 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
                 retired_at = time.monotonic()
                 _retire(settings, state, s3)
     finally:
+        if retraining is not None:
+            retraining.stop()  # a retraining is part of this trainer: it ends with it (the next one starts again)
         if lineage is not None:
             lineage.close()
 

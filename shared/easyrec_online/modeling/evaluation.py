@@ -400,9 +400,9 @@ def degenerate(metrics: Dict[str, float]) -> Optional[str]:
     return None
 
 
-# The gate refuses a candidate for a lower AUC only when the drop is both material (more than the
-# tolerance) and real: at least GATE_SIGNIFICANCE_Z standard errors of the paired difference (DeLong),
-# both versions scored on the same rows. Seen without it: an update on 2,400 actions refused for 0.654
+# The gate refuses a candidate for a lower AUC only when the holdout shows it is worse than the current
+# version by more than the tolerance: the drop exceeds the tolerance by GATE_SIGNIFICANCE_Z standard
+# errors of the paired difference (DeLong; both versions score the same rows). Seen without it: an update on 2,400 actions refused for 0.654
 # against 0.706 on a holdout where that difference is noise, and an update that followed a reversal of
 # taste refused for scoring its own 115 rows 0.63 against 0.75 (no newer action came, so it never
 # trained).
@@ -465,8 +465,9 @@ class PairedScores:
 def promotion_decision(candidate: Dict[str, float], baseline: Optional[Dict[str, float]], tolerance: float,
                        baseline_version: Optional[str], paired: Optional[PairedScores] = None) -> Dict[str, Any]:
     """Whether the candidate may become current: never when degenerate (the floors); else unless its AUC
-    is worse than the current version's by more than `tolerance` and, with `paired` scores, by more than
-    GATE_SIGNIFICANCE_Z standard errors of the paired difference."""
+    is worse than the current version's by more than `tolerance` (a negative one demands a gain) and,
+    with `paired` scores, by more than that plus GATE_SIGNIFICANCE_Z standard errors of the paired
+    difference."""
     decision: Dict[str, Any] = {"tolerance": tolerance, "candidate_auc": candidate.get("auc"),
                                 "baseline_version": baseline_version,
                                 "baseline_auc": baseline.get("auc") if baseline else None}
@@ -485,14 +486,14 @@ def promotion_decision(candidate: Dict[str, float], baseline: Optional[Dict[str,
     if drop <= tolerance:
         decision.update(promote=True, reason="holdout AUC {:.4f} vs current {:.4f} (tolerance {})".format(
             candidate["auc"], baseline["auc"], tolerance))
-    elif standard_error is not None and drop < GATE_SIGNIFICANCE_Z * standard_error:
-        decision.update(promote=True, reason="holdout AUC {:.4f} vs current {:.4f}: a drop within noise "
-                        "({:.1f} standard errors of the paired difference, < {})".format(
-                            candidate["auc"], baseline["auc"], drop / standard_error if standard_error else 0.0,
+    elif standard_error is not None and drop - tolerance <= GATE_SIGNIFICANCE_Z * standard_error:
+        decision.update(promote=True, reason="holdout AUC {:.4f} vs current {:.4f} (tolerance {}): within noise, "
+                        "{:.1f} standard errors of the paired difference past the tolerance (< {})".format(
+                            candidate["auc"], baseline["auc"], tolerance, (drop - tolerance) / standard_error,
                             GATE_SIGNIFICANCE_Z))
     else:
         decision.update(promote=False, reason="holdout AUC {:.4f} is worse than current version {} ({:.4f}) by "
                         "more than {}{}".format(candidate["auc"], baseline_version, baseline["auc"], tolerance,
-                                                " and {:.1f} standard errors".format(drop / standard_error)
-                                                if standard_error else ""))
+                                                ", {:.1f} standard errors past it".format(
+                                                    (drop - tolerance) / standard_error) if standard_error else ""))
     return decision

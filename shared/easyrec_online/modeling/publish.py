@@ -88,6 +88,28 @@ def publish(settings: Settings, state: StateStore, s3: Any, record: ModelVersion
     return "promoted"
 
 
+def adopt_new_lineage(state: StateStore, record: ModelVersion, replaces_lineage: str) -> str:
+    """A retraining's first version, published while the trainer's updates went on (so "kept": the pointer
+    had moved on from the version it was judged against), becomes current, provided the gate passed it,
+    the pointer still serves the lineage it was to replace and is not pinned. Its own lineage's next
+    update then catches up on what arrived since its snapshot. Returns the outcome, as publish."""
+    if record.status != "ready":
+        return "rejected"
+    current = state.get_current()
+    if not record.gate.get("promote") or current is None or current.lineage != replaces_lineage:
+        return "kept"  # refused by the gate, or an operator chose another version meanwhile
+    try:
+        state.promote(record.version, current.version, reason="a new lineage (retraining) replaces {}".format(
+            replaces_lineage))
+    except NotCurrent as exc:
+        logger.warning("retraining %s stays beside the current version: %s", record.version, exc)
+        return "kept"
+    record.gate.pop("not_current", None)
+    record.gate["adopted_over"] = current.version  # the update of the old lineage it replaced
+    state.put_version(record)
+    return "promoted"
+
+
 def fail_job(state: StateStore, job_id: str, exc: BaseException) -> None:
     """Record why a training job failed (the log has the traceback)."""
     logger.exception("training job %s failed", job_id)

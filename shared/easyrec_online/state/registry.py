@@ -191,6 +191,10 @@ class TrainingJob:
     # and records the request it answered (a trainer killed mid-retraining answers it again).
     retrain_requested_at: Optional[str] = None
     retrain_handled_at: Optional[str] = None
+    # A new lineage being trained beside the trainer's updates (modeling/growth.py): why, since when, from
+    # which version; and how the last one ended.
+    retraining: Optional[Dict[str, Any]] = None
+    last_retraining: Optional[Dict[str, Any]] = None
 
     @property
     def active(self) -> bool:

@@ -39,3 +39,121 @@ def test_the_backoff_blocks_the_rejected_actions_and_says_once_when_its_delay_is
     assert backoff.newly_over(22.0)
     backoff.clear()
     assert not backoff.blocks(["a"], 22.0) and not backoff.newly_over(23.0)
+
+
+class _Process:
+    """What StartRetraining returns (a Popen), as far as the trainer uses it."""
+
+    def __init__(self):
+        self.returncode = None
+        self.killed = False
+
+    def poll(self):
+        return self.returncode
+
+    def kill(self):
+        self.killed, self.returncode = True, -9
+
+    def wait(self, timeout=None):
+        return self.returncode
+
+
+class _Lineage:
+    def __init__(self, version):
+        self.version, self.lineage = version, version.lineage
+
+
+def _retraining_world():
+    from easyrec_online.state.registry import InMemoryStateStore, ModelVersion, TrainingJob
+
+    state = InMemoryStateStore()
+    state.put_job(TrainingJob("job-1", "running", "2026-12-07T10:00:00.000Z", mode="continuous",
+                              retrain_requested_at="2026-12-07T10:00:01.000Z"))
+    old = ModelVersion("v1", "deepfm-v1", "deepfm", "p/v1/", "2026-12-07T10:00:00.000Z", job_id="job-1", num_actions=50)
+    state.put_version(old)
+    state.set_current("v1")
+    return state, old
+
+
+def _new_lineage(version, run, gate, status="ready"):
+    from easyrec_online.ingest.actions import isoformat_utc
+    from easyrec_online.state.registry import ModelVersion
+
+    return ModelVersion(version, "deepfm-" + version, "deepfm", "p/{}/".format(version), isoformat_utc(run.started_at),
+                        status=status, job_id="job-1", mode="full", num_actions=400,
+                        gate=dict(gate, retrain={"reason": run.reason}))
+
+
+def test_a_retraining_runs_beside_the_updates_and_its_lineage_replaces_theirs_when_the_gate_passed_it():
+    from easyrec_online.modeling.continuous import RetrainingRun, _finish_retraining
+    from easyrec_online.state.registry import ModelVersion
+
+    state, old = _retraining_world()
+    run = RetrainingRun("requested: POST /online/training/start {\"mode\": \"full\"}", _Lineage(old),
+                        "2026-12-07T10:00:01.000Z")
+    run.process = _Process()
+    assert not run.finished()
+    # Meanwhile the old lineage's updates move the pointer on; the retraining publishes beside them.
+    state.put_version(ModelVersion("v2", "deepfm-v1", "deepfm", "p/v2/", "2026-12-07T10:00:05.000Z", job_id="job-1",
+                                   mode="incremental", num_actions=60))
+    state.set_current("v2")
+    state.put_version(_new_lineage("v3", run, {"promote": True, "not_current": "the current version is v2, not v1"}))
+    run.process.returncode = 0
+    assert run.finished()
+    summary = _finish_retraining(state, "job-1", run)
+    assert summary["outcome"] == "promoted" and state.pointer()["version"] == "v3", summary
+    assert state.get_version("v3").gate["adopted_over"] == "v2" and "not_current" not in state.get_version("v3").gate
+    job = state.get_job("job-1")
+    assert job.retraining is None and job.last_retraining["version"] == "v3"
+    assert job.retrain_handled_at == job.retrain_requested_at  # the request is answered, once
+
+
+def test_a_refused_failed_or_overtaken_retraining_leaves_the_current_lineage_serving():
+    from easyrec_online.modeling.continuous import RetrainingRun, _finish_retraining
+    from easyrec_online.state.registry import ModelVersion
+
+    state, old = _retraining_world()
+    refused = RetrainingRun("data grew 8.0x", _Lineage(old), None)
+    state.put_version(_new_lineage("v3", refused, {"promote": False, "reason": "worse"}, status="rejected"))
+    assert _finish_retraining(state, "job-1", refused)["outcome"] == "rejected" and state.pointer()["version"] == "v1"
+    assert state.get_job("job-1").retrain_handled_at is None  # it answered no request
+
+    failed = RetrainingRun("drift", _Lineage(old), None)
+    failed.process = _Process()
+    failed.process.returncode = 1
+    summary = _finish_retraining(state, "job-1", failed)
+    assert summary["outcome"] == "failed" and "exit code 1" in summary["error"] and state.pointer()["version"] == "v1"
+
+    overtaken = RetrainingRun("new features: param.stars", _Lineage(old), None)
+    state.put_version(ModelVersion("v9", "other-v9", "deepfm", "p/v9/", "2026-12-07T10:00:06.000Z"))
+    state.set_current("v9")  # an operator chose another lineage meanwhile: it stays
+    state.put_version(_new_lineage("v4", overtaken, {"promote": True, "not_current": "moved"}))
+    assert _finish_retraining(state, "job-1", overtaken)["outcome"] == "kept" and state.pointer()["version"] == "v9"
+
+
+def test_a_retraining_under_way_is_killed_with_its_trainer():
+    from easyrec_online.modeling.continuous import RetrainingRun
+
+    state, old = _retraining_world()
+    run = RetrainingRun("drift", _Lineage(old), None)
+    run.process = _Process()
+    run.stop()
+    assert run.process.killed and run.finished()
+
+
+def test_a_killed_retraining_answers_no_request_and_its_grounds_start_it_again():
+    from easyrec_online.modeling.continuous import RetrainingRun, _finish_retraining
+    from easyrec_online.modeling.growth import RetrainingState
+
+    state, old = _retraining_world()
+    history = RetrainingState(attempted_at_actions=10, tried_fields={"param.stars"})
+    run = RetrainingRun("requested", _Lineage(old), "2026-12-07T10:00:01.000Z")
+    run.grounds = (history.attempted_at_actions, history.attempted_at, {"param.device"})
+    history.attempted_at_actions, history.tried_fields = 50, {"param.stars", "param.device"}
+    run.process = _Process()
+    run.process.returncode = -15  # SIGTERM: a deploy
+    assert _finish_retraining(state, "job-1", run)["outcome"] == "interrupted"
+    job = state.get_job("job-1")
+    assert job.retrain_handled_at is None and job.retraining is None and job.last_retraining["outcome"] == "interrupted"
+    run.restore(history)
+    assert history.attempted_at_actions == 10 and history.tried_fields == {"param.stars"}

@@ -292,4 +292,6 @@ def test_the_gate_refuses_a_drop_only_when_it_is_material_and_beyond_noise():
     assert promotion_decision(candidate, baseline, 0.02, "v1")["promote"] is False  # without the scores: as before
     candidate, baseline, paired = judged(2000, 3.0, 0.5)  # much worse, on many rows
     decision = promotion_decision(candidate, baseline, 0.02, "v1", paired)
-    assert decision["promote"] is False and "standard errors" in decision["reason"], decision
+    assert decision["promote"] is False and "standard errors past it" in decision["reason"], decision
+    assert promotion_decision(baseline, baseline, -1.0, "v1", PairedScores(paired.labels, paired.baseline, paired.baseline))[
+        "promote"] is False  # a negative tolerance demands a gain: none is no gain
