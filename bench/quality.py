@@ -60,6 +60,7 @@ sys.path.insert(0, os.path.join(ROOT, "shared"))
 from bench import scratch_dir  # noqa: E402
 from bench.baselines import NAMES as BASELINES, PastScorers, auc, hit_and_gain, rank_of  # noqa: E402
 from bench.freshness import Covered, _current, _wait_covered  # noqa: E402
+from easyrec_online.artifacts.blend import expected_calibration_error  # noqa: E402
 from easyrec_online.datasets.movielens import load_movielens_100k, split_by_time  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
@@ -314,6 +315,9 @@ def run_model(model, args, ml, first, rest):
 
     _score_days(day_tasks, scores, daily)
     out["streaming"] = {name: tally.summary() for name, tally in streaming.items()}
+    # Calibration of what serving answers: /predict's scores of the rated pairs against liked or not
+    # (hundreds of rows, where a version's own judged half has tens).
+    out["streaming_online_ece"] = expected_calibration_error(streaming["online"].labels, streaming["online"].scores)
     out["streaming_ndcg_over_popularity"] = {
         group: paired_ratio(streaming["online"], streaming["popularity"], known)
         for group, known in (("all", None), ("known", True), ("new", False))}
@@ -424,6 +428,9 @@ def main():
             print("  {} {} ({}): metrics {}, serving defaults {}".format(
                 which.replace("_", " "), facts.get("version"), facts.get("mode"), facts.get("metrics"),
                 facts.get("serving_defaults")))
+        if m.get("streaming_online_ece") is not None:
+            print("  served calibration: ECE {:.3f} over the {} rated pairs /predict scored".format(
+                m["streaming_online_ece"], m["streaming"]["online"]["rated_pairs"]))
         for group, r in m["streaming_ndcg_over_popularity"].items():
             if r is not None:
                 print("  streaming NDCG@10 online / popularity, {} users: {:.2f} (95 % paired bootstrap {:.2f}-{:.2f}, "
