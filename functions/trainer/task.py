@@ -25,20 +25,26 @@ _LOCATION_VARIABLES = ("AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAM
 _PR_SET_PDEATHSIG = 1
 
 
-def _end_with_parent() -> None:
-    """In the retraining's process, before exec: SIGKILL when the trainer that started it dies, however
-    it dies (a kill -9 leaves no retraining behind to publish a lineage nobody follows)."""
+def _end_with_parent(trainer_pid: int) -> None:
+    """In the retraining's process, first thing: SIGKILL when the trainer that started it dies, however it
+    dies (a kill -9 leaves no retraining behind to publish a lineage nobody follows); and end now if it
+    died before this was set."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != trainer_pid:
+        os._exit(3)
 
 
-def start_retraining(reason: str) -> subprocess.Popen:
-    env = dict(os.environ, TRAINING_MODE="retraining", RETRAINING_REASON=reason)
-    return subprocess.Popen([sys.executable, os.path.abspath(__file__)], env=env, preexec_fn=_end_with_parent)
+def start_retraining(reason: str, version_id: str) -> subprocess.Popen:
+    env = dict(os.environ, TRAINING_MODE="retraining", RETRAINING_REASON=reason, RETRAINING_VERSION=version_id,
+               TRAINER_PID=str(os.getpid()))
+    return subprocess.Popen([sys.executable, os.path.abspath(__file__)], env=env)
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     job_id, mode = job_from_environment()
+    if mode == "retraining":
+        _end_with_parent(int(os.environ["TRAINER_PID"]))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
     except ValueError as exc:
@@ -63,7 +69,8 @@ def main() -> int:
             run_training_job(settings, wiring.state_store(settings), wiring.trainer_store(settings),
                              aws.client("s3", settings), aws.client("sqs", settings), job_id, "full",
                              wiring.profile_store(settings), keep_running=True,
-                             retraining=os.environ.get("RETRAINING_REASON") or "requested")
+                             retraining=os.environ.get("RETRAINING_REASON") or "requested",
+                             version_id=os.environ.get("RETRAINING_VERSION") or None)
         else:
             run_one_shot(settings, wiring.state_store(settings), wiring.trainer_store(settings),
                          aws.client("s3", settings), aws.client("sqs", settings), job_id, mode,

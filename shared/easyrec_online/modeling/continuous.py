@@ -93,9 +93,9 @@ RETIRE_EVERY_S = 60.0  # old versions expire at most this often (publish.retire_
 RETRAIN_CHECK_EVERY_S = 20.0
 
 
-def _retire(settings: Settings, state: StateStore, s3: Any) -> None:
+def _retire(settings: Settings, state: StateStore, s3: Any, protect: Sequence[str] = ()) -> None:
     try:
-        retire_old_versions(settings, state, s3)
+        retire_old_versions(settings, state, s3, protect)
     except Exception:  # noqa: BLE001 - retention must never stop learning; the next round tries again
         logger.exception("could not expire old versions")
 
@@ -354,11 +354,13 @@ class RetrainingRun:
     def __init__(self, reason: str, lineage: _Lineage, requested_at: Optional[str]) -> None:
         self.reason = reason
         self.started_at = utc_now()
+        # Chosen here, so that the trainer finds the version and keeps it from expiry while the updates
+        # made meanwhile (newer ids) push it down the registry's newest-first list.
+        self.version_id = new_id("v")
         self.from_version = lineage.version.version
         self.replaces_lineage = lineage.lineage
         self.requested_at = requested_at  # the {"mode": "full"} request it answers, if any
         self.process: Any = None
-        self.grounds: Any = None  # what RetrainingState said before this attempt (restore)
 
     def describe(self, settings: Settings) -> Dict[str, Any]:
         return {"reason": self.reason, "started_at": isoformat_utc(self.started_at), "from_version": self.from_version,
@@ -374,62 +376,54 @@ class RetrainingRun:
             self.process.kill()
             self.process.wait(30)
 
-    def interrupted(self) -> bool:
-        """Its process was killed by a signal (a SIGTERM to the task, a kill): nothing was judged."""
-        return self.process is not None and self.process.returncode is not None and self.process.returncode < 0
 
-    def restore(self, history: RetrainingState) -> None:
-        """The growth state as before this attempt, so that the same grounds start it again."""
-        if self.grounds is not None:
-            history.attempted_at_actions, history.attempted_at = self.grounds[0], self.grounds[1]
-            history.tried_fields.difference_update(self.grounds[2])
-
-
-# Starts `python task.py` as a retraining of this job, for a reason: a Popen (functions/trainer/task.py).
-StartRetraining = Callable[[str], Any]
+# Starts `python task.py` as a retraining of this job, for a reason, publishing a version of this id: a
+# Popen (functions/trainer/task.py).
+StartRetraining = Callable[[str, str], Any]
 
 
 def _start_retraining(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
                       profile_store: Optional[ProfileStore], lineage: _Lineage, due: Dict[str, Any],
                       history: RetrainingState, requested_at: Optional[str],
-                      start_process: Optional[StartRetraining]) -> RetrainingRun:
+                      start_process: Optional[StartRetraining]) -> Optional[RetrainingRun]:
     """Start a retraining (job.run_training_job in "full" mode, judged by the gate against the current
     lineage on rows it never trained): in its own process when `start_process` is given, so that the
-    lineage's updates go on meanwhile; else here, and done on return."""
+    lineage's updates go on meanwhile; else here, and done on return. None when its process could not
+    be started (recorded as a failed retraining; not tried again on the same grounds)."""
     run = RetrainingRun(due["reason"], lineage, requested_at)
     state.update_job(job_id, retraining=run.describe(settings))
     logger.info("continuous trainer: retraining (%s) beside lineage %s", run.reason, run.replaces_lineage)
-    run.grounds = (history.attempted_at_actions, history.attempted_at, set(due["new_fields"]) - history.tried_fields)
     history.attempted_at_actions, history.attempted_at = lineage.version.num_actions, run.started_at
     history.tried_fields.update(due["new_fields"])
     lineage.fresh.reset()
     if start_process is not None:
-        run.process = start_process(run.reason)
+        try:
+            run.process = start_process(run.reason, run.version_id)
+        except OSError as exc:  # e.g. no memory left to fork: the lineage goes on learning
+            logger.exception("continuous trainer: could not start the retraining")
+            state.update_job(job_id, retraining=None, last_retraining=dict(
+                run.describe(settings), outcome="failed", error="could not start: {}".format(exc)),
+                **({"retrain_handled_at": requested_at} if requested_at else {}))
+            return None
     else:
         run_training_job(settings, state, store, s3, sqs, job_id, "full", profile_store, keep_running=True,
-                         retraining=run.reason)
+                         retraining=run.reason, version_id=run.version_id)
     return run
 
 
-def _retraining_version(state: StateStore, job_id: str, run: RetrainingRun) -> Optional[ModelVersion]:
-    since = isoformat_utc(run.started_at)
-    for v in state.list_versions(limit=50):  # newest first
-        if (v.job_id == job_id and v.mode == "full" and v.created_at >= since
-                and (v.gate.get("retrain") or {}).get("reason") == run.reason):
-            return v
-    return None
-
-
-def _finish_retraining(state: StateStore, job_id: str, run: RetrainingRun) -> Dict[str, Any]:
+def _finish_retraining(state: StateStore, job_id: str, run: RetrainingRun, stopping: bool = False) -> Dict[str, Any]:
     """Record how a retraining ended. A new lineage the gate passed while the old one's updates moved the
-    pointer on (kept) becomes current now (publish.adopt_new_lineage); the trainer then follows it."""
-    record = _retraining_version(state, job_id, run)
+    pointer on (kept) becomes current now (publish.adopt_new_lineage); the trainer then follows it.
+    `stopping`: the trainer itself is ending (SIGTERM, a stop): a retraining that published nothing was
+    interrupted with it, and its request stays for the next trainer; otherwise it failed (killed alone:
+    out of memory, say), and is not started again on the same grounds."""
+    record = state.get_version(run.version_id)
     summary: Dict[str, Any] = {"reason": run.reason, "started_at": isoformat_utc(run.started_at),
                                "finished_at": isoformat_utc(utc_now()), "from_version": run.from_version}
-    if record is None and run.interrupted():
+    if record is None and stopping:
         # Killed before it published: the request (if any) stays unanswered, for this or the next trainer.
-        summary.update(outcome="interrupted", error="the retraining was killed (signal {})".format(
-            -run.process.returncode))
+        summary.update(outcome="interrupted", error="the trainer ended before its retraining published (exit "
+                       "code {})".format(run.process.returncode if run.process is not None else None))
         state.update_job(job_id, retraining=None, last_retraining=summary)
         logger.info("continuous trainer: retraining interrupted: %s", json.dumps(summary))
         return summary
@@ -507,9 +501,7 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
             if job is None or job.status in ("stopping", "stopped"):
                 return
             if retraining is not None and retraining.finished():
-                if _finish_retraining(state, job_id, retraining)["outcome"] == "interrupted":
-                    retraining.restore(growth)  # killed, not judged: its grounds still stand
-                    checked_at, checked_actions = float("-inf"), -1
+                _finish_retraining(state, job_id, retraining)
                 retraining = None
                 continue  # with the job as it is now (the request it answered)
             pointer = state.pointer() or {}
@@ -581,10 +573,17 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
                              ("rejected" if record.status != "ready" else "kept"))
             if time.monotonic() - retired_at >= RETIRE_EVERY_S:
                 retired_at = time.monotonic()
-                _retire(settings, state, s3)
+                _retire(settings, state, s3, [retraining.version_id] if retraining is not None else [])
     finally:
         if retraining is not None:
-            retraining.stop()  # a retraining is part of this trainer: it ends with it (the next one starts again)
+            # A retraining is part of this trainer and ends with it; one that published already is
+            # recorded (and adopted) as if the trainer went on, one that did not is left to the next trainer.
+            finished = retraining.finished()
+            retraining.stop()
+            try:
+                _finish_retraining(state, job_id, retraining, stopping=not finished or should_stop())
+            except Exception:  # noqa: BLE001 - ending the trainer must not fail on the record
+                logger.exception("continuous trainer: could not record the retraining's end")
         if lineage is not None:
             lineage.close()
 

@@ -465,9 +465,9 @@ class PairedScores:
 def promotion_decision(candidate: Dict[str, float], baseline: Optional[Dict[str, float]], tolerance: float,
                        baseline_version: Optional[str], paired: Optional[PairedScores] = None) -> Dict[str, Any]:
     """Whether the candidate may become current: never when degenerate (the floors); else unless its AUC
-    is worse than the current version's by more than `tolerance` (a negative one demands a gain) and,
-    with `paired` scores, by more than that plus GATE_SIGNIFICANCE_Z standard errors of the paired
-    difference."""
+    is worse than the current version's by more than `tolerance` and, with `paired` scores, by more than
+    that plus GATE_SIGNIFICANCE_Z standard errors of the paired difference. A negative tolerance demands
+    a gain of that much, noise or not."""
     decision: Dict[str, Any] = {"tolerance": tolerance, "candidate_auc": candidate.get("auc"),
                                 "baseline_version": baseline_version,
                                 "baseline_auc": baseline.get("auc") if baseline else None}
@@ -486,7 +486,7 @@ def promotion_decision(candidate: Dict[str, float], baseline: Optional[Dict[str,
     if drop <= tolerance:
         decision.update(promote=True, reason="holdout AUC {:.4f} vs current {:.4f} (tolerance {})".format(
             candidate["auc"], baseline["auc"], tolerance))
-    elif standard_error is not None and drop - tolerance <= GATE_SIGNIFICANCE_Z * standard_error:
+    elif standard_error is not None and tolerance >= 0 and drop - tolerance <= GATE_SIGNIFICANCE_Z * standard_error:
         decision.update(promote=True, reason="holdout AUC {:.4f} vs current {:.4f} (tolerance {}): within noise, "
                         "{:.1f} standard errors of the paired difference past the tolerance (< {})".format(
                             candidate["auc"], baseline["auc"], tolerance, (drop - tolerance) / standard_error,

@@ -413,13 +413,14 @@ def rows_the_lineage_never_trained(data: TrainingData, manifest: Dict[str, Any],
 def run_training_job(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
                      requested_mode: str = "auto",
                      profile_store: Optional[ProfileStore] = None, keep_running: bool = False,
-                     retraining: Optional[str] = None) -> Optional[ModelVersion]:
+                     retraining: Optional[str] = None, version_id: Optional[str] = None) -> Optional[ModelVersion]:
     """Returns the new version (promoted, kept or rejected), or None when there was nothing new to train.
 
     `keep_running`: the job goes on after this training (the continuous trainer's first version, or a
     retraining it started), so its record stays "running" instead of passing through "succeeded" while
     the trainer carries on; the caller holds the trainer lease and records failures. `retraining`: why
-    the continuous trainer started this full training (modeling/growth.py), recorded in the gate."""
+    the continuous trainer started this full training (modeling/growth.py), recorded in the gate;
+    `version_id`: the id it chose for the version (default: a new one)."""
     started = time.monotonic()
     timings: Dict[str, float] = {}
     if not keep_running:
@@ -428,7 +429,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
     try:
         if not wait_for_ingest_drain(sqs, settings.actions_queue_url):
             logger.warning("actions queue not drained after 30 s; training on what is stored")
-        version = new_id("v")
+        version = version_id or new_id("v")
         current = state.get_current()
         manifest = read_manifest(s3, settings.data_bucket, current) if current and current.global_step else None
         all_keys = store.keys()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from easyrec_online.artifacts.catalog import Catalog
 from easyrec_online.core.config import Settings
@@ -101,7 +101,7 @@ def adopt_new_lineage(state: StateStore, record: ModelVersion, replaces_lineage:
     try:
         state.promote(record.version, current.version, reason="a new lineage (retraining) replaces {}".format(
             replaces_lineage))
-    except NotCurrent as exc:
+    except (NotCurrent, ValueError) as exc:  # the pointer moved, or the version is no longer servable
         logger.warning("retraining %s stays beside the current version: %s", record.version, exc)
         return "kept"
     record.gate.pop("not_current", None)
@@ -121,17 +121,18 @@ def fail_job(state: StateStore, job_id: str, exc: BaseException) -> None:
 EXPIRED_TAG = {"Key": "easyrec-online-expired", "Value": "true"}
 
 
-def retire_old_versions(settings: Settings, state: StateStore, s3: Any) -> List[str]:
-    """Versions beyond the newest KEEP_VERSIONS expire, except the current one (pinned or not): their
-    records say "expired" (no rollback to them) and their objects are tagged for the bucket's lifecycle
-    rule. A continuous trainer publishes a version every few seconds; without this, S3 keeps them all.
-    Returns the versions it expired."""
+def retire_old_versions(settings: Settings, state: StateStore, s3: Any, protect: Sequence[str] = ()) -> List[str]:
+    """Versions beyond the newest KEEP_VERSIONS expire, except the current one (pinned or not) and
+    `protect` (a retraining's version: its id was taken when it began, so the updates made meanwhile
+    sort after it): their records say "expired" (no rollback to them) and their objects are tagged for
+    the bucket's lifecycle rule. A continuous trainer publishes a version every few seconds; without
+    this, S3 keeps them all. Returns the versions it expired."""
     keep = max(1, settings.keep_versions)
     versions = state.list_versions(limit=keep + 100)  # newest first
     pointer = state.pointer() or {}
     expired = []
     for version in versions[keep:]:
-        if version.version == pointer.get("version") or version.status == "expired":
+        if version.version == pointer.get("version") or version.status == "expired" or version.version in protect:
             continue
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.data_bucket,
                                                                  Prefix=version.s3_prefix):

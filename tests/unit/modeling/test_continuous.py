@@ -75,10 +75,11 @@ def _retraining_world():
     return state, old
 
 
-def _new_lineage(version, run, gate, status="ready"):
+def _new_lineage(run, gate, status="ready"):
     from easyrec_online.ingest.actions import isoformat_utc
     from easyrec_online.state.registry import ModelVersion
 
+    version = run.version_id  # chosen by the trainer when it starts the retraining
     return ModelVersion(version, "deepfm-" + version, "deepfm", "p/{}/".format(version), isoformat_utc(run.started_at),
                         status=status, job_id="job-1", mode="full", num_actions=400,
                         gate=dict(gate, retrain={"reason": run.reason}))
@@ -97,14 +98,15 @@ def test_a_retraining_runs_beside_the_updates_and_its_lineage_replaces_theirs_wh
     state.put_version(ModelVersion("v2", "deepfm-v1", "deepfm", "p/v2/", "2026-12-07T10:00:05.000Z", job_id="job-1",
                                    mode="incremental", num_actions=60))
     state.set_current("v2")
-    state.put_version(_new_lineage("v3", run, {"promote": True, "not_current": "the current version is v2, not v1"}))
+    state.put_version(_new_lineage(run, {"promote": True, "not_current": "the current version is v2, not v1"}))
     run.process.returncode = 0
     assert run.finished()
     summary = _finish_retraining(state, "job-1", run)
-    assert summary["outcome"] == "promoted" and state.pointer()["version"] == "v3", summary
-    assert state.get_version("v3").gate["adopted_over"] == "v2" and "not_current" not in state.get_version("v3").gate
+    assert summary["outcome"] == "promoted" and state.pointer()["version"] == run.version_id, summary
+    adopted = state.get_version(run.version_id)
+    assert adopted.gate["adopted_over"] == "v2" and "not_current" not in adopted.gate
     job = state.get_job("job-1")
-    assert job.retraining is None and job.last_retraining["version"] == "v3"
+    assert job.retraining is None and job.last_retraining["version"] == run.version_id
     assert job.retrain_handled_at == job.retrain_requested_at  # the request is answered, once
 
 
@@ -114,7 +116,7 @@ def test_a_refused_failed_or_overtaken_retraining_leaves_the_current_lineage_ser
 
     state, old = _retraining_world()
     refused = RetrainingRun("data grew 8.0x", _Lineage(old), None)
-    state.put_version(_new_lineage("v3", refused, {"promote": False, "reason": "worse"}, status="rejected"))
+    state.put_version(_new_lineage(refused, {"promote": False, "reason": "worse"}, status="rejected"))
     assert _finish_retraining(state, "job-1", refused)["outcome"] == "rejected" and state.pointer()["version"] == "v1"
     assert state.get_job("job-1").retrain_handled_at is None  # it answered no request
 
@@ -127,7 +129,7 @@ def test_a_refused_failed_or_overtaken_retraining_leaves_the_current_lineage_ser
     overtaken = RetrainingRun("new features: param.stars", _Lineage(old), None)
     state.put_version(ModelVersion("v9", "other-v9", "deepfm", "p/v9/", "2026-12-07T10:00:06.000Z"))
     state.set_current("v9")  # an operator chose another lineage meanwhile: it stays
-    state.put_version(_new_lineage("v4", overtaken, {"promote": True, "not_current": "moved"}))
+    state.put_version(_new_lineage(overtaken, {"promote": True, "not_current": "moved"}))
     assert _finish_retraining(state, "job-1", overtaken)["outcome"] == "kept" and state.pointer()["version"] == "v9"
 
 
@@ -141,19 +143,38 @@ def test_a_retraining_under_way_is_killed_with_its_trainer():
     assert run.process.killed and run.finished()
 
 
-def test_a_killed_retraining_answers_no_request_and_its_grounds_start_it_again():
+def test_a_retraining_cut_short_by_its_trainer_answers_no_request_and_one_killed_alone_fails():
     from easyrec_online.modeling.continuous import RetrainingRun, _finish_retraining
-    from easyrec_online.modeling.growth import RetrainingState
 
     state, old = _retraining_world()
-    history = RetrainingState(attempted_at_actions=10, tried_fields={"param.stars"})
     run = RetrainingRun("requested", _Lineage(old), "2026-12-07T10:00:01.000Z")
-    run.grounds = (history.attempted_at_actions, history.attempted_at, {"param.device"})
-    history.attempted_at_actions, history.tried_fields = 50, {"param.stars", "param.device"}
     run.process = _Process()
-    run.process.returncode = -15  # SIGTERM: a deploy
-    assert _finish_retraining(state, "job-1", run)["outcome"] == "interrupted"
+    run.process.returncode = -15  # SIGTERM to the task: a deploy
+    assert _finish_retraining(state, "job-1", run, stopping=True)["outcome"] == "interrupted"
     job = state.get_job("job-1")
     assert job.retrain_handled_at is None and job.retraining is None and job.last_retraining["outcome"] == "interrupted"
-    run.restore(history)
-    assert history.attempted_at_actions == 10 and history.tried_fields == {"param.stars"}
+    alone = RetrainingRun("requested", _Lineage(old), "2026-12-07T10:00:01.000Z")
+    alone.process = _Process()
+    alone.process.returncode = -9  # the kernel's OOM killer, with the trainer going on: not again and again
+    assert _finish_retraining(state, "job-1", alone)["outcome"] == "failed"
+    assert state.get_job("job-1").retrain_handled_at == "2026-12-07T10:00:01.000Z"
+
+
+def test_a_retraining_whose_process_cannot_start_is_a_failed_one_and_the_trainer_goes_on():
+    from easyrec_online.core.config import Settings
+    from easyrec_online.modeling.continuous import _start_retraining
+    from easyrec_online.modeling.growth import FreshAuc, RetrainingState
+
+    state, old = _retraining_world()
+    lineage = _Lineage(old)
+    lineage.fresh = FreshAuc()
+
+    def no_memory(reason, version_id):
+        raise OSError(12, "Cannot allocate memory")
+
+    run = _start_retraining(Settings.from_env({}), state, None, None, None, "job-1", None, lineage,
+                            {"reason": "requested", "new_fields": []}, RetrainingState(), "2026-12-07T10:00:01.000Z",
+                            no_memory)
+    job = state.get_job("job-1")
+    assert run is None and job.retraining is None and job.last_retraining["outcome"] == "failed"
+    assert "Cannot allocate memory" in job.last_retraining["error"]

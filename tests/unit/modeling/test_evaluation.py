@@ -295,3 +295,6 @@ def test_the_gate_refuses_a_drop_only_when_it_is_material_and_beyond_noise():
     assert decision["promote"] is False and "standard errors past it" in decision["reason"], decision
     assert promotion_decision(baseline, baseline, -1.0, "v1", PairedScores(paired.labels, paired.baseline, paired.baseline))[
         "promote"] is False  # a negative tolerance demands a gain: none is no gain
+    _, _, paired = judged(60, 1.0, 1.0)  # two noisy scorings: a standard error well above 0.01
+    even = {"auc": 0.7, "logloss": 0.5, "base_logloss": 0.69, "num_eval_rows": 60.0, "num_positive": 30.0}
+    assert promotion_decision(even, even, -0.01, "v1", paired)["promote"] is False  # no gain of 0.01: refused
