@@ -6,10 +6,18 @@ Per model, one fresh local service (python -m infra.local_runner, the service's 
 where said below):
   0. every user's and item's profile goes in through POST /users and /items (age, gender,
      occupation; genres, release year), as a client would at sign-up and listing;
-  1. the first 80 % of the ratings (by time) go in through POST /online/data/add, a continuous trainer
-     starts, and its first version (a full training on them) is the *frozen* model;
+  1. the first 80 % of the ratings (by time) go in through POST /online/data/add; once the consumer has
+     stored all of them a continuous trainer starts, and its first version (a full training on them) is
+     the *frozen* model;
   2. the remaining 20 % are replayed in timestamp order through POST /online/data/add while the
-     continuous trainer follows them (ratings are immediate action types: each starts an update).
+     continuous trainer follows them, one update per --update-every ratings: the bench waits, after
+     each such chunk, until the chunk is stored, judged by an update and served.
+
+Reproducible: the data, the samples scored and the training are seeded, and what each version learns
+is fixed by the chunks (ratings are batch actions here, BATCH_MIN_ACTIONS = --update-every; left to
+the defaults, each rating starts an update on whatever is stored at that moment, so which ratings an
+update takes depends on wall-clock timing). What the chunks do not fix: thread scheduling inside
+TensorFlow's float sums.
 
 Two variants are scored from that one replay, each on every scorer, with every scorer seeing the
 same past (bench/baselines.py: popularity, trending, item-kNN, EASE, counted and fitted on the same
@@ -59,7 +67,7 @@ sys.path.insert(0, os.path.join(ROOT, "shared"))
 
 from bench import scratch_dir  # noqa: E402
 from bench.baselines import NAMES as BASELINES, PastScorers, auc, hit_and_gain, rank_of  # noqa: E402
-from bench.freshness import Covered, _current, _wait_covered  # noqa: E402
+from bench.freshness import _current  # noqa: E402
 from easyrec_online.artifacts.blend import expected_calibration_error  # noqa: E402
 from easyrec_online.datasets.movielens import load_movielens_100k, split_by_time  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
@@ -201,6 +209,34 @@ def _plan(rest, rankings, rng):
     return ranked, rated
 
 
+def _stored(service):
+    return requests.get(service.url + "/online/streaming/status", timeout=30).json()["consumer"]["stored_actions"]
+
+
+def _wait_stored(service, posted, timeout_s=600):
+    deadline = time.monotonic() + timeout_s
+    while _stored(service) < posted:
+        assert time.monotonic() < deadline, "the consumer stored fewer than {} actions in {} s".format(posted, timeout_s)
+        time.sleep(0.1)
+
+
+def _caught_up(service, posted, timeout_s=300):
+    """The current version, once every posted action is stored, an update has trained on or judged each
+    of them (a refused one's wait for the next chunk), and inference serves that version."""
+    _wait_stored(service, posted, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = requests.get(service.url + "/model/info", timeout=30).json()
+        current = (info.get("current") or {}).get("version")
+        if current and info["online"]["awaiting_update"] == 0:
+            served = requests.post(service.url + "/predict", json={"user_id": "-", "item_id": "-"}, timeout=30)
+            if served.json().get("model_version") == current:
+                return current
+        assert time.monotonic() < deadline, "no update judged the {} posted actions in {} s: {}".format(
+            posted, timeout_s, info.get("online"))
+        time.sleep(0.05)
+
+
 def _version_facts(service):
     """What the current version fitted when it was trained: its holdout metrics (AUC, the CF blend
     weight) and the serving defaults it carries (the new-user popularity weight among them)."""
@@ -216,21 +252,26 @@ def run_model(model, args, ml, first, rest):
         # The trainer starts after the first 80 % is in (its first version is the frozen model).
         "CONTINUOUS_TRAINING=false",
         "PROMOTION_AUC_TOLERANCE=1.0", "AUTO_RETRAIN_AUC_THRESHOLD=0", "LOCAL_QUIET_ACCESS_LOG=1",
-        "ID_HASH_BUCKETS=20000", "TRAIN_BATCH_SIZE=512", "MAX_CANDIDATES=2000", "MAX_TOP_K=2000"] + args.env)
+        "ID_HASH_BUCKETS=20000", "TRAIN_BATCH_SIZE=512", "MAX_CANDIDATES=2000", "MAX_TOP_K=2000",
+        # One update per chunk of the replay, whatever the timing (see the docstring), and every request
+        # reads the user's activity as it is (no cache a timing decides on).
+        "IMMEDIATE_ACTION_TYPES=none", "BATCH_MIN_ACTIONS={}".format(args.update_every), "BATCH_MAX_AGE_S=86400",
+        "ACTIVITY_CACHE_TTL_MS=0"] + args.env)
     out = {"model": model}
     items = sorted(ml.items)
     service.start()
     session = requests.Session()
     try:
-        covered = Covered(service)
         t0 = time.monotonic()
         out["profiles"] = _put_profiles(service, ml)
         out["profiles_s"] = time.monotonic() - t0
         started = time.monotonic()
-        first_ids = _post(session, service, first)
+        _post(session, service, first)
+        posted = len(first)
+        _wait_stored(service, posted)
         r = requests.post(service.url + "/online/training/start", json={"mode": "continuous"}, timeout=30)
         assert r.status_code == 202, r.text
-        frozen = _wait_covered(service, covered, first_ids, timeout_s=900)["version"]
+        frozen = _caught_up(service, posted, timeout_s=900)
         out["first_training_s"] = time.monotonic() - started
         out["first_version"] = _version_facts(service)
 
@@ -255,9 +296,15 @@ def run_model(model, args, ml, first, rest):
             for a in rest:
                 by_day[_day(a)].append(a)
             for k, a in enumerate(rest):
+                if k and k % args.update_every == 0:  # one chunk: stored, judged by an update, served
+                    _post(session, service, pending)
+                    posted += len(pending)
+                    pending = []
+                    _caught_up(service, posted)
                 if _day(a) != day:
                     if pending:
                         _post(session, service, pending)
+                        posted += len(pending)
                         pending = []
                     day = _day(a)
                     past.refit()  # item-kNN and EASE on the data before the day
@@ -270,6 +317,7 @@ def run_model(model, args, ml, first, rest):
                 if k in rated_points:
                     if pending:  # every earlier action accepted
                         _post(session, service, pending)
+                        posted += len(pending)
                         pending = []
                     r = session.post(service.url + "/predict", timeout=30, json={
                         "user_id": user, "item_id": a["item_id"], "context": {"timestamp": a["timestamp"]}})
@@ -401,6 +449,8 @@ def main():
     # the whole `python -m bench` stays within 25 minutes. The sample sizes are printed with the tables.
     parser.add_argument("--rankings", type=int, default=500, help="streaming variant: liked ratings ranked")
     parser.add_argument("--per-day", type=int, default=10, help="day-level variant: liked ratings ranked a day")
+    parser.add_argument("--update-every", type=int, default=200,
+                        help="replayed ratings per update (the bench waits for each: reproducible runs)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="service setting")
     parser.add_argument("--out", default="quality", help="results file name under bench/results/")
     args = parser.parse_args()
