@@ -29,6 +29,8 @@ from easyrec_online.core.http import (
     parse_json_body,
     validate,
 )
+from easyrec_online.experiments.control import ExperimentService
+from easyrec_online.experiments.definition import ConcludeIn, ExperimentIn
 from easyrec_online.ingest.actions import AddDataRequest
 
 logger = Logger(service="api")
@@ -43,6 +45,7 @@ profiles = wiring.profile_store(settings)
 exporter = ModelExporter(settings, state, aws.client("s3", settings))
 supervisor = TrainingSupervisor(settings, state, training)
 logs = TrainingLogs(settings, state, aws.client("logs", settings))
+experiments = ExperimentService(settings, state, wiring.experiment_definitions(settings), wiring.experiment_log(settings))
 streaming = StreamingService(settings, aws.client("sqs", settings), state, wiring.consumer_sinks(settings))
 
 
@@ -188,3 +191,33 @@ def streaming_status():
 def streaming_consume():
     body = _optional_json_body()
     return streaming.consume(validate(ConsumeRequest, body))
+
+
+@app.route("/experiments", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def create_experiment():
+    return json_response(experiments.create(validate(ExperimentIn, _json_body())), status=201)
+
+
+@app.route("/experiments", methods=["GET"])
+@json_route
+def list_experiments():
+    return experiments.list()
+
+
+@app.route("/experiments/{experiment_id}", methods=["GET"])
+@json_route
+def get_experiment(experiment_id):
+    return experiments.get(experiment_id)
+
+
+@app.route("/experiments/{experiment_id}/stop", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def stop_experiment(experiment_id):
+    return experiments.stop(experiment_id)
+
+
+@app.route("/experiments/{experiment_id}/conclude", methods=["POST"], content_types=JSON_CONTENT_TYPES)
+@json_route
+def conclude_experiment(experiment_id):
+    return experiments.conclude(experiment_id, validate(ConcludeIn, _optional_json_body()))

@@ -11,6 +11,7 @@ from easyrec_online.artifacts.scorer import SavedModelScorer
 from easyrec_online.core import aws
 from easyrec_online.core.config import Settings
 from easyrec_online.core.http import JSON_CONTENT_TYPES, json_errors, json_route, parse_json_body, validate
+from easyrec_online.serving.arms import ArmServing
 from easyrec_online.serving.cache import ModelCache
 from easyrec_online.serving.service import PredictRequest, RecommendRequest, ScoringService
 from easyrec_online.state.activity import CachedActivity
@@ -21,9 +22,12 @@ app = Chalice(app_name="easyrec-online-inference")
 app.register_middleware(json_errors, "http")
 
 settings = Settings.from_env()
-models = ModelCache(settings, wiring.state_store(settings), aws.client("s3", settings), load=SavedModelScorer)
+state = wiring.state_store(settings)
+models = ModelCache(settings, state, aws.client("s3", settings), load=SavedModelScorer)
+arms = ArmServing(wiring.running_experiments(settings), models, state, wiring.experiment_log(settings),
+                  settings.experiment_refresh_ms / 1000.0)
 scoring = ScoringService(settings, models, CachedProfiles(wiring.profile_store(settings), settings.profile_cache_ttl_s),
-                         CachedActivity(wiring.activity_store(settings), settings.activity_cache_ttl_ms / 1000.0))
+                         CachedActivity(wiring.activity_store(settings), settings.activity_cache_ttl_ms / 1000.0), arms)
 
 
 @app.route("/recommend", methods=["POST"], content_types=JSON_CONTENT_TYPES)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from easyrec_online.control.launcher import EcsTrainingLauncher
 from easyrec_online.core import aws
 from easyrec_online.core.config import Settings
+from easyrec_online.experiments.router import RunningExperiments, SuccessRecorder
+from easyrec_online.experiments.store import DynamoExperimentLog, ExperimentDefinitions
 from easyrec_online.ingest.consumer import DeadLetters, Sinks
 from easyrec_online.ingest.labels import check_rules
 from easyrec_online.ingest.ledger import DynamoEventLedger
@@ -58,10 +60,25 @@ def event_ledger(settings: Settings) -> DynamoEventLedger:
     return DynamoEventLedger(aws.client("dynamodb", settings), settings.ledger_table, settings.ledger_ttl_days)
 
 
+def experiment_definitions(settings: Settings) -> ExperimentDefinitions:
+    return ExperimentDefinitions(state_store(settings))
+
+
+def experiment_log(settings: Settings) -> DynamoExperimentLog:
+    return DynamoExperimentLog(aws.client("dynamodb", settings), settings.experiments_table)
+
+
+def running_experiments(settings: Settings) -> RunningExperiments:
+    return RunningExperiments(experiment_definitions(settings), settings.experiment_refresh_ms / 1000.0)
+
+
 def consumer_sinks(settings: Settings) -> Sinks:
-    """What the ingest consumer writes a batch to: the store, the ledger, the counters, users' activity."""
+    """What the ingest consumer writes a batch to: the store, the ledger, the counters, users' activity,
+    running experiments' successes."""
     return Sinks(store=action_store(settings), ledger=event_ledger(settings), counters=state_store(settings),
-                 activity=activity_store(settings), label_rules=check_rules(settings.label_rules),
+                 activity=activity_store(settings),
+                 experiments=SuccessRecorder(running_experiments(settings), experiment_log(settings)),
+                 label_rules=check_rules(settings.label_rules),
                  count_keep_s=settings.ledger_ttl_days * 86400.0)
 
 

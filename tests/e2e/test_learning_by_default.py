@@ -90,7 +90,7 @@ def test_the_seed_quick_start_verbatim_learns_with_no_flags(default):
         return body if code == 200 else None
 
     body = wait_for(served, 60, "the first version to serve")
-    assert set(body) == {"user_id", "recommendations", "model_version"} and len(body["recommendations"]) == 3
+    assert set(body) == {"user_id", "recommendations", "model_version", "recommendation_id"} and len(body["recommendations"]) == 3
 
 
 def _lineage_births(service):

@@ -100,7 +100,7 @@ def test_seed_recommend_answers_the_documented_shape(service):
     body, code = _json_and_status(service.curl(RECOMMEND))
     assert code == 200, body
     assert body["user_id"] == 123 and len(body["recommendations"]) == 3
-    assert set(body) == {"user_id", "recommendations", "model_version"}
+    assert set(body) == {"user_id", "recommendations", "model_version", "recommendation_id"}
     scores = [r["score"] for r in body["recommendations"]]
     assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
     assert {r["item_id"] for r in body["recommendations"]} <= {1, 2, 3, 4, 5}

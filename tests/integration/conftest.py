@@ -94,11 +94,17 @@ def make_cloud(endpoint: str, **env: str) -> Settings:
     settings = Settings.from_env(dict({"AWS_ENDPOINT_URL": str(endpoint), "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
                                        "DATA_BUCKET": "test-data" + suffix, "STATE_TABLE": "test-state",
                                        "PROFILES_TABLE": "test-profiles", "ACTIVITY_TABLE": "test-activity",
-                                       "LEDGER_TABLE": "test-ledger"}, **env))
+                                       "LEDGER_TABLE": "test-ledger", "EXPERIMENTS_TABLE": "test-experiments"},
+                                      **env))
     aws.client("s3", settings).create_bucket(Bucket=settings.data_bucket)
     queue_url = aws.client("sqs", settings).create_queue(QueueName="test-actions" + suffix)["QueueUrl"]
     aws.client("dynamodb", settings).create_table(
         TableName=settings.state_table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    aws.client("dynamodb", settings).create_table(
+        TableName=settings.experiments_table, BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                               {"AttributeName": "sk", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from typing import Any, Set
 
 from easyrec_online.artifacts.catalog import Catalog
@@ -20,7 +21,8 @@ def download_saved_model(s3: Any, bucket: str, version: ModelVersion, cache_dir:
     target = os.path.join(cache_dir, version.version)
     if os.path.exists(os.path.join(target, COMPLETE_MARKER)):
         return target
-    staging = target + ".partial-{}".format(os.getpid())
+    # Per process and thread: a container's background swap and an arm's first request may fetch at once.
+    staging = target + ".partial-{}-{}".format(os.getpid(), threading.get_ident())
     shutil.rmtree(staging, ignore_errors=True)
     paginator = s3.get_paginator("list_objects_v2")
     found = 0
@@ -52,7 +54,7 @@ def load_catalog(s3: Any, bucket: str, version: ModelVersion, cache_dir: str) ->
                 raise
             return Catalog()
         os.makedirs(cache_dir, exist_ok=True)
-        staging = "{}.partial-{}".format(path, os.getpid())
+        staging = "{}.partial-{}-{}".format(path, os.getpid(), threading.get_ident())
         with open(staging, "wb") as f:
             f.write(body)
         os.rename(staging, path)

@@ -124,6 +124,10 @@ class Settings:
     activity_table: str = setting(
         "ACTIVITY_TABLE", "easyrec-online-activity",
         "DynamoDB table: users' recent actions (the live features' user side), written on accept.")
+    experiments_table: str = setting(
+        "EXPERIMENTS_TABLE", "easyrec-online-experiments",
+        "DynamoDB table: the experiments' log (impressions served under an experiment, and the successes that "
+        "followed). Experiment definitions live in STATE_TABLE.")
     ledger_table: str = setting(
         "LEDGER_TABLE", "easyrec-online-ledger",
         "DynamoDB table: the event ledger (which stored object owns each event id: each event stored once).")
@@ -355,6 +359,14 @@ class Settings:
         "Item profile field /recommend's category filter matches (a string or a list of strings).")
     max_candidates: int = setting("MAX_CANDIDATES", 1000, "Most candidate_items one /recommend may carry.")
     max_top_k: int = setting("MAX_TOP_K", 1000, "Largest top_k accepted by /recommend.")
+    experiment_max_loaded_versions: int = setting(
+        "EXPERIMENT_MAX_LOADED_VERSIONS", 4,
+        "Most model versions running experiments' arms may keep loaded in inference beside the current one "
+        "(each 'version' arm and each followed 'lineage' counts once); creating one more is a 409.")
+    experiment_refresh_ms: int = setting(
+        "EXPERIMENT_REFRESH_MS", 2000,
+        "How often inference and the ingest consumer re-read the running experiments (a new or stopped "
+        "experiment serves, or stops serving, within this).")
     max_samples_per_request: int = setting(
         "MAX_SAMPLES_PER_REQUEST", 500,
         "Most samples one /online/data/add may carry.")

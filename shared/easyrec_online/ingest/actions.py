@@ -32,6 +32,7 @@ MAX_PARAMETERS_JSON_BYTES = 16 * 1024
 Label = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 ActionType = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
 EventId = Annotated[StrictStr, StringConstraints(min_length=1, max_length=128)]
+RecommendationId = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 # Years a timestamp may name (epoch seconds too): within them every conversion (to UTC, to epoch
 # seconds, to the hour and day features) is safe.
 FIRST_YEAR, LAST_YEAR = 1970, 2999
@@ -98,6 +99,9 @@ class ActionIn(BaseModel):
     parameters: Optional[Dict[str, Any]] = None
     event_id: Optional[EventId] = None
     timestamp: Optional[Union[StrictInt, Annotated[StrictFloat, Field(allow_inf_nan=False)], StrictStr]] = None
+    # The /recommend answer this action follows (its recommendation_id): experiments credit it to that
+    # answer's arm. Without it, the latest answer that showed the item to the user within the window.
+    recommendation_id: Optional[RecommendationId] = None
 
     @field_validator("parameters")
     @classmethod
@@ -131,6 +135,7 @@ class StoredAction(BaseModel):
     parameters: Dict[str, Any] = Field(default_factory=dict)
     timestamp: StrictStr
     accepted_at: StrictStr
+    recommendation_id: Optional[RecommendationId] = None
 
     @field_validator("parameters")
     @classmethod
@@ -163,10 +168,13 @@ class StoredAction(BaseModel):
             parameters=sample.parameters or {},
             timestamp=isoformat_utc(moment),
             accepted_at=isoformat_utc(now),
+            recommendation_id=sample.recommendation_id,
         )
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(), separators=(",", ":"), sort_keys=True)
+        # Without a recommendation id, the stored line is what it always was.
+        return json.dumps(self.model_dump(exclude={"recommendation_id"} if self.recommendation_id is None else None),
+                          separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: Union[str, bytes]) -> "StoredAction":

@@ -2,7 +2,7 @@
 
   decode each record (envelopes.decode_message) -> de-duplicate -> claim each event id in the ledger
   for this batch's object (ingest/ledger.py) -> store the events it owns as one object -> users' live
-  activity -> add the object's events to `stored_actions`, once per object
+  activity -> running experiments' successes -> add the object's events to `stored_actions`, once per object
 
 Powertools BatchProcessor semantics (SQS, Kinesis): each record is decoded on its own; records that
 do not decode (poison messages) are reported as batch item failures, so the stream retries only
@@ -55,6 +55,7 @@ class Sinks:
     ledger: Optional[EventLedger] = None  # None: no claims (each batch object de-duplicates itself only)
     counters: Optional[Counters] = None
     activity: Optional[ActivitySink] = None  # users' live activity (state/activity.py)
+    experiments: Optional[ActivitySink] = None  # successes of running experiments (experiments/router.py)
     label_rules: Optional[Dict[str, Any]] = None  # for producers' samples without a label
     count_keep_s: float = 21 * 86400.0  # how long a counted object's key is remembered (LEDGER_TTL_DAYS)
 
@@ -134,6 +135,11 @@ def _store_chunk(decoded: Sequence[Tuple[str, List[StoredAction]]], sinks: Sinks
             sinks.activity.record(owned)
         except Exception:  # noqa: BLE001 - the actions are stored; the live features catch up on retries
             logger.exception("could not record %d stored actions in the live activity", len(owned))
+    if sinks.experiments is not None and owned:
+        try:
+            sinks.experiments.record(owned)
+        except Exception:  # noqa: BLE001 - ingest never waits on experiments; only their figures miss these
+            logger.exception("could not log %d stored actions as experiment successes", len(owned))
     retry = [identifier for identifier, actions in decoded if any(a.event_id in claims.in_flight for a in actions)]
     if sinks.counters is None:
         return len(claims.new), retry

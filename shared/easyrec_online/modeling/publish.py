@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from easyrec_online.artifacts.catalog import Catalog
 from easyrec_online.core.config import Settings
+from easyrec_online.experiments.store import ExperimentDefinitions
 from easyrec_online.ingest.actions import isoformat_utc, utc_now
 from easyrec_online.state.registry import ModelVersion, NotCurrent, StateStore
 
@@ -122,14 +123,15 @@ EXPIRED_TAG = {"Key": "easyrec-online-expired", "Value": "true"}
 
 
 def retire_old_versions(settings: Settings, state: StateStore, s3: Any, protect: Sequence[str] = ()) -> List[str]:
-    """Versions beyond the newest KEEP_VERSIONS expire, except the current one (pinned or not) and
-    `protect` (a retraining's version: its id was taken when it began, so the updates made meanwhile
-    sort after it): their records say "expired" (no rollback to them) and their objects are tagged for
+    """Versions beyond the newest KEEP_VERSIONS expire, except the current one (pinned or not), those a
+    running experiment's arm serves, and `protect` (a retraining's version: its id was taken when it
+    began, so the updates made meanwhile sort after it): their records say "expired" (no rollback to them) and their objects are tagged for
     the bucket's lifecycle rule. A continuous trainer publishes a version every few seconds; without
     this, S3 keeps them all. Returns the versions it expired."""
     keep = max(1, settings.keep_versions)
     versions = state.list_versions(limit=keep + 100)  # newest first
     pointer = state.pointer() or {}
+    protect = set(protect) | set(ExperimentDefinitions(state).pinned_versions())
     expired = []
     for version in versions[keep:]:
         if version.version == pointer.get("version") or version.status == "expired" or version.version in protect:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from typing import Any, Callable, NamedTuple, Optional, Set
+from typing import Any, Callable, Dict, NamedTuple, Optional, Set
 
 from easyrec_online.artifacts.catalog import Catalog
 from easyrec_online.artifacts.download import download_saved_model, load_catalog, remove_versions_except
@@ -54,6 +54,12 @@ class ModelCache:
         self._checker: Optional[threading.Thread] = None
         self.swaps = 0
         self.last_load_s: Optional[float] = None
+        # Versions experiments' arms serve beside the current one (version id -> loaded), and the ids
+        # they want kept; loaded in the background by keep_loaded.
+        self._extra: Dict[str, LoadedModel] = {}
+        self._wanted: Set[str] = set()
+        self._extra_lock = threading.Lock()
+        self._loader: Optional[threading.Thread] = None
 
     def current(self) -> Optional[LoadedModel]:
         """The current version (record, scorer, catalog), or None when no model exists yet."""
@@ -69,6 +75,63 @@ class ModelCache:
                 self._checker = threading.Thread(target=self._check, name="model-swap", daemon=True)
                 self._checker.start()
         return loaded
+
+    def version(self, version_id: str) -> LoadedModel:
+        """A version an experiment's arm serves: the current one, one kept loaded beside it, or (on a cold
+        container, or a version just named) loaded now, on the request path, and kept."""
+        loaded = self.current()
+        if loaded is not None and loaded.version.version == version_id:
+            return loaded
+        found = self._extra.get(version_id)
+        if found is not None:
+            return found
+        loader = self._loader
+        if version_id in self._wanted and loader is not None and loader.is_alive():
+            loader.join(60.0)  # being loaded in the background already: once is enough
+            found = self._extra.get(version_id)
+            if found is not None:
+                return found
+        with self._extra_lock:
+            found = self._extra.get(version_id) or self._load_version(version_id)
+            self._extra[version_id] = found
+        return found
+
+    def keep_loaded(self, version_ids: Set[str]) -> None:
+        """Keep these versions loaded beside the current one: the missing ones load in the background (so
+        that an arm never waits for a load), the ones no longer wanted are released."""
+        if version_ids == self._wanted and all(v in self._extra for v in version_ids):
+            return
+        self._wanted = set(version_ids)
+        with self._extra_lock:
+            for dropped in set(self._extra) - self._wanted:
+                del self._extra[dropped]
+            if self._loader is not None and self._loader.is_alive():
+                return
+            if not self._background:
+                self._load_wanted()
+                return
+            self._loader = threading.Thread(target=self._load_wanted, name="arm-versions", daemon=True)
+            self._loader.start()
+
+    def _load_wanted(self) -> None:
+        for version_id in sorted(self._wanted - set(self._extra)):
+            try:
+                loaded = self._load_version(version_id)
+            except Exception:  # noqa: BLE001 - the arm loads on its first request instead
+                logger.exception("could not load version %s for an experiment's arm", version_id)
+                continue
+            if version_id in self._wanted:
+                self._extra[version_id] = loaded
+
+    def _load_version(self, version_id: str) -> LoadedModel:
+        record = self._state.get_version(version_id)
+        if record is None:
+            raise KeyError("no model version {}".format(version_id))
+        cache_dir = self._settings.model_cache_dir
+        path = download_saved_model(self._s3, self._settings.data_bucket, record, cache_dir)
+        catalog = load_catalog(self._s3, self._settings.data_bucket, record, cache_dir)
+        logger.info("loaded version %s for an experiment's arm", version_id)
+        return LoadedModel(record, self._load(path), catalog)
 
     def wait_for_check(self, timeout: float = 60.0) -> None:
         """Tests and benchmarks: wait until a background check has finished."""
@@ -109,7 +172,8 @@ class ModelCache:
         self.swaps += 1
         self.last_load_s = time.monotonic() - started
         logger.info("serving model version %s (loaded in %.3f s)", current.version, self.last_load_s)
-        self._keep_on_disk({current.version, loaded.version.version if loaded is not None else current.version})
+        self._keep_on_disk({current.version, loaded.version.version if loaded is not None else current.version}
+                           | set(self._wanted))
 
     def _keep_on_disk(self, versions: Set[str]) -> None:
         """Only the served version and the one before stay in MODEL_CACHE_DIR (Lambda's /tmp holds 512 MB

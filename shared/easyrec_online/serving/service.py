@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import uuid
 from itertools import repeat
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
@@ -18,7 +19,10 @@ from easyrec_online.artifacts.features.live import LIVE_HISTORY, LIVE_KEYS, live
 from easyrec_online.artifacts.features.spec import spec_of
 from easyrec_online.core.config import Settings
 from easyrec_online.core.http import ApiError
-from easyrec_online.ingest.actions import EntityId, id_key, parse_timestamp, utc_now
+from easyrec_online.experiments.definition import Arm, Experiment, Impression
+from easyrec_online.experiments.interleave import team_draft
+from easyrec_online.ingest.actions import EntityId, id_key, isoformat_utc, parse_timestamp, utc_now
+from easyrec_online.serving.arms import ArmServing
 from easyrec_online.serving.cache import LoadedModel
 from easyrec_online.state.registry import ModelVersion
 
@@ -132,8 +136,10 @@ class ScoringService:
     blended with the live CF score, with the weight the trainer fitted for the version (artifacts/blend.py).
     """
 
-    def __init__(self, settings: Settings, models: Any, profiles: Any = None, activity: Any = None) -> None:
+    def __init__(self, settings: Settings, models: Any, profiles: Any = None, activity: Any = None,
+                 arms: Optional[ArmServing] = None) -> None:
         self._settings = settings
+        self._arms = arms  # experiments (serving/arms.py); None: every request gets the current version
         self._models = models  # .current() -> Optional[LoadedModel]
         self._profiles = profiles  # .attributes_of(kind, ids), e.g. profiles.CachedProfiles; None: no profiles
         # .recent(user_ids, limit), e.g. activity.CachedActivity: users' actions since the version (live
@@ -345,6 +351,88 @@ class ScoringService:
             keep = [i for i in keep if matches(i)]
         return keep
 
+    # --- ranking ---------------------------------------------------------------------------------
+    def _ranked(self, loaded: LoadedModel, request: RecommendRequest) -> Dict[str, Any]:
+        """The model's top_k for the request, with where catalog candidates came from."""
+        sources: List[str] = []
+        if request.candidate_items is None:
+            candidates, sources = self._catalog_candidates(loaded, request)
+        else:
+            candidates = list(request.candidate_items)
+        candidates = self._apply_filters(loaded, request, candidates, request.candidate_items is None)
+        pairs = list(zip(repeat(request.user_id, len(candidates)), candidates))
+        scores, cold = self._score(loaded, pairs, request.context, list(map(id_key, candidates)))
+        best = heapq.nlargest(request.top_k, range(len(candidates)), key=scores.__getitem__)
+        result: Dict[str, Any] = {
+            "user_id": request.user_id,
+            "recommendations": [dict({"item_id": candidates[i], "score": scores[i]},
+                                     **({"cold_start": True} if cold[i] else {})) for i in best],
+            "model_version": loaded.version.version,
+        }
+        if request.candidate_items is None:
+            result["candidate_sources"] = sources
+        return result
+
+    def _ranked_by_catalog(self, loaded: LoadedModel, request: RecommendRequest, strategy: str) -> Dict[str, Any]:
+        """An experiment's `popularity` or `trending` arm: the current catalog's ranking. Scores are
+        relative to the best candidate (1.0), not probabilities."""
+        catalog = loaded.catalog
+        if request.candidate_items is None:
+            n = self._settings.catalog_candidates
+            candidates: List[Any] = catalog.popular(n) if strategy == "popularity" else catalog.trending(n)
+        else:
+            candidates = list(request.candidate_items)
+        candidates = self._apply_filters(loaded, request, candidates, request.candidate_items is None)
+        moment = utc_now().timestamp()
+        if strategy == "popularity":
+            raw = [catalog.items[id_key(i)][1] if id_key(i) in catalog.items else 0.0 for i in candidates]
+        else:
+            raw = [catalog.trend_at(i, moment) for i in candidates]
+        top = max(raw) if raw and max(raw) > 0 else 1.0
+        order = sorted(range(len(candidates)), key=lambda k: (-raw[k], id_key(candidates[k])))[:request.top_k]
+        result: Dict[str, Any] = {
+            "user_id": request.user_id,
+            "recommendations": [dict({"item_id": candidates[k], "score": raw[k] / top},
+                                     **({} if id_key(candidates[k]) in catalog.items else {"cold_start": True}))
+                                for k in order],
+            "model_version": loaded.version.version,
+        }
+        if request.candidate_items is None:
+            result["candidate_sources"] = [strategy]
+        return result
+
+    def _ranked_by_arm(self, arm: Arm, request: RecommendRequest) -> Dict[str, Any]:
+        assert self._arms is not None
+        loaded = self._arms.model(arm)
+        if loaded is None:  # a catalog strategy
+            return self._ranked_by_catalog(self._model(), request, arm.type)
+        return self._ranked(loaded, request)
+
+    def _under_experiment(self, experiment: Experiment, arm: Arm, request: RecommendRequest,
+                          recommendation_id: str) -> Dict[str, Any]:
+        assert self._arms is not None
+        if experiment.kind == "interleaving":
+            first, second = experiment.arms
+            ranked = (self._ranked_by_arm(first, request), self._ranked_by_arm(second, request))
+            by_arm = [{id_key(r["item_id"]): r for r in answer["recommendations"]} for answer in ranked]
+            items, item_arms = team_draft([id_key(r["item_id"]) for r in ranked[0]["recommendations"]],
+                                          [id_key(r["item_id"]) for r in ranked[1]["recommendations"]],
+                                          (first.name, second.name), request.top_k, recommendation_id)
+            result = dict(ranked[0], recommendations=[
+                dict(by_arm[0 if picked == first.name else 1][item], arm=picked) for item, picked in zip(items, item_arms)])
+            result["arm_versions"] = {first.name: ranked[0]["model_version"], second.name: ranked[1]["model_version"]}
+            arm_name = "interleaved"
+        else:
+            result = self._ranked_by_arm(arm, request)
+            items, item_arms, arm_name = [id_key(r["item_id"]) for r in result["recommendations"]], [], arm.name
+        recorded = self._arms.record(Impression(
+            recommendation_id=recommendation_id, experiment_id=experiment.experiment_id, arm=arm_name,
+            user_id=id_key(request.user_id), at=isoformat_utc(utc_now()), items=items, item_arms=item_arms))
+        result.update({"experiment": experiment.experiment_id, "arm": arm_name})
+        if not recorded:
+            result["impression_recorded"] = False
+        return result
+
     # --- endpoints -------------------------------------------------------------------------------
     def recommend(self, request: RecommendRequest) -> Dict[str, Any]:
         limit = self._settings.max_candidates
@@ -364,23 +452,14 @@ class ScoringService:
                                    "candidate_items: duplicate item {!r}".format(item), ["candidate_items"])
                 seen.add(id_key(item))
         loaded = self._model()
-        sources: List[str] = []
-        if request.candidate_items is None:
-            candidates, sources = self._catalog_candidates(loaded, request)
+        # Every answer has an id: an action that follows it may name it (experiments credit that answer).
+        recommendation_id = uuid.uuid4().hex
+        served = self._arms.assign(request.user_id) if self._arms is not None else None
+        if served is None:
+            result = self._ranked(loaded, request)
         else:
-            candidates = list(request.candidate_items)
-        candidates = self._apply_filters(loaded, request, candidates, request.candidate_items is None)
-        pairs = list(zip(repeat(request.user_id, len(candidates)), candidates))
-        scores, cold = self._score(loaded, pairs, request.context, list(map(id_key, candidates)))
-        best = heapq.nlargest(request.top_k, range(len(candidates)), key=scores.__getitem__)
-        result: Dict[str, Any] = {
-            "user_id": request.user_id,
-            "recommendations": [dict({"item_id": candidates[i], "score": scores[i]},
-                                     **({"cold_start": True} if cold[i] else {})) for i in best],
-            "model_version": loaded.version.version,
-        }
-        if request.candidate_items is None:
-            result["candidate_sources"] = sources
+            result = self._under_experiment(served[0], served[1], request, recommendation_id)
+        result["recommendation_id"] = recommendation_id
         return result
 
     def predict(self, request: PredictRequest) -> Dict[str, Any]:

@@ -268,6 +268,14 @@ class StateStore:
         raise Conflict("{}/{}: still changing after {} attempts".format(pk, sk, MUTATE_ATTEMPTS))
 
     # --- configuration and counters ----------------------------------------------------------------
+    def document(self, pk: str, sk: str) -> Optional[Dict[str, Any]]:
+        """A document of another plane kept in this table (experiments), or None."""
+        return self._get(pk, sk)
+
+    def documents(self, pk: str, sk_prefix: str, limit: int) -> List[Dict[str, Any]]:
+        """Documents under `pk` whose sk starts with `sk_prefix`, highest sk first."""
+        return self._query(pk, sk_prefix, limit)
+
     def get_config(self, name: str) -> Optional[Dict[str, Any]]:
         """A service setting stored at run time (e.g. the trainer's restart policy)."""
         return self._get("config", name)

@@ -30,7 +30,9 @@ def app():
 
 EXTENSIONS = {("POST", "/model/rollback"), ("PUT", "/users/{user_id}"), ("GET", "/users/{user_id}"),
               ("PUT", "/items/{item_id}"), ("GET", "/items/{item_id}"), ("POST", "/users"), ("POST", "/items"),
-              ("POST", "/model/unpin")}
+              ("POST", "/model/unpin"), ("POST", "/experiments"), ("GET", "/experiments"),
+              ("GET", "/experiments/{experiment_id}"), ("POST", "/experiments/{experiment_id}/stop"),
+              ("POST", "/experiments/{experiment_id}/conclude")}
 
 
 def test_every_seed_endpoint_is_declared_once(app):
@@ -106,7 +108,7 @@ def test_stream_transport_selects_one_consumer_and_its_event_source(transport, c
         assert source.stream == "ActionsStream" and source.on_failure == "ActionsDeadLetterQueue"
     env = app.functions["ApiFunction"].environment
     resolver = Resolver(dict(app.parameters, ActionsStream="stream-name", DataBucket="b", StateTable="s",
-                             ProfilesTable="p", ActivityTable="act", LedgerTable="led", ActionsQueue="q", ActionsDeadLetterQueue="d",
+                             ProfilesTable="p", ActivityTable="act", LedgerTable="led", ExperimentsTable="exp", ActionsQueue="q", ActionsDeadLetterQueue="d",
                              TrainingCluster="c", TrainerTaskDefinition="t", TrainerLogGroup="g"),
                         {}, app.conditions)
     resolved = resolver.resolve(env)

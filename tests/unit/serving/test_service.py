@@ -55,6 +55,7 @@ def test_recommend_ranks_by_score_keeps_seed_shape_and_adds_version():
     service, scorer = _service()
     result = service.recommend(validate(RecommendRequest, {"user_id": 123, "candidate_items": [1, 2, 3, 4, 5],
                                                            "top_k": 3}))
+    assert len(result.pop("recommendation_id")) == 32  # every answer has an id, for attribution
     assert result == {"user_id": 123, "model_version": "v7", "recommendations": [
         {"item_id": 5, "score": approx(0.05)}, {"item_id": 4, "score": approx(0.04)},
         {"item_id": 3, "score": approx(0.03)}]}
