@@ -12,6 +12,7 @@ from easyrec_online.control.streaming import untrained_actions
 from easyrec_online.core.config import Settings
 from easyrec_online.core.http import ApiError, query_int
 from easyrec_online.ingest.actions import isoformat_utc, utc_now
+from easyrec_online.ingest.counters import INGEST_COUNTERS
 from easyrec_online.state.registry import ModelVersion, StateStore
 
 logger = logging.getLogger(__name__)
@@ -109,12 +110,27 @@ def model_info(state: StateStore) -> Dict[str, Any]:
 
 def awaiting_update(state: StateStore, current: Optional[ModelVersion], versions: Sequence[ModelVersion]) -> int:
     """Stored actions that no version of the current lineage since the current one (promoted or refused)
-    has trained on or been judged on."""
+    has trained on, held out or been judged on. A version's holdout is untrained (the next version
+    trains it) but not awaiting anything: the version read it."""
     if current is None:
         return untrained_actions(state)
-    judged = max([v.num_actions for v in versions if v.lineage == current.lineage and v.created_at >= current.created_at]
-                 + [current.num_actions])
-    return max(0, untrained_actions(state) - (judged - current.num_actions))
+    by_id = {v.version: v for v in versions}
+    since = [v for v in versions if v.lineage == current.lineage and v.created_at >= current.created_at]
+    covered = max(_covered(state, v, by_id) for v in since + [current])
+    stored = int(state.counts(INGEST_COUNTERS).get("stored_actions", 0))
+    return max(0, stored - covered)
+
+
+def _covered(state: StateStore, version: ModelVersion, by_id: Dict[str, ModelVersion]) -> int:
+    """How many stored actions a version read: its lineage's trained ones before it, and all it took up
+    (trained, or held out for its judgement)."""
+    if not version.num_new_actions:  # records from before num_new_actions was kept
+        return version.num_actions
+    parent = by_id.get(version.parent_version or "")
+    if parent is None and version.parent_version:
+        parent = state.get_version(version.parent_version)
+    before = parent.num_actions if parent is not None and parent.lineage == version.lineage else 0
+    return max(version.num_actions, before + version.num_new_actions)
 
 
 def list_updates(state: StateStore, limit: int = 20, lineage: Optional[str] = None) -> Dict[str, Any]:

@@ -91,7 +91,7 @@ def outcomes(experiment: Experiment, impressions: Sequence[Impression], successe
     return sorted(users.values(), key=lambda u: (u.first_at, u.user))
 
 
-def _ab_arm(name: str, group: Sequence[UserOutcome]) -> Tuple[st.Estimate, st.Estimate]:
+def _ab_arm(group: Sequence[UserOutcome]) -> Tuple[st.Estimate, st.Estimate]:
     per_impression = st.ratio([u.successes for u in group], [u.impressions for u in group])
     per_user = st.mean([1.0 if u.successes else 0.0 for u in group])
     return per_impression, per_user
@@ -104,26 +104,27 @@ def ab_results(experiment: Experiment, users: Sequence[UserOutcome], alpha: floa
     arms = []
     for arm in experiment.arms:
         group = groups[arm.name]
-        per_impression, per_user = _ab_arm(arm.name, group)
+        per_impression, per_user = _ab_arm(group)
         arms.append({"name": arm.name, "strategy": arm.strategy, "weight": arm.weight, "users": len(group),
                      "impressions": sum(u.impressions for u in group),
                      "successes": sum(u.successes for u in group),
                      "success_per_impression": st.summary(per_impression),
                      "success_per_user": st.summary(per_user)})
-    checks = st.check_points(len(users), CHECK_EVERY)
+    checks = set(st.check_points(len(users), CHECK_EVERY))
+    estimates: Dict[str, List[st.Estimate]] = {name: [] for name in names[1:]}
+    sums = {name: st.Sums() for name in names}
+    for n, user in enumerate(users, 1):
+        if user.arm in sums:
+            sums[user.arm] = sums[user.arm].add(user.successes, user.impressions)
+        if n in checks:
+            for name in names[1:]:
+                if sums[name].n >= 2 and sums[control].n >= 2:  # no variance to speak of before
+                    estimates[name].append(st.difference(st.ratio_of_sums(sums[name]), st.ratio_of_sums(sums[control])))
+    final_base = st.ratio(*_columns(groups[control]))
+    tau2 = (TAU_RELATIVE * max(st.ratio(*_columns(list(users))).value, 1e-3)) ** 2
     comparisons = []
     for name in names[1:]:
-        estimates: List[st.Estimate] = []
-        for n in checks:
-            treated_users = [u for u in users[:n] if u.arm == name]
-            base_users = [u for u in users[:n] if u.arm == control]
-            if len(treated_users) < 2 or len(base_users) < 2:
-                continue  # no variance to speak of yet
-            estimates.append(st.difference(st.ratio(*_columns(treated_users)), st.ratio(*_columns(base_users))))
-        final_base = st.ratio(*_columns(groups[control]))
-        pooled = st.ratio(*_columns(list(users)))
-        tau2 = (TAU_RELATIVE * max(pooled.value, 1e-3)) ** 2
-        test = st.sequential_test(estimates, tau2, alpha)
+        test = st.sequential_test(estimates[name], tau2, alpha)
         entry: Dict[str, Any] = {"arm": name, "against": control, "significant": bool(test and test.significant)}
         if test is not None:
             entry.update({
@@ -177,12 +178,14 @@ def interleaving_results(experiment: Experiment, users: Sequence[UserOutcome],
     arms = [{"name": arm.name, "strategy": arm.strategy, "credited_successes": sum(u.credits.get(arm.name, 0) for u in users),
              "users_preferring": sum(1 for u in users if preference(u, first, second) == (1.0 if arm.name == second else -1.0))}
             for arm in experiment.arms]
+    checks = set(st.check_points(len(users), CHECK_EVERY))
     estimates = []
-    for n in st.check_points(len(users), CHECK_EVERY):
-        votes = [preference(u, first, second) for u in users[:n] if u.successes]
-        estimate = st.mean(votes)
-        if estimate.variance > 0:
-            estimates.append(estimate)
+    votes = st.Sums()
+    for n, user in enumerate(users, 1):
+        if user.successes:
+            votes = votes.add(preference(user, first, second), 1.0)
+        if n in checks and votes.n >= 2:
+            estimates.append(st.preference_of_sums(votes))
     test = st.sequential_test(estimates, TAU_INTERLEAVING ** 2, alpha)
     comparison: Dict[str, Any] = {"arm": second, "against": first, "significant": bool(test and test.significant),
                                   "users_with_successes": sum(1 for u in users if u.successes)}

@@ -56,21 +56,69 @@ def _cov(xs: Sequence[float], ys: Sequence[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / (n - 1)
 
 
-def ratio(numerators: Sequence[float], denominators: Sequence[float]) -> Estimate:
-    """sum(numerators) / sum(denominators) over users, with its delta-method variance.
+class Sums(NamedTuple):
+    """Running sums over users of (x, y) pairs: enough for a ratio's delta-method variance, so that a
+    test can be checked as users arrive without keeping them."""
+
+    n: int = 0
+    x: float = 0.0
+    y: float = 0.0
+    xx: float = 0.0
+    yy: float = 0.0
+    xy: float = 0.0
+
+    def add(self, y: float, x: float) -> "Sums":
+        return Sums(self.n + 1, self.x + x, self.y + y, self.xx + x * x, self.yy + y * y, self.xy + x * y)
+
+
+def ratio_of_sums(sums: Sums) -> Estimate:
+    """sum(y) / sum(x) over users, with its delta-method variance.
 
     The variance is at least a binomial one with half a success and half a failure added (Jeffreys):
     an arm where every impression succeeded, or none did, has a sample variance of 0, which would make
     any difference from it look infinitely certain, or (as 0/0) undefined."""
-    n = len(denominators)
-    mean_x = _mean(denominators)
-    if n == 0 or mean_x <= 0:
+    n = sums.n
+    if n == 0 or sums.x <= 0:
         return Estimate(0.0, 0.0)
-    r = _mean(numerators) / mean_x
-    variance = (_cov(numerators, numerators) - 2 * r * _cov(numerators, denominators)
-                + r * r * _cov(denominators, denominators)) / (n * mean_x * mean_x)
-    smoothed = (sum(numerators) + 0.5) / (sum(denominators) + 1.0)
-    return Estimate(r, max(variance, smoothed * (1.0 - smoothed) / (sum(denominators) + 1.0)))
+    mean_x, mean_y = sums.x / n, sums.y / n
+    r = mean_y / mean_x
+    if n > 1:
+        var_y = (sums.yy - n * mean_y * mean_y) / (n - 1)
+        var_x = (sums.xx - n * mean_x * mean_x) / (n - 1)
+        cov_xy = (sums.xy - n * mean_x * mean_y) / (n - 1)
+        variance = (var_y - 2 * r * cov_xy + r * r * var_x) / (n * mean_x * mean_x)
+    else:
+        variance = 0.0
+    smoothed = (sums.y + 0.5) / (sums.x + 1.0)
+    return Estimate(r, max(variance, smoothed * (1.0 - smoothed) / (sums.x + 1.0)))
+
+
+def mean_of_sums(sums: Sums) -> Estimate:
+    """The mean of y over users and its variance (x unused)."""
+    if sums.n == 0:
+        return Estimate(0.0, 0.0)
+    mean_y = sums.y / sums.n
+    variance = (sums.yy - sums.n * mean_y * mean_y) / (sums.n - 1) / sums.n if sums.n > 1 else 0.0
+    return Estimate(mean_y, max(variance, 0.0))
+
+
+def preference_of_sums(sums: Sums) -> Estimate:
+    """The mean of per-user votes in [-1, 1], with a variance at least that of one vote whose mean is
+    shrunk by a tie added ((1 - m^2) / (n + 1), m = sum / (n + 1)): when every user votes alike, the
+    sample variance is 0, which would make the mean look infinitely certain."""
+    found = mean_of_sums(sums)
+    if sums.n == 0:
+        return found
+    shrunk = sums.y / (sums.n + 1.0)
+    return Estimate(found.value, max(found.variance, (1.0 - shrunk * shrunk) / (sums.n + 1.0)))
+
+
+def ratio(numerators: Sequence[float], denominators: Sequence[float]) -> Estimate:
+    """sum(numerators) / sum(denominators) over users (see ratio_of_sums)."""
+    sums = Sums()
+    for y, x in zip(numerators, denominators):
+        sums = sums.add(y, x)
+    return ratio_of_sums(sums)
 
 
 def mean(values: Sequence[float]) -> Estimate:
