@@ -42,15 +42,8 @@ sys.path.insert(0, os.path.join(ROOT, "shared"))
 from bench import scratch_dir  # noqa: E402
 from bench.quickstart import report  # noqa: E402
 from easyrec_online.experiments import statistics as st  # noqa: E402
-from easyrec_online.experiments.definition import Arm, Experiment  # noqa: E402
-from easyrec_online.experiments.results import (  # noqa: E402
-    CHECK_EVERY,
-    TAU_INTERLEAVING,
-    TAU_RELATIVE,
-    outcomes,
-    preference,
-    results,
-)
+from easyrec_online.experiments.definition import DEFAULT_MIXING_SD, Arm, Experiment  # noqa: E402
+from easyrec_online.experiments.results import CHECK_EVERY, outcomes, preference, results  # noqa: E402
 from easyrec_online.experiments.store import DynamoExperimentLog  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
@@ -148,7 +141,7 @@ def _first_significant(sequence, kind, tau2, limit):
         else:
             if votes.n < 2:
                 continue
-            estimate = st.preference_of_sums(votes)
+            estimate = st.vote_mean_of_sums(votes)
         p = min(p, 1.0 / max(st.msprt_lambda(estimate, tau2), 1e-300))
         if p < st.ALPHA:
             return n
@@ -234,27 +227,25 @@ def main():
         return Experiment(experiment_id=d["experiment_id"], name=d["name"], kind=d["kind"],
                           arms=[Arm(**a) for a in d["arms"]], salt="", layer=d["layer"], buckets=d["buckets"],
                           created_at=d["created_at"], success_actions=d["success_actions"],
-                          attribution_window_s=d["attribution_window_s"])
+                          attribution_window_s=d["attribution_window_s"], mixing_sd=d["mixing_sd"])
 
     per_user = {name: outcomes(experiment_of(name), *recorded[name]) for name in live}
-    rate = st.ratio([u.successes for u in per_user["ab"]], [u.impressions for u in per_user["ab"]]).value
-    tau2_ab = (TAU_RELATIVE * rate) ** 2
+    tau2_ab = DEFAULT_MIXING_SD["ab"] ** 2
     power_rng = random.Random(5)
     ab_users = [(0 if u.arm == "popularity" else 1, u.impressions, u.successes, 0.0) for u in per_user["ab"]]
     il_users = [(0, u.impressions, u.successes, preference(u, "popularity", "model")) for u in per_user["interleaving"]]
     ab_found = _power(ab_users, "ab", tau2_ab, args.reruns, args.limit, power_rng)
-    il_found = _power(il_users, "interleaving", TAU_INTERLEAVING ** 2, args.reruns, args.limit, power_rng)
+    il_found = _power(il_users, "interleaving", DEFAULT_MIXING_SD["interleaving"] ** 2, args.reruns, args.limit, power_rng)
     points = [50, 100, 200, 400, 800, 1600, 3200]
 
     # A/A: the recorded users, split afresh and reordered each time, read at every check.
     aa = per_user["aa"]
-    aa_rate = st.ratio([u.successes for u in aa], [u.impressions for u in aa]).value
     false_positives = 0
     for _ in range(args.reruns):
         order = list(aa)
         power_rng.shuffle(order)
         sequence = [(power_rng.random() < 0.5, u.impressions, u.successes, 0.0) for u in order]
-        if _first_significant([(int(s[0]),) + s[1:] for s in sequence], "ab", (TAU_RELATIVE * aa_rate) ** 2,
+        if _first_significant([(int(s[0]),) + s[1:] for s in sequence], "ab", tau2_ab,
                               len(sequence)) is not None:
             false_positives += 1
 

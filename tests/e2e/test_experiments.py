@@ -85,6 +85,15 @@ def test_an_ab_experiment_from_assignment_to_conclusion(service, trained):
         {"name": "a", "weight": 50, "strategy": "current"}, {"name": "b", "weight": 50, "strategy": "trending"}]})
     assert overlapping.status_code == 409 and overlapping.json()["error"] == "layer_full"
 
+    # The model arm's version loads in the background (an arm never waits for a load; until it is in,
+    # its users get the default, uncounted): probe until it serves.
+    probes = []  # the answers to probe users: those served by an arm are users of the experiment too
+
+    def model_arm_serves():
+        probes.append(_recommend(service, "probe-{}".format(len(probes))))
+        return probes[-1].get("arm") == "model"
+
+    wait_for(model_arm_serves, 60, "the model arm serving")
     answers = {user: _recommend(service, user) for user in SHOPPERS}
     arms = {user: answer["arm"] for user, answer in answers.items()}
     assert set(arms.values()) == {"popularity", "model"}
@@ -115,7 +124,8 @@ def test_an_ab_experiment_from_assignment_to_conclusion(service, trained):
     body = wait_for(counted, 60, "the purchases attributed")
     found = body["results"]
     arm = {a["name"]: a for a in found["arms"]}
-    assert arm["popularity"]["successes"] == 0 and arm["model"]["users"] + arm["popularity"]["users"] == len(SHOPPERS)
+    assert arm["popularity"]["successes"] == 0 and arm["model"]["users"] + arm["popularity"]["users"] == len(SHOPPERS) + sum(
+        "experiment" in p for p in probes)
     assert found["winner"] == "model" and found["comparisons"][0]["significant"], found
     assert not found["srm"]["mismatch"] and "mSPRT" in found["method"]["test"]
 

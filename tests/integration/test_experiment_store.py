@@ -67,7 +67,7 @@ class TestExperimentDefinitionsContract:
         assert first.buckets == [0, 600] and definitions.get("exp-a").buckets == [0, 600]
         with pytest.raises(LayerFull):
             definitions.create("default", build("exp-b", 600))
-        assert definitions.pinned_versions() == ["v1"]
+        assert definitions.arm_versions() == (["v1"], [])
 
         def stop(experiment):
             experiment.status = "stopped"

@@ -111,52 +111,61 @@ class ExperimentService:
 
     def conclude(self, experiment_id: str, request: ConcludeIn) -> Dict[str, Any]:
         experiment = self._get(experiment_id)
-        if experiment.status == "concluded":
-            raise ApiError(409, "already_concluded", "experiment {} was concluded at {}".format(
-                experiment_id, (experiment.concluded or {}).get("at")))
         found = results(experiment, *self._log.read(experiment_id))
         winner = found["winner"]
-        applied = None
-        if request.apply:
-            if winner is None:
-                raise ApiError(409, "no_winner", "no arm is significantly better yet (always-valid p >= {}); read "
-                               "GET /experiments/{} and conclude without apply, or wait for more users".format(
-                                   0.05, experiment_id), ["apply"])
-            applied = self._apply(experiment, winner)
+        version = self._version_to_apply(experiment, found) if request.apply else None
         now = isoformat_utc(utc_now())
 
         def change(current: Experiment) -> Experiment:
+            if current.status == "concluded":  # checked in the atomic write: two concludes cannot both apply
+                raise ApiError(409, "already_concluded", "experiment {} was concluded at {}".format(
+                    experiment_id, (current.concluded or {}).get("at")))
             current.status = "concluded"
             current.stopped_at = current.stopped_at or now
-            current.concluded = {"at": now, "winner": winner, "applied_version": applied, "results": {
+            current.concluded = {"at": now, "winner": winner, "applied_version": None, "results": {
                 k: found[k] for k in ("arms", "comparisons")}}
             return current
 
-        return self._describe(self._definitions.update(experiment_id, change), with_results=True)
+        concluded = self._definitions.update(experiment_id, change)
+        if version is not None and winner is not None:
+            pinned = experiment.arm(winner).type != "current"  # the current one keeps following its updates
+            try:
+                self._state.set_current(version, pinned=True if pinned else None, reason=(
+                    "experiment {} concluded: arm {!r} won".format(experiment_id, winner)))
+            except (KeyError, ValueError) as exc:
+                raise ApiError(409, "version_not_servable", "concluded, but {}".format(exc))
 
-    def _apply(self, experiment: Experiment, winner: str) -> str:
+            def applied(current: Experiment) -> Experiment:
+                current.concluded = dict(current.concluded or {}, applied_version=version, pinned=pinned)
+                return current
+
+            concluded = self._definitions.update(experiment_id, applied)
+        return self._describe(concluded, with_results=True)
+
+    def _version_to_apply(self, experiment: Experiment, found: Dict[str, Any]) -> str:
+        """The winning arm's version, or a 409 saying why there is none to apply."""
+        winner = found["winner"]
+        if winner is None:
+            raise ApiError(409, "no_winner", "no arm is significantly better yet (see results.comparisons); conclude "
+                           "without apply, or wait for more users", ["apply"])
+        if found.get("srm", {}).get("mismatch"):
+            raise ApiError(409, "sample_ratio_mismatch", "the split is broken (results.srm): its winner cannot be "
+                           "trusted; conclude without apply", ["apply"])
         arm = experiment.arm(winner)
         if arm.type == "version":
-            version = arm.strategy["version"]
-        elif arm.type == "lineage":
-            found = lineage_version(self._state, arm.strategy["lineage"])
-            if found is None:
+            return str(arm.strategy["version"])
+        if arm.type == "lineage":
+            newest = lineage_version(self._state, arm.strategy["lineage"])
+            if newest is None:
                 raise ApiError(409, "no_version", "lineage {} has no servable version".format(arm.strategy["lineage"]))
-            version = found.version
-        elif arm.type == "current":
+            return newest.version
+        if arm.type == "current":
             pointer = self._state.pointer()
             if pointer is None:
                 raise ApiError(409, "no_model", "there is no current version")
-            version = pointer["version"]
-        else:
-            raise ApiError(409, "not_a_model", "the winning arm {!r} serves {}, not a model version: there is no "
-                           "version to make current; conclude without apply".format(winner, arm.type), ["apply"])
-        try:
-            self._state.set_current(version, pinned=True, reason="experiment {} concluded: arm {!r} won".format(
-                experiment.experiment_id, winner))
-        except (KeyError, ValueError) as exc:
-            raise ApiError(409, "version_not_servable", str(exc))
-        return version
+            return str(pointer["version"])
+        raise ApiError(409, "not_a_model", "the winning arm {!r} serves {}, not a model version: there is no "
+                       "version to make current; conclude without apply".format(winner, arm.type), ["apply"])
 
     def _describe(self, experiment: Optional[Experiment], with_results: bool) -> Dict[str, Any]:
         assert experiment is not None

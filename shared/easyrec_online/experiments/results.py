@@ -5,9 +5,14 @@ Attribution. A success is credited to one impression of the same user that showe
 latest such impression. Each (impression, item) counts once, so a rate per impression stays a rate.
 In an interleaving experiment the credit goes to the arm that contributed the item.
 
-Users are checked in the order they were first served, every CHECK_EVERY users, for the sequential
-test (statistics.py): the always-valid p-value is the running minimum over those checks, so reading
-results at any moment, as often as wanted, keeps the false-positive rate at most ALPHA.
+The sequential test (statistics.py) is checked each time another CHECK_EVERY users have been
+served, on the data as it stood at that moment (impressions and successes up to then), and once more
+on all the data now. Earlier checks are rebuilt identically at every read (up to successes still in
+flight), so the always-valid p-value, the running minimum over the checks, and the confidence
+sequence, the running intersection, are one sequence whichever moment results are read at: reading
+them as often as wanted keeps the false-positive rate at most ALPHA. With several treatment arms,
+each is tested at ALPHA / (arms - 1) (Bonferroni), so that the chance of naming any false winner
+stays within ALPHA.
 """
 from __future__ import annotations
 
@@ -21,11 +26,7 @@ from easyrec_online.experiments.definition import Experiment, Impression, Succes
 from easyrec_online.ingest.actions import parse_timestamp
 
 CHECK_EVERY = 20  # users between two checks of the sequential test
-# Mixture scale of the mSPRT: the effects it is most sensitive to. A/B: relative to the control's rate
-# (a 20 % lift is what a new ranking model typically moves); interleaving: a preference of 0.2 on [-1, 1].
-TAU_RELATIVE = 0.2
-TAU_INTERLEAVING = 0.2
-CLOCK_SKEW_S = 5.0  # an action may be stamped this much before the impression it follows
+CLOCK_SKEW_S = 5.0  # an action may be accepted this much before the impression it follows is logged
 
 
 @dataclass
@@ -36,6 +37,8 @@ class UserOutcome:
     impressions: int = 0
     successes: int = 0
     credits: Dict[str, int] = field(default_factory=dict)  # interleaving: arm -> credited successes
+    # (moment, "i" impression | "s" success, the credited arm for interleaving) in time order
+    events: List[Tuple[float, str, str]] = field(default_factory=list)
 
 
 def _epoch(text: str) -> float:
@@ -54,7 +57,8 @@ def outcomes(experiment: Experiment, impressions: Sequence[Impression], successe
     for user, served in by_user.items():
         served.sort(key=lambda pair: (pair[0], pair[1].recommendation_id))
         users[user] = UserOutcome(user=user, arm=served[0][1].arm if experiment.kind == "ab" else "",
-                                  first_at=served[0][0], impressions=len(served))
+                                  first_at=served[0][0], impressions=len(served),
+                                  events=[(moment, "i", "") for moment, _ in served])
     credited = set()
     window = float(experiment.attribution_window_s)
     for success in sorted(successes, key=lambda s: (s.at, s.event_id)):
@@ -85,10 +89,59 @@ def outcomes(experiment: Experiment, impressions: Sequence[Impression], successe
         credited.add(key)
         outcome = users[success.user_id]
         outcome.successes += 1
+        arm = ""
         if experiment.kind == "interleaving" and chosen[1].item_arms:
             arm = chosen[1].item_arms[chosen[1].items.index(success.item_id)]
             outcome.credits[arm] = outcome.credits.get(arm, 0) + 1
+        outcome.events.append((max(moment, chosen[0]), "s", arm))
+    for outcome in users.values():
+        outcome.events.sort()
     return sorted(users.values(), key=lambda u: (u.first_at, u.user))
+
+
+def check_moments(users: Sequence[UserOutcome]) -> List[float]:
+    """When the sequential test is checked: as each CHECK_EVERY-th user was first served, and now."""
+    return [users[n - 1].first_at for n in range(CHECK_EVERY, len(users), CHECK_EVERY)] + [float("inf")]
+
+
+def _replay(users: Sequence[UserOutcome], moments: Sequence[float], kind: str, first: str = "", second: str = ""
+            ) -> List[Dict[str, st.Sums]]:
+    """The running sums at each check moment, from each user's events up to it: per arm (A/B: x =
+    impressions, y = successes per user), or of the users' votes (interleaving, under "votes")."""
+    events = sorted((moment, k, what, arm) for k, u in enumerate(users) for moment, what, arm in u.events)
+    state: Dict[int, Tuple[float, float]] = {}  # user -> (impressions, successes) so far
+    credits: Dict[int, Dict[str, int]] = collections.defaultdict(dict)
+    sums: Dict[str, st.Sums] = collections.defaultdict(st.Sums)
+    out: List[Dict[str, st.Sums]] = []
+    position = 0
+    for moment in moments:
+        while position < len(events) and events[position][0] <= moment:
+            _, k, what, arm = events[position]
+            position += 1
+            x, y = state.get(k, (0.0, 0.0))
+            if kind == "ab":
+                key = users[k].arm
+                if k in state:
+                    sums[key] = sums[key].remove(y, x)
+                x, y = (x + 1, y) if what == "i" else (x, y + 1)
+                sums[key] = sums[key].add(y, x)
+            elif what == "s":
+                before = _vote(credits[k], first, second) if y else None
+                if before is not None:
+                    sums["votes"] = sums["votes"].remove(before, 1.0)
+                credits[k][arm] = credits[k].get(arm, 0) + 1
+                y += 1
+                sums["votes"] = sums["votes"].add(_vote(credits[k], first, second), 1.0)
+            else:
+                x += 1
+            state[k] = (x, y)
+        out.append(dict(sums))
+    return out
+
+
+def _vote(credits: Dict[str, int], first: str, second: str) -> float:
+    a, b = credits.get(first, 0), credits.get(second, 0)
+    return 0.0 if a == b else (1.0 if b > a else -1.0)
 
 
 def _ab_arm(group: Sequence[UserOutcome]) -> Tuple[st.Estimate, st.Estimate]:
@@ -110,22 +163,20 @@ def ab_results(experiment: Experiment, users: Sequence[UserOutcome], alpha: floa
                      "successes": sum(u.successes for u in group),
                      "success_per_impression": st.summary(per_impression),
                      "success_per_user": st.summary(per_user)})
-    checks = set(st.check_points(len(users), CHECK_EVERY))
     estimates: Dict[str, List[st.Estimate]] = {name: [] for name in names[1:]}
-    sums = {name: st.Sums() for name in names}
-    for n, user in enumerate(users, 1):
-        if user.arm in sums:
-            sums[user.arm] = sums[user.arm].add(user.successes, user.impressions)
-        if n in checks:
-            for name in names[1:]:
-                if sums[name].n >= 2 and sums[control].n >= 2:  # no variance to speak of before
-                    estimates[name].append(st.difference(st.ratio_of_sums(sums[name]), st.ratio_of_sums(sums[control])))
+    for sums in _replay(users, check_moments(users), "ab"):
+        for name in names[1:]:
+            treated, base = sums.get(name, st.Sums()), sums.get(control, st.Sums())
+            if treated.n >= 2 and base.n >= 2:  # no variance to speak of before
+                estimates[name].append(st.difference(st.ratio_of_sums(treated), st.ratio_of_sums(base)))
     final_base = st.ratio(*_columns(groups[control]))
-    tau2 = (TAU_RELATIVE * max(st.ratio(*_columns(list(users))).value, 1e-3)) ** 2
+    tau2 = experiment.tau ** 2
+    per_arm_alpha = alpha / max(1, len(names) - 1)
     comparisons = []
     for name in names[1:]:
-        test = st.sequential_test(estimates[name], tau2, alpha)
-        entry: Dict[str, Any] = {"arm": name, "against": control, "significant": bool(test and test.significant)}
+        test = st.sequential_test(estimates[name], tau2, per_arm_alpha)
+        entry: Dict[str, Any] = {"arm": name, "against": control, "alpha": round(per_arm_alpha, 6),
+                                 "significant": bool(test and test.significant)}
         if test is not None:
             entry.update({
                 "difference": round(test.estimate.value, 6),
@@ -178,15 +229,10 @@ def interleaving_results(experiment: Experiment, users: Sequence[UserOutcome],
     arms = [{"name": arm.name, "strategy": arm.strategy, "credited_successes": sum(u.credits.get(arm.name, 0) for u in users),
              "users_preferring": sum(1 for u in users if preference(u, first, second) == (1.0 if arm.name == second else -1.0))}
             for arm in experiment.arms]
-    checks = set(st.check_points(len(users), CHECK_EVERY))
-    estimates = []
-    votes = st.Sums()
-    for n, user in enumerate(users, 1):
-        if user.successes:
-            votes = votes.add(preference(user, first, second), 1.0)
-        if n in checks and votes.n >= 2:
-            estimates.append(st.preference_of_sums(votes))
-    test = st.sequential_test(estimates, TAU_INTERLEAVING ** 2, alpha)
+    estimates = [st.vote_mean_of_sums(sums["votes"]) for sums in _replay(users, check_moments(users), "interleaving",
+                                                                          first, second)
+                 if sums.get("votes", st.Sums()).n >= 2]
+    test = st.sequential_test(estimates, experiment.tau ** 2, alpha)
     comparison: Dict[str, Any] = {"arm": second, "against": first, "significant": bool(test and test.significant),
                                   "users_with_successes": sum(1 for u in users if u.successes)}
     if test is not None:
@@ -201,29 +247,30 @@ def interleaving_results(experiment: Experiment, users: Sequence[UserOutcome],
             "comparisons": [comparison], "winner": winner}
 
 
-METHOD_AB = {
-    "unit": "user (assignment: hash of the experiment's salt and the user id; sticky)",
-    "rate": "successes per impression, per arm; 95 % interval by the delta method over users",
-    "test": ("mSPRT, normal mixture with tau = {} x the pooled rate; always-valid p-value (running minimum over "
-             "checks every {} users, in the order users were first served) and confidence sequence: the "
-             "false-positive rate is at most alpha = {} however often the results are read").format(
-                 TAU_RELATIVE, CHECK_EVERY, st.ALPHA),
-    "srm": "chi-square goodness of fit of users per arm against the weights; mismatch when p < {}".format(st.SRM_ALPHA),
-    "winner": "declared only when significant",
-}
-METHOD_INTERLEAVING = {
-    "unit": "user (every user sees one list merged from both arms)",
-    "merge": "team-draft interleaving; a success is credited to the arm that contributed its item",
-    "test": ("per-user preference (+1 second arm, -1 first, 0 tie) over users with a success; mSPRT on its mean "
-             "(tau = {}), always-valid p-value, checks every {} users; false-positive rate at most alpha = {}"
-             ).format(TAU_INTERLEAVING, CHECK_EVERY, st.ALPHA),
-    "winner": "declared only when significant",
-}
+def method(experiment: Experiment) -> Dict[str, str]:
+    test = ("mSPRT with a normal mixture N(0, {tau}^2) over the effect; always-valid p-value (the running minimum "
+            "over checks as every {every} users were served, each on the data up to then, and now) and confidence "
+            "sequence (the running intersection): the false-positive rate is at most alpha = {alpha} however often "
+            "results are read").format(tau=experiment.tau, every=CHECK_EVERY, alpha=st.ALPHA)
+    if experiment.kind == "interleaving":
+        return {"unit": "user (every user sees one list merged from both arms)",
+                "merge": "team-draft interleaving; a success is credited to the arm that contributed its item",
+                "test": "per-user preference (+1 second arm, -1 first, 0 tie) over users with a success, its mean "
+                        "tested against 0 with the variance under the null (mean of squared votes); " + test,
+                "winner": "declared only when significant"}
+    return {"unit": "user (assignment: hash of the experiment's salt and the user id; sticky)",
+            "rate": "successes per impression, per arm; 95 % interval by the delta method over users",
+            "test": "difference of each arm's rate from the first arm's; " + test + (
+                "; with {} treatment arms each is tested at alpha / {} (Bonferroni)".format(
+                    len(experiment.arms) - 1, len(experiment.arms) - 1) if len(experiment.arms) > 2 else ""),
+            "srm": "chi-square goodness of fit of users per arm against the weights; mismatch when p < {}".format(
+                st.SRM_ALPHA),
+            "winner": "declared only when significant"}
 
 
 def results(experiment: Experiment, impressions: Sequence[Impression], successes: Sequence[Success],
             alpha: float = st.ALPHA) -> Dict[str, Any]:
     users = outcomes(experiment, impressions, successes)
     if experiment.kind == "interleaving":
-        return dict(interleaving_results(experiment, users, alpha), method=METHOD_INTERLEAVING)
-    return dict(ab_results(experiment, users, alpha), method=METHOD_AB)
+        return dict(interleaving_results(experiment, users, alpha), method=method(experiment))
+    return dict(ab_results(experiment, users, alpha), method=method(experiment))

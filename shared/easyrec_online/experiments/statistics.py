@@ -70,6 +70,10 @@ class Sums(NamedTuple):
     def add(self, y: float, x: float) -> "Sums":
         return Sums(self.n + 1, self.x + x, self.y + y, self.xx + x * x, self.yy + y * y, self.xy + x * y)
 
+    def remove(self, y: float, x: float) -> "Sums":
+        """Take a user's (x, y) out again (before adding their updated one)."""
+        return Sums(self.n - 1, self.x - x, self.y - y, self.xx - x * x, self.yy - y * y, self.xy - x * y)
+
 
 def ratio_of_sums(sums: Sums) -> Estimate:
     """sum(y) / sum(x) over users, with its delta-method variance.
@@ -102,15 +106,13 @@ def mean_of_sums(sums: Sums) -> Estimate:
     return Estimate(mean_y, max(variance, 0.0))
 
 
-def preference_of_sums(sums: Sums) -> Estimate:
-    """The mean of per-user votes in [-1, 1], with a variance at least that of one vote whose mean is
-    shrunk by a tie added ((1 - m^2) / (n + 1), m = sum / (n + 1)): when every user votes alike, the
-    sample variance is 0, which would make the mean look infinitely certain."""
-    found = mean_of_sums(sums)
+def vote_mean_of_sums(sums: Sums) -> Estimate:
+    """The mean of per-user votes in [-1, 1] (y), with its variance under the null of no preference,
+    mean(v^2) / n: unlike the sample variance, it does not shrink when a small sample happens to vote
+    one way, which made early checks overconfident."""
     if sums.n == 0:
-        return found
-    shrunk = sums.y / (sums.n + 1.0)
-    return Estimate(found.value, max(found.variance, (1.0 - shrunk * shrunk) / (sums.n + 1.0)))
+        return Estimate(0.0, 0.0)
+    return Estimate(sums.y / sums.n, sums.yy / sums.n / sums.n)
 
 
 def ratio(numerators: Sequence[float], denominators: Sequence[float]) -> Estimate:
@@ -236,11 +238,16 @@ class Sequential(NamedTuple):
 
 
 def sequential_test(estimates: Sequence[Estimate], tau2: float, alpha: float = ALPHA) -> Optional[Sequential]:
-    """The mSPRT over checks of one effect, the last being now."""
+    """The mSPRT over checks of one effect, the last being now: the running minimum of the p-value and
+    the running intersection of the confidence sequence (both valid at every check at once)."""
     if not estimates:
         return None
     p = always_valid_p(estimates, tau2)
-    return Sequential(estimates[-1], p, confidence_sequence(estimates[-1], tau2, alpha), p < alpha)
+    low, high = float("-inf"), float("inf")
+    for estimate in estimates:
+        at = confidence_sequence(estimate, tau2, alpha)
+        low, high = max(low, at[0]), min(high, at[1])
+    return Sequential(estimates[-1], p, [low, high], p < alpha)
 
 
 def summary(estimate: Estimate) -> Dict[str, object]:

@@ -41,10 +41,12 @@ class ExperimentDefinitions:
     def list(self) -> List[Experiment]:
         return [Experiment.from_dict(d) for d in self._state.documents("experiment", "exp-", MAX_EXPERIMENTS)]
 
-    def pinned_versions(self) -> List[str]:
-        """Versions running experiments' arms serve by name: they must not expire while they do."""
-        return sorted({arm.strategy["version"] for e in self.list() if e.running for arm in e.arms
-                       if arm.type == "version"})
+    def arm_versions(self) -> Tuple[List[str], List[str]]:
+        """(versions, lineages) running experiments' arms serve: their versions, and each lineage's
+        newest promoted one, must not expire while they do."""
+        running = [e for e in self.list() if e.running]
+        return (sorted({arm.strategy["version"] for e in running for arm in e.arms if arm.type == "version"}),
+                sorted({arm.strategy["lineage"] for e in running for arm in e.arms if arm.type == "lineage"}))
 
     def create(self, layer: str, build: Callable[[Dict[str, List[int]]], Experiment]) -> Experiment:
         """`build(ranges the layer's running experiments take)` makes the experiment with a free range of

@@ -131,7 +131,10 @@ def retire_old_versions(settings: Settings, state: StateStore, s3: Any, protect:
     keep = max(1, settings.keep_versions)
     versions = state.list_versions(limit=keep + 100)  # newest first
     pointer = state.pointer() or {}
-    protect = set(protect) | set(ExperimentDefinitions(state).pinned_versions())
+    arm_versions, arm_lineages = ExperimentDefinitions(state).arm_versions()
+    protect = set(protect) | set(arm_versions)
+    for lineage in arm_lineages:  # its newest promoted version (`versions` is newest first)
+        protect |= {v.version for v in [v for v in versions if v.lineage == lineage and v.status == "ready"][:1]}
     expired = []
     for version in versions[keep:]:
         if version.version == pointer.get("version") or version.status == "expired" or version.version in protect:

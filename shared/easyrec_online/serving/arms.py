@@ -30,6 +30,7 @@ class ArmServing:
         self._log = log
         self._refresh_s = refresh_s
         self._lineages: Dict[str, str] = {}  # lineage -> its newest servable version
+        self._serving: Dict[str, str] = {}  # lineage -> the version its arms serve (loaded)
         self._resolved_at = float("-inf")
 
     def assign(self, user_id: object) -> Optional[Tuple[Experiment, Arm]]:
@@ -60,21 +61,29 @@ class ArmServing:
         self._lineages = lineages
         self._models.keep_loaded(wanted)
 
-    def model(self, arm: Arm) -> Optional[LoadedModel]:
-        """The version this arm scores with; None for catalog strategies (they rank by the current catalog)."""
-        if arm.type == "version":
-            return self._models.version(arm.strategy["version"])
-        if arm.type == "lineage":
-            version = self._lineages.get(arm.strategy["lineage"])
-            if version is None:
-                found = lineage_version(self._state, arm.strategy["lineage"])
-                if found is None:
-                    return self._models.current()  # the lineage has nothing servable (any more): the default
-                version = self._lineages[arm.strategy["lineage"]] = found.version
-            return self._models.version(version)
-        if arm.type == "current":
-            return self._models.current()
-        return None
+    def model(self, arm: Arm) -> Tuple[bool, Optional[LoadedModel]]:
+        """(servable, the version this arm scores with: None for catalog strategies, which rank by the
+        current catalog). Not servable while its version is still loading, or when it cannot be found:
+        the request is then served as if outside the experiment (and not counted in it)."""
+        try:
+            if arm.type == "version":
+                found = self._models.version(arm.strategy["version"])
+                return found is not None, found
+            if arm.type == "lineage":
+                lineage = arm.strategy["lineage"]
+                for version in (self._lineages.get(lineage), self._serving.get(lineage)):
+                    found = self._models.version(version) if version else None
+                    if found is not None:
+                        self._serving[lineage] = version  # its next version serves once it is loaded
+                        return True, found
+                return False, None
+            if arm.type == "current":
+                found = self._models.current()
+                return found is not None, found
+            return True, None
+        except Exception:  # noqa: BLE001 - an arm that cannot serve leaves the request to the default
+            logger.exception("experiment arm %s cannot serve", arm.name)
+            return False, None
 
     def record(self, impression: Impression) -> bool:
         """Log what was served (keyed by its recommendation id). False when it could not be: the answer is

@@ -76,37 +76,25 @@ class ModelCache:
                 self._checker.start()
         return loaded
 
-    def version(self, version_id: str) -> LoadedModel:
-        """A version an experiment's arm serves: the current one, one kept loaded beside it, or (on a cold
-        container, or a version just named) loaded now, on the request path, and kept."""
+    def version(self, version_id: str) -> Optional[LoadedModel]:
+        """A version an experiment's arm serves, if it is loaded (the current one, or one kept beside it);
+        None otherwise: it is being loaded in the background (keep_loaded), and the request is served
+        by the current version meanwhile. Never loads or waits on the request path."""
         loaded = self.current()
         if loaded is not None and loaded.version.version == version_id:
             return loaded
-        found = self._extra.get(version_id)
-        if found is not None:
-            return found
-        loader = self._loader
-        if version_id in self._wanted and loader is not None and loader.is_alive():
-            loader.join(60.0)  # being loaded in the background already: once is enough
-            found = self._extra.get(version_id)
-            if found is not None:
-                return found
-        with self._extra_lock:
-            found = self._extra.get(version_id) or self._load_version(version_id)
-            self._extra[version_id] = found
-        return found
+        return self._extra.get(version_id)
 
     def keep_loaded(self, version_ids: Set[str]) -> None:
-        """Keep these versions loaded beside the current one: the missing ones load in the background (so
-        that an arm never waits for a load), the ones no longer wanted are released."""
-        if version_ids == self._wanted and all(v in self._extra for v in version_ids):
-            return
-        self._wanted = set(version_ids)
+        """Keep these versions loaded beside the current one. Missing ones load in the background, one
+        after another; the ones no longer wanted are released only once every wanted one is loaded, so
+        that an arm following a lineage serves its previous version until the next one is ready."""
         with self._extra_lock:
-            for dropped in set(self._extra) - self._wanted:
-                del self._extra[dropped]
-            if self._loader is not None and self._loader.is_alive():
+            self._wanted = set(version_ids)
+            if not (self._wanted - set(self._extra)) and not (set(self._extra) - self._wanted):
                 return
+            if self._loader is not None and self._loader.is_alive():
+                return  # it loads whatever is wanted when it gets there
             if not self._background:
                 self._load_wanted()
                 return
@@ -114,14 +102,20 @@ class ModelCache:
             self._loader.start()
 
     def _load_wanted(self) -> None:
-        for version_id in sorted(self._wanted - set(self._extra)):
+        failed: Set[str] = set()
+        while True:
+            missing = sorted(self._wanted - set(self._extra) - failed)
+            if not missing:
+                break
             try:
-                loaded = self._load_version(version_id)
-            except Exception:  # noqa: BLE001 - the arm loads on its first request instead
-                logger.exception("could not load version %s for an experiment's arm", version_id)
-                continue
-            if version_id in self._wanted:
-                self._extra[version_id] = loaded
+                self._extra[missing[0]] = self._load_version(missing[0])
+            except Exception:  # noqa: BLE001 - tried again at the next keep_loaded; the arm serves the default
+                logger.exception("could not load version %s for an experiment's arm", missing[0])
+                failed.add(missing[0])
+        for dropped in set(self._extra) - self._wanted:
+            del self._extra[dropped]
+        loaded = self._loaded
+        self._keep_on_disk(set(self._extra) | ({loaded.version.version} if loaded is not None else set()))
 
     def _load_version(self, version_id: str) -> LoadedModel:
         record = self._state.get_version(version_id)
@@ -173,7 +167,7 @@ class ModelCache:
         self.last_load_s = time.monotonic() - started
         logger.info("serving model version %s (loaded in %.3f s)", current.version, self.last_load_s)
         self._keep_on_disk({current.version, loaded.version.version if loaded is not None else current.version}
-                           | set(self._wanted))
+                           | set(self._wanted) | set(self._extra))
 
     def _keep_on_disk(self, versions: Set[str]) -> None:
         """Only the served version and the one before stay in MODEL_CACHE_DIR (Lambda's /tmp holds 512 MB

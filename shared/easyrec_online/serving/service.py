@@ -401,19 +401,22 @@ class ScoringService:
             result["candidate_sources"] = [strategy]
         return result
 
-    def _ranked_by_arm(self, arm: Arm, request: RecommendRequest) -> Dict[str, Any]:
-        assert self._arms is not None
-        loaded = self._arms.model(arm)
+    def _ranked_by_arm(self, arm: Arm, loaded: Optional[LoadedModel], request: RecommendRequest) -> Dict[str, Any]:
         if loaded is None:  # a catalog strategy
             return self._ranked_by_catalog(self._model(), request, arm.type)
         return self._ranked(loaded, request)
 
     def _under_experiment(self, experiment: Experiment, arm: Arm, request: RecommendRequest,
-                          recommendation_id: str) -> Dict[str, Any]:
+                          recommendation_id: str) -> Optional[Dict[str, Any]]:
+        """The arm's answer and its logged impression; None when an arm it needs cannot serve yet."""
         assert self._arms is not None
+        needed = list(experiment.arms) if experiment.kind == "interleaving" else [arm]
+        models = [self._arms.model(a) for a in needed]
+        if not all(servable for servable, _ in models):
+            return None
         if experiment.kind == "interleaving":
             first, second = experiment.arms
-            ranked = (self._ranked_by_arm(first, request), self._ranked_by_arm(second, request))
+            ranked = (self._ranked_by_arm(first, models[0][1], request), self._ranked_by_arm(second, models[1][1], request))
             by_arm = [{id_key(r["item_id"]): r for r in answer["recommendations"]} for answer in ranked]
             items, item_arms = team_draft([id_key(r["item_id"]) for r in ranked[0]["recommendations"]],
                                           [id_key(r["item_id"]) for r in ranked[1]["recommendations"]],
@@ -423,7 +426,7 @@ class ScoringService:
             result["arm_versions"] = {first.name: ranked[0]["model_version"], second.name: ranked[1]["model_version"]}
             arm_name = "interleaved"
         else:
-            result = self._ranked_by_arm(arm, request)
+            result = self._ranked_by_arm(arm, models[0][1], request)
             items, item_arms, arm_name = [id_key(r["item_id"]) for r in result["recommendations"]], [], arm.name
         recorded = self._arms.record(Impression(
             recommendation_id=recommendation_id, experiment_id=experiment.experiment_id, arm=arm_name,
@@ -455,10 +458,9 @@ class ScoringService:
         # Every answer has an id: an action that follows it may name it (experiments credit that answer).
         recommendation_id = uuid.uuid4().hex
         served = self._arms.assign(request.user_id) if self._arms is not None else None
-        if served is None:
+        result = self._under_experiment(served[0], served[1], request, recommendation_id) if served else None
+        if result is None:
             result = self._ranked(loaded, request)
-        else:
-            result = self._under_experiment(served[0], served[1], request, recommendation_id)
         result["recommendation_id"] = recommendation_id
         return result
 

@@ -100,3 +100,57 @@ def test_interleaving_finds_the_preferred_arm():
     found = results(experiment, *_simulated(experiment, 600, {"control": 0.10, "treatment": 0.25}, seed=4))
     assert found["winner"] == "treatment" and found["comparisons"][0]["preference"] > 0
     assert "team-draft" in found["method"]["merge"]
+
+
+def _arrivals(experiment, users, rates, rng):
+    """Users arriving one per second, each shown 2 lists a second apart, buying with their arm's rate
+    (interleaving: each item of its contributing arm)."""
+    impressions, successes = [], []
+    names = [a.name for a in experiment.arms]
+    for k in range(users):
+        user, arm = "u{}".format(k), names[rng.random() < 0.5]
+        for j in range(2):
+            at, rec = k + j, "u{}-{}".format(k, j)
+            if experiment.kind == "interleaving":
+                items, item_arms = ["x", "y"], names[:] if rng.random() < 0.5 else names[::-1]
+                impressions.append(_impression(rec, user, at, items, "interleaved", item_arms))
+                for item, owner in zip(items, item_arms):
+                    if rng.random() < rates[owner]:
+                        successes.append(Success(rec + item, user, item, _at(at + 0.5)))
+            else:
+                impressions.append(_impression(rec, user, at, ["i"], arm))
+                if rng.random() < rates[arm]:
+                    successes.append(Success(rec, user, "i", _at(at + 0.5)))
+    return impressions, successes
+
+
+def _ever_significant(experiment, impressions, successes, reads):
+    """Results read at `reads` moments, each on the log as it stood then: significant at any of them?"""
+    for moment in reads:
+        now = _at(moment)
+        found = results(experiment, [i for i in impressions if i.at <= now], [s for s in successes if s.at <= now])
+        if found["winner"] is not None:
+            return True
+    return False
+
+
+def test_reading_results_again_and_again_keeps_a_null_experiment_below_alpha():
+    """A/A and null interleaving, 100 runs each, read every 30 users: named a winner at most alpha of the time."""
+    rng = random.Random(21)
+    for kind, rates in (("ab", {"control": 0.2, "treatment": 0.2}), ("interleaving", {"control": 0.1, "treatment": 0.1})):
+        experiment = _experiment(kind=kind)
+        wrong = sum(_ever_significant(experiment, *_arrivals(experiment, 300, rates, rng), range(30, 302, 30))
+                    for _ in range(100))
+        assert wrong <= 5, (kind, wrong)
+
+
+def test_early_checks_do_not_change_when_read_later():
+    experiment = _experiment()
+    impressions, successes = _arrivals(experiment, 200, {"control": 0.1, "treatment": 0.5}, random.Random(3))
+    early = results(experiment, [i for i in impressions if i.at <= _at(100)], [s for s in successes if s.at <= _at(100)])
+    later = results(experiment, impressions, successes)
+    # The p-value is a running minimum over the same early checks, so it can only have fallen since.
+    assert later["comparisons"][0]["always_valid_p"] <= early["comparisons"][0]["always_valid_p"]
+    low_early, high_early = early["comparisons"][0]["always_valid_ci95"]
+    low, high = later["comparisons"][0]["always_valid_ci95"]
+    assert low_early <= low <= high <= high_early  # and the confidence sequence only narrows

@@ -124,3 +124,16 @@ def test_interleaving_merges_both_arms_and_says_who_contributed_each_item():
     assert firsts == {"new": 4, "old": 1}
     (impression,) = log.read(experiment["experiment_id"])[0]
     assert impression.item_arms == [r["arm"] for r in answer["recommendations"]]
+
+
+def test_an_arm_whose_version_is_still_loading_leaves_the_request_to_the_default_uncounted():
+    service, experiment, definitions, log, models = _setup({"name": "loading", "arms": [
+        {"name": "model", "weight": 50, "strategy": "current"},
+        {"name": "older", "weight": 50, "strategy": {"type": "version", "version": "v2"}}]})
+    del models.loaded["v2"]
+    models.version = lambda name: models.loaded.get(name)  # v2 not loaded yet
+    stored = definitions.get(experiment["experiment_id"])
+    waiting = [u for u in ("user-{}".format(k) for k in range(40)) if arm_of(stored, u).name == "older"]
+    answer = _recommend(service, waiting[0])
+    assert "experiment" not in answer and answer["model_version"] == "v1"
+    assert log.read(experiment["experiment_id"]) == ([], [])

@@ -161,3 +161,32 @@ def test_a_check_of_an_unmoved_pointer_reads_no_version_record(tmp_path, s3):
     reads = CountingState.version_reads
     clock.now = 10.0
     assert cache.current()[0].version == "v2" and CountingState.version_reads == reads + 1  # the pointer moved
+
+
+def test_arm_versions_load_in_the_background_and_the_old_ones_go_only_after(tmp_path, s3):
+    """An experiment's arm never waits for a load: version() answers None while its version loads, and
+    a lineage's previous version stays until its next one is in."""
+    state = InMemoryStateStore()
+    for name in ("v1", "v2", "v3"):
+        _publish(s3, state, name)
+    state.set_current("v1")
+    gate = threading.Event()
+
+    def load(path):
+        if path.endswith("v3"):
+            gate.wait(10)
+        return Loaded(path)
+
+    settings = Settings.from_env({"DATA_BUCKET": "data", "MODEL_CACHE_DIR": str(tmp_path)})
+    cache = ModelCache(settings, state, s3, load)
+    assert cache.current().version.version == "v1"
+    cache.keep_loaded({"v2"})
+    cache._loader.join(10)
+    assert cache.version("v2").version.version == "v2" and cache.version("v1").version.version == "v1"
+    cache.keep_loaded({"v3"})  # the lineage moved on: v3 is slow to load
+    assert cache.version("v3") is None  # not waited for
+    assert cache.version("v2") is not None  # still there until v3 is
+    gate.set()
+    cache._loader.join(10)
+    assert cache.version("v3") is not None and cache.version("v2") is None
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".json")) == ["v1", "v3"]
