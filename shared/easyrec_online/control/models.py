@@ -114,23 +114,10 @@ def awaiting_update(state: StateStore, current: Optional[ModelVersion], versions
     trains it) but not awaiting anything: the version read it."""
     if current is None:
         return untrained_actions(state)
-    by_id = {v.version: v for v in versions}
     since = [v for v in versions if v.lineage == current.lineage and v.created_at >= current.created_at]
-    covered = max(_covered(state, v, by_id) for v in since + [current])
+    covered = max(v.num_actions + v.num_held_out for v in since + [current])
     stored = int(state.counts(INGEST_COUNTERS).get("stored_actions", 0))
     return max(0, stored - covered)
-
-
-def _covered(state: StateStore, version: ModelVersion, by_id: Dict[str, ModelVersion]) -> int:
-    """How many stored actions a version read: its lineage's trained ones before it, and all it took up
-    (trained, or held out for its judgement)."""
-    if not version.num_new_actions:  # records from before num_new_actions was kept
-        return version.num_actions
-    parent = by_id.get(version.parent_version or "")
-    if parent is None and version.parent_version:
-        parent = state.get_version(version.parent_version)
-    before = parent.num_actions if parent is not None and parent.lineage == version.lineage else 0
-    return max(version.num_actions, before + version.num_new_actions)
 
 
 def list_updates(state: StateStore, limit: int = 20, lineage: Optional[str] = None) -> Dict[str, Any]:

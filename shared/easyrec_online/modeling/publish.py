@@ -46,6 +46,7 @@ def version_record(settings: Settings, *, version: str, lineage: str, model_name
         s3_prefix="{}{}/{}/".format(settings.models_prefix, lineage, version),
         created_at=isoformat_utc(utc_now()), status="ready" if gate["promote"] else "rejected", job_id=job_id,
         parent_version=parent_version, mode=mode, num_new_actions=len(data.train_actions),
+        num_held_out=len(data.new_actions) - len(data.train_actions),
         num_actions=(parent.num_actions if parent is not None else 0) + len(data.train_actions),
         num_train_rows=len(data.train_rows), num_replayed_rows=replayed_rows, global_step=global_step, metrics=metrics, gate=gate,
         feature_columns=[f["name"] for f in feature_spec], feature_spec=feature_spec, optimizer=optimizer,

@@ -85,6 +85,7 @@ class ModelVersion:
     mode: str = "full"  # full: trained from scratch, new lineage; incremental: continued from parent
     num_actions: int = 0  # actions this version's lineage has trained on, in total
     num_new_actions: int = 0  # of which new in this version
+    num_held_out: int = 0  # new actions it held out to be judged on (the next version trains them)
     num_train_rows: int = 0  # rows made of its new actions (with sampled negatives and new-user copies)
     num_replayed_rows: int = 0  # earlier rows a warm update trained on beside them (INCREMENTAL_REPLAY)
     global_step: int = 0

@@ -121,7 +121,7 @@ def test_model_info_shows_the_online_trainer_while_it_runs():
     assert online["untrained_actions"] == 10 and online["awaiting_update"] == 2
     # An update that held 6 of its 16 new actions out: they are untrained, but it read them.
     state.put_version(ModelVersion("v4", "deepfm-v1", "deepfm", "p/v4/", "v", mode="incremental", job_id=job_id,
-                                   parent_version="v2", num_actions=160, num_new_actions=16))
+                                   parent_version="v2", num_actions=160, num_new_actions=10, num_held_out=6))
     state.add_counts("ingest", "t", stored_actions=6)
     state.set_current("v4")
     online = model_info(state)["online"]
