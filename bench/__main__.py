@@ -10,6 +10,8 @@ Runs, one after another, each on a fresh local service it starts and stops itsel
   bench.shift      a preference shift: seconds until every shifted user's top 10 follows it
   bench.faults     kill -9 of each process under load: accepted vs trained, lost, twice, failed requests
                    (here once per process: PART_ARGS)
+  bench.experiments  synthetic users with a known preference: A/B, interleaving and A/A experiments
+                   through the API; false positives under peeking, users to significance, SRM
   bench.quality    MovieLens-100k split by time, replayed: online vs frozen vs popularity, trending,
                    item-kNN and EASE, AUC/HR@10/NDCG@10, streaming and day-level
 then prints one table and writes bench/results/all.json (each part also writes its own file).
@@ -23,7 +25,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARTS = ["serving", "freshness", "ingest", "training", "shift", "faults", "quality"]
+PARTS = ["serving", "freshness", "ingest", "training", "shift", "faults", "experiments", "quality"]
 # The whole bench is to stay within 25 minutes on a 2-core machine: in it, the fault part kills each
 # of its 5 targets once (5 kills; `python -m bench.faults` alone: twice each, 10 kills), which took
 # the run from 28.8 minutes (faults 383 s) to under the limit.

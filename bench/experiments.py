@@ -21,8 +21,8 @@ Measured:
   - power: users until significant, from --reruns resamples of the recorded users of each kind (drawn
     with replacement, in random order): the median and P(significant by n); the interleaving target is
     at least 5x fewer users than A/B;
-  - SRM: the recorded A/A users with 15 % of one arm's impressions lost (a broken logger) must be
-    flagged, and the intact split must not.
+  - SRM: the recorded A/A users with a third of one arm's users' impressions lost (a logger failing
+    for one arm) must be flagged, and the intact split must not.
 Prints a table; writes bench/results/experiments.json.
 """
 import argparse
@@ -42,8 +42,8 @@ sys.path.insert(0, os.path.join(ROOT, "shared"))
 from bench import scratch_dir  # noqa: E402
 from bench.quickstart import report  # noqa: E402
 from easyrec_online.experiments import statistics as st  # noqa: E402
-from easyrec_online.experiments.definition import DEFAULT_MIXING_SD, Arm, Experiment  # noqa: E402
-from easyrec_online.experiments.results import CHECK_EVERY, outcomes, preference, results  # noqa: E402
+from easyrec_online.experiments.definition import Arm, Experiment  # noqa: E402
+from easyrec_online.experiments.results import AB_TAUS, CHECK_EVERY, INTERLEAVING_TAUS, outcomes, preference, results  # noqa: E402
 from easyrec_online.experiments.store import DynamoExperimentLog  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
@@ -121,7 +121,7 @@ def _run_live(service, body, users, rng, posted):
     return experiment, first_significant, posted
 
 
-def _first_significant(sequence, kind, tau2, limit):
+def _first_significant(sequence, kind, taus, limit):
     """Users until the always-valid test is significant (None: not within `limit`), checked every
     CHECK_EVERY users as the service does. `sequence`: (arm index, impressions, successes, vote)."""
     sums = [st.Sums(), st.Sums()]
@@ -142,13 +142,13 @@ def _first_significant(sequence, kind, tau2, limit):
             if votes.n < 2:
                 continue
             estimate = st.vote_mean_of_sums(votes)
-        p = min(p, 1.0 / max(st.msprt_lambda(estimate, tau2), 1e-300))
+        p = min(p, 1.0 / max(st.msprt_lambda(estimate, taus), 1e-300))
         if p < st.ALPHA:
             return n
     return None
 
 
-def _power(users, kind, tau2, reruns, limit, rng):
+def _power(users, kind, taus, reruns, limit, rng):
     """Resamples of the recorded users, in random order: users until significant, each rerun."""
     if kind == "ab":
         pools = [[u for u in users if u[0] == arm] for arm in (0, 1)]
@@ -158,7 +158,7 @@ def _power(users, kind, tau2, reruns, limit, rng):
             sequence = [rng.choice(pools[rng.random() < 0.5]) for _ in range(limit)]
         else:
             sequence = [rng.choice(users) for _ in range(limit)]
-        found.append(_first_significant(sequence, kind, tau2, limit))
+        found.append(_first_significant(sequence, kind, taus, limit))
     return found
 
 
@@ -230,12 +230,11 @@ def main():
                           attribution_window_s=d["attribution_window_s"], mixing_sd=d["mixing_sd"])
 
     per_user = {name: outcomes(experiment_of(name), *recorded[name]) for name in live}
-    tau2_ab = DEFAULT_MIXING_SD["ab"] ** 2
     power_rng = random.Random(5)
     ab_users = [(0 if u.arm == "popularity" else 1, u.impressions, u.successes, 0.0) for u in per_user["ab"]]
     il_users = [(0, u.impressions, u.successes, preference(u, "popularity", "model")) for u in per_user["interleaving"]]
-    ab_found = _power(ab_users, "ab", tau2_ab, args.reruns, args.limit, power_rng)
-    il_found = _power(il_users, "interleaving", DEFAULT_MIXING_SD["interleaving"] ** 2, args.reruns, args.limit, power_rng)
+    ab_found = _power(ab_users, "ab", AB_TAUS, args.reruns, args.limit, power_rng)
+    il_found = _power(il_users, "interleaving", INTERLEAVING_TAUS, args.reruns, args.limit, power_rng)
     points = [50, 100, 200, 400, 800, 1600, 3200]
 
     # A/A: the recorded users, split afresh and reordered each time, read at every check.
@@ -245,14 +244,15 @@ def main():
         order = list(aa)
         power_rng.shuffle(order)
         sequence = [(power_rng.random() < 0.5, u.impressions, u.successes, 0.0) for u in order]
-        if _first_significant([(int(s[0]),) + s[1:] for s in sequence], "ab", tau2_ab,
+        if _first_significant([(int(s[0]),) + s[1:] for s in sequence], "ab", AB_TAUS,
                               len(sequence)) is not None:
             false_positives += 1
 
-    # SRM: the A/A log with 15 % of arm "two"'s impressions lost.
+    # SRM: the A/A log with 30 % of arm "two"'s users' impressions lost (a logger failing for one arm).
     impressions, successes = recorded["aa"]
-    lost = [i for k, i in enumerate(i for i in impressions if i.arm == "two") if k % 7 == 0]
-    kept = [i for i in impressions if i not in lost]
+    two = sorted({i.user_id for i in impressions if i.arm == "two"})
+    lost_users = set(two[::3])
+    kept = [i for i in impressions if i.user_id not in lost_users]
     broken = results(experiment_of("aa"), kept, successes)["srm"]
     intact = results(experiment_of("aa"), impressions, successes)["srm"]
 
@@ -266,7 +266,9 @@ def main():
         "interleaving_users_to_significance_median": il_median, "interleaving_power_curve": _curve(il_found, points),
         "interleaving_fewer_users_x": round(ab_median / il_median, 2) if il_median not in (0, float("inf")) else None,
         "srm_broken_flagged": broken["mismatch"], "srm_broken_p": broken["p_value"],
+        "srm_broken_users": broken["observed"],
         "srm_intact_flagged": intact["mismatch"], "srm_intact_p": intact["p_value"],
+        "srm_intact_users": intact["observed"],
     })
     out["targets"] = {"aa_fpr_at_most_alpha": out["aa_false_positive_rate"] <= st.ALPHA,
                       "interleaving_5x_fewer": bool(out["interleaving_fewer_users_x"]

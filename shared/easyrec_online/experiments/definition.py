@@ -44,10 +44,6 @@ LAYER_BUCKETS = 1000  # a layer's users are hashed into this many buckets; an ex
 ARM_BUCKETS = 10000  # an experiment's users are hashed into this many, split by the arms' weights
 MAX_ARMS = 10
 EXPERIMENT_ID = re.compile(r"^exp-[0-9a-f]{12}$")
-# The mSPRT's mixture scale: the size of effect it is most sensitive to, fixed when the experiment is
-# created (a scale read off the data as it comes would void the always-valid guarantee). A/B: a
-# difference of 0.02 successes per impression; interleaving: a mean preference of 0.2 on [-1, 1].
-DEFAULT_MIXING_SD = {"ab": 0.02, "interleaving": 0.2}
 
 
 class StrategyIn(BaseModel):
@@ -98,7 +94,8 @@ class ExperimentIn(BaseModel):
     # An action counts for the impression that showed its item this long before it, at most.
     attribution_window_s: StrictInt = Field(86400, ge=60, le=30 * 86400)
     layer: Name = "default"
-    # The effect size the sequential test is tuned to (see DEFAULT_MIXING_SD); fixed for the experiment.
+    # The one effect size the sequential test is to be most sensitive to (A/B: a difference of rates per
+    # impression; interleaving: a mean preference); default: a grid of sizes (experiments/results.py).
     mixing_sd: Optional[Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]] = None
     # Percent of the layer's users in the experiment (the rest of the layer is free for others).
     traffic: Union[StrictInt, Annotated[StrictFloat, Field(allow_inf_nan=False)]] = Field(100, gt=0, le=100)
@@ -165,11 +162,7 @@ class Experiment:
     status: str = "running"  # running -> stopped (serves no more; results stay) -> concluded
     stopped_at: Optional[str] = None
     concluded: Optional[Dict[str, Any]] = None  # the decision: winner, applied version, figures
-    mixing_sd: Optional[float] = None  # the sequential test's mixture scale (None: DEFAULT_MIXING_SD)
-
-    @property
-    def tau(self) -> float:
-        return float(self.mixing_sd or DEFAULT_MIXING_SD[self.kind])
+    mixing_sd: Optional[float] = None  # the sequential test's mixture scale (None: the default, results.py)
 
     @property
     def running(self) -> bool:
@@ -199,7 +192,7 @@ class Experiment:
                   for a in spec.arms],
             salt=secrets.token_hex(8), layer=spec.layer, buckets=buckets, created_at=isoformat_utc(utc_now()),
             success_actions=spec.success_actions, attribution_window_s=spec.attribution_window_s,
-            traffic=float(spec.traffic), mixing_sd=spec.mixing_sd or DEFAULT_MIXING_SD[spec.kind])
+            traffic=float(spec.traffic), mixing_sd=spec.mixing_sd)
 
 
 @dataclass

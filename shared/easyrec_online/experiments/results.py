@@ -2,8 +2,9 @@
 
 Attribution. A success is credited to one impression of the same user that showed its item, at most
 `attribution_window_s` before it: the impression its action names (`recommendation_id`), else the
-latest such impression. Each (impression, item) counts once, so a rate per impression stays a rate.
-In an interleaving experiment the credit goes to the arm that contributed the item.
+latest such impression. A/B counts an impression once however many of its items were acted on (a
+conversion), so the rate per impression is a rate in [0, 1]. In an interleaving experiment each
+item of a list counts once, for the arm that contributed it.
 
 The sequential test (statistics.py) is checked each time another CHECK_EVERY users have been
 served, on the data as it stood at that moment (impressions and successes up to then), and once more
@@ -26,6 +27,11 @@ from easyrec_online.experiments.definition import Experiment, Impression, Succes
 from easyrec_online.ingest.actions import parse_timestamp
 
 CHECK_EVERY = 20  # users between two checks of the sequential test
+# The mSPRT's mixture scales, unless the experiment names one (mixing_sd): differences of rates per
+# impression from a quarter of a percentage point to 32 points (A/B), mean preferences from 0.05 to
+# 0.8 (interleaving). Fixed in advance: nothing about the test is read off the data.
+AB_TAUS = (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+INTERLEAVING_TAUS = (0.05, 0.1, 0.2, 0.4, 0.8)
 CLOCK_SKEW_S = 5.0  # an action may be accepted this much before the impression it follows is logged
 
 
@@ -83,7 +89,9 @@ def outcomes(experiment: Experiment, impressions: Sequence[Impression], successe
                     break
         if chosen is None:
             continue
-        key = (chosen[1].recommendation_id, success.item_id)
+        # Interleaving credits each item of a list once (a vote per item); A/B counts an impression once,
+        # however many of its items were acted on (a conversion: the rate per impression stays a rate).
+        key = (chosen[1].recommendation_id, success.item_id if experiment.kind == "interleaving" else "")
         if key in credited:
             continue
         credited.add(key)
@@ -165,16 +173,15 @@ def ab_results(experiment: Experiment, users: Sequence[UserOutcome], alpha: floa
                      "success_per_user": st.summary(per_user)})
     estimates: Dict[str, List[st.Estimate]] = {name: [] for name in names[1:]}
     for sums in _replay(users, check_moments(users), "ab"):
-        for name in names[1:]:
-            treated, base = sums.get(name, st.Sums()), sums.get(control, st.Sums())
-            if treated.n >= 2 and base.n >= 2:  # no variance to speak of before
-                estimates[name].append(st.difference(st.ratio_of_sums(treated), st.ratio_of_sums(base)))
+        if all(sums.get(name, st.Sums()).n >= 2 for name in names):  # no variance to speak of before
+            for name in names[1:]:
+                estimates[name].append(st.difference(st.ratio_of_sums(sums[name]), st.ratio_of_sums(sums[control])))
     final_base = st.ratio(*_columns(groups[control]))
-    tau2 = experiment.tau ** 2
+    taus = (experiment.mixing_sd,) if experiment.mixing_sd else AB_TAUS
     per_arm_alpha = alpha / max(1, len(names) - 1)
     comparisons = []
     for name in names[1:]:
-        test = st.sequential_test(estimates[name], tau2, per_arm_alpha)
+        test = st.sequential_test(estimates[name], taus, per_arm_alpha)
         entry: Dict[str, Any] = {"arm": name, "against": control, "alpha": round(per_arm_alpha, 6),
                                  "significant": bool(test and test.significant)}
         if test is not None:
@@ -232,7 +239,7 @@ def interleaving_results(experiment: Experiment, users: Sequence[UserOutcome],
     estimates = [st.vote_mean_of_sums(sums["votes"]) for sums in _replay(users, check_moments(users), "interleaving",
                                                                           first, second)
                  if sums.get("votes", st.Sums()).n >= 2]
-    test = st.sequential_test(estimates, experiment.tau ** 2, alpha)
+    test = st.sequential_test(estimates, (experiment.mixing_sd,) if experiment.mixing_sd else INTERLEAVING_TAUS, alpha)
     comparison: Dict[str, Any] = {"arm": second, "against": first, "significant": bool(test and test.significant),
                                   "users_with_successes": sum(1 for u in users if u.successes)}
     if test is not None:
@@ -248,10 +255,14 @@ def interleaving_results(experiment: Experiment, users: Sequence[UserOutcome],
 
 
 def method(experiment: Experiment) -> Dict[str, str]:
-    test = ("mSPRT with a normal mixture N(0, {tau}^2) over the effect; always-valid p-value (the running minimum "
-            "over checks as every {every} users were served, each on the data up to then, and now) and confidence "
-            "sequence (the running intersection): the false-positive rate is at most alpha = {alpha} however often "
-            "results are read").format(tau=experiment.tau, every=CHECK_EVERY, alpha=st.ALPHA)
+    taus = ((experiment.mixing_sd,) if experiment.mixing_sd else AB_TAUS if experiment.kind == "ab"
+            else INTERLEAVING_TAUS)
+    scale = "{:g}".format(taus[0]) if len(taus) == 1 else "each of {} (averaged)".format(", ".join(
+        "{:g}".format(t) for t in taus))
+    test = ("mSPRT with a normal mixture N(0, tau^2) over the effect, tau = {tau}; always-valid p-value (the running "
+            "minimum over checks as every {every} users were served, each on the data up to then, and now) and "
+            "confidence sequence (the running intersection): the false-positive rate is at most alpha = {alpha} "
+            "however often results are read").format(tau=scale, every=CHECK_EVERY, alpha=st.ALPHA)
     if experiment.kind == "interleaving":
         return {"unit": "user (every user sees one list merged from both arms)",
                 "merge": "team-draft interleaving; a success is credited to the arm that contributed its item",
@@ -259,7 +270,8 @@ def method(experiment: Experiment) -> Dict[str, str]:
                         "tested against 0 with the variance under the null (mean of squared votes); " + test,
                 "winner": "declared only when significant"}
     return {"unit": "user (assignment: hash of the experiment's salt and the user id; sticky)",
-            "rate": "successes per impression, per arm; 95 % interval by the delta method over users",
+            "rate": "impressions followed by a success (within the attribution window), per impression, per arm; "
+                    "95 % interval by the delta method over users",
             "test": "difference of each arm's rate from the first arm's; " + test + (
                 "; with {} treatment arms each is tested at alpha / {} (Bonferroni)".format(
                     len(experiment.arms) - 1, len(experiment.arms) - 1) if len(experiment.arms) > 2 else ""),

@@ -10,13 +10,15 @@ again and again until it dips below 0.05 is wrong far more often than 5 %. We us
 sequential probability ratio test (mSPRT; Johari, Koomen, Pekelis and Walsh, "Always valid
 inference", Operations Research 2022) with a normal mixture N(0, tau^2) over the effect theta:
 
-  Lambda_n = sqrt(V / (V + tau^2)) * exp(theta_hat^2 tau^2 / (2 V (V + tau^2)))
+  Lambda_n(tau) = sqrt(V / (V + tau^2)) * exp(theta_hat^2 tau^2 / (2 V (V + tau^2)))
 
-for an estimate theta_hat with variance V after n users. Under the null, P(Lambda_n >= 1/alpha for
-some n) <= alpha, so the always-valid p-value p_n = min over the checks so far of 1 / Lambda_k
-stays below alpha with probability at most alpha however often it is read. The matching
-confidence sequence, theta_hat +- sqrt(V (V + tau^2) / tau^2 * (2 log(1/alpha) + log((V + tau^2) / V))),
-covers the true effect at every check at once with probability 1 - alpha.
+for an estimate theta_hat with variance V after n users, averaged over a fixed grid of scales tau
+(an average of test martingales is a test martingale: effects of any size are covered with no
+scale tuned to the data). Under the null, P(Lambda_n >= 1/alpha for some n) <= alpha (Ville), so
+the always-valid p-value p_n = min over the checks so far of 1 / Lambda_k stays below alpha with
+probability at most alpha however often it is read. The matching confidence sequence, the effects
+theta0 the same test would not reject, covers the true effect at every check at once with
+probability 1 - alpha.
 
 Sample-ratio mismatch: a chi-square goodness-of-fit test of users per arm against the weights; a
 p-value below SRM_ALPHA means the split is broken (a bug in assignment, exposure or logging) and the
@@ -136,29 +138,46 @@ def difference(treatment: Estimate, control: Estimate) -> Estimate:
     return Estimate(treatment.value - control.value, treatment.variance + control.variance)
 
 
-def msprt_lambda(estimate: Estimate, tau2: float) -> float:
-    v = estimate.variance
-    if v <= 0 or tau2 <= 0:
-        return 1.0 if estimate.value == 0 or v <= 0 else float("inf")
-    exponent = estimate.value ** 2 * tau2 / (2.0 * v * (v + tau2))
+def _lambda_one(value: float, v: float, tau2: float) -> float:
+    exponent = value ** 2 * tau2 / (2.0 * v * (v + tau2))
     return math.sqrt(v / (v + tau2)) * math.exp(min(exponent, 700.0))
 
 
-def always_valid_p(checks: Sequence[Estimate], tau2: float) -> float:
+def msprt_lambda(estimate: Estimate, taus: Sequence[float]) -> float:
+    """The mixture likelihood ratio against "no effect", averaged over the scales `taus` with equal
+    weights. An average of test martingales is one, so the guarantee holds for the average; a grid of
+    scales tests effects of any size without tuning one to the data, at the price of a factor of at
+    most len(taus) against the best single scale."""
+    v = estimate.variance
+    if v <= 0:
+        return 1.0 if estimate.value == 0 else float("inf")
+    return sum(_lambda_one(estimate.value, v, tau * tau) for tau in taus) / len(taus)
+
+
+def always_valid_p(checks: Sequence[Estimate], taus: Sequence[float]) -> float:
     """The mSPRT p-value after a sequence of checks of the same effect (the running minimum)."""
     p = 1.0
     for estimate in checks:
-        p = min(p, 1.0 / max(msprt_lambda(estimate, tau2), 1e-300))
+        p = min(p, 1.0 / max(msprt_lambda(estimate, taus), 1e-300))
     return min(1.0, p)
 
 
-def confidence_sequence(estimate: Estimate, tau2: float, alpha: float = ALPHA) -> List[float]:
-    """The always-valid (1 - alpha) interval matching the mSPRT at this check."""
+def confidence_sequence(estimate: Estimate, taus: Sequence[float], alpha: float = ALPHA) -> List[float]:
+    """The always-valid (1 - alpha) interval matching the mSPRT at this check: the effects theta0 for
+    which the test of "effect = theta0" would not reject (found by bisection on |theta_hat - theta0|)."""
     v = estimate.variance
-    if v <= 0 or tau2 <= 0:
+    if v <= 0:
         return [estimate.value, estimate.value]
-    half = math.sqrt(v * (v + tau2) / tau2 * (2.0 * math.log(1.0 / alpha) + math.log((v + tau2) / v)))
-    return [estimate.value - half, estimate.value + half]
+    low, high = 0.0, math.sqrt(v)
+    while msprt_lambda(Estimate(high, v), taus) < 1.0 / alpha:
+        high *= 2.0
+    for _ in range(40):  # to 1e-12 of the bracket: far below any figure shown
+        middle = (low + high) / 2.0
+        if msprt_lambda(Estimate(middle, v), taus) < 1.0 / alpha:
+            low = middle
+        else:
+            high = middle
+    return [estimate.value - high, estimate.value + high]
 
 
 def normal_two_sided_p(estimate: Estimate) -> float:
@@ -237,15 +256,15 @@ class Sequential(NamedTuple):
     significant: bool
 
 
-def sequential_test(estimates: Sequence[Estimate], tau2: float, alpha: float = ALPHA) -> Optional[Sequential]:
+def sequential_test(estimates: Sequence[Estimate], taus: Sequence[float], alpha: float = ALPHA) -> Optional[Sequential]:
     """The mSPRT over checks of one effect, the last being now: the running minimum of the p-value and
     the running intersection of the confidence sequence (both valid at every check at once)."""
     if not estimates:
         return None
-    p = always_valid_p(estimates, tau2)
+    p = always_valid_p(estimates, taus)
     low, high = float("-inf"), float("inf")
     for estimate in estimates:
-        at = confidence_sequence(estimate, tau2, alpha)
+        at = confidence_sequence(estimate, taus, alpha)
         low, high = max(low, at[0]), min(high, at[1])
     return Sequential(estimates[-1], p, [low, high], p < alpha)
 

@@ -31,10 +31,12 @@ def test_a_success_goes_to_the_impression_it_names_else_the_latest_that_showed_i
     unnamed = Success("e2", "u", "c", _at(200))
     (user,) = outcomes(experiment, log, [named, unnamed])
     assert (user.impressions, user.successes) == (2, 2)
-    # Each (impression, item) once: buying b again after r1 adds nothing; a naming an unknown id falls back.
+    # An impression converts once: buying b again after r1, or a (naming an unknown id: the latest
+    # impression that showed a, r1 again), adds nothing; c, shown by r2, does.
     again = [named, Success("e3", "u", "b", _at(300), recommendation_id="r1"),
              Success("e4", "u", "a", _at(300), recommendation_id="nope")]
-    assert outcomes(experiment, log, again)[0].successes == 2
+    assert outcomes(experiment, log, again)[0].successes == 1
+    assert outcomes(experiment, log, again + [Success("e5", "u", "c", _at(300))])[0].successes == 2
 
 
 def test_outside_the_window_or_never_shown_counts_nothing():
@@ -135,13 +137,13 @@ def _ever_significant(experiment, impressions, successes, reads):
 
 
 def test_reading_results_again_and_again_keeps_a_null_experiment_below_alpha():
-    """A/A and null interleaving, 100 runs each, read every 30 users: named a winner at most alpha of the time."""
+    """A/A and null interleaving, 80 runs each, read every 50 users: named a winner at most alpha of the time."""
     rng = random.Random(21)
     for kind, rates in (("ab", {"control": 0.2, "treatment": 0.2}), ("interleaving", {"control": 0.1, "treatment": 0.1})):
         experiment = _experiment(kind=kind)
-        wrong = sum(_ever_significant(experiment, *_arrivals(experiment, 300, rates, rng), range(30, 302, 30))
-                    for _ in range(100))
-        assert wrong <= 5, (kind, wrong)
+        wrong = sum(_ever_significant(experiment, *_arrivals(experiment, 300, rates, rng), range(50, 302, 50))
+                    for _ in range(80))
+        assert wrong <= 4, (kind, wrong)
 
 
 def test_early_checks_do_not_change_when_read_later():

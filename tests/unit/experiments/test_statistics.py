@@ -7,6 +7,7 @@ import pytest
 from pytest import approx
 
 from easyrec_online.experiments import statistics as st
+from easyrec_online.experiments.results import AB_TAUS
 
 
 def test_ratio_of_one_impression_per_user_is_a_proportion():
@@ -52,32 +53,39 @@ def test_sample_ratio_mismatch_flags_a_broken_split_only():
     assert not st.sample_ratio_mismatch([2010, 990], [2, 1]).mismatch
 
 
-def test_msprt_lambda_is_the_normal_mixture_likelihood_ratio():
-    estimate, tau2 = st.Estimate(0.03, 0.0001), 0.0004
-    v = 0.0001
-    expected = math.sqrt(v / (v + tau2)) * math.exp(0.03 ** 2 * tau2 / (2 * v * (v + tau2)))
-    assert st.msprt_lambda(estimate, tau2) == approx(expected)
+def test_msprt_lambda_is_the_normal_mixture_likelihood_ratio_averaged_over_scales():
+    estimate, v = st.Estimate(0.03, 0.0001), 0.0001
+
+    def one(tau2):
+        return math.sqrt(v / (v + tau2)) * math.exp(0.03 ** 2 * tau2 / (2 * v * (v + tau2)))
+
+    assert st.msprt_lambda(estimate, [0.02]) == approx(one(0.0004))
+    assert st.msprt_lambda(estimate, [0.02, 0.1]) == approx((one(0.0004) + one(0.01)) / 2)
     # No effect estimated: the ratio is below 1 (evidence for the null), p stays 1.
-    assert st.always_valid_p([st.Estimate(0.0, v)], tau2) == 1.0
+    assert st.always_valid_p([st.Estimate(0.0, v)], [0.02]) == 1.0
 
 
 def test_the_always_valid_p_is_the_running_minimum_and_the_sequence_matches_it():
-    tau2 = 0.01
+    taus = [0.05, 0.1, 0.2]
     checks = [st.Estimate(0.05, 0.001), st.Estimate(0.2, 0.001), st.Estimate(0.0, 0.0005)]
-    p = st.always_valid_p(checks, tau2)
-    assert p == approx(1.0 / st.msprt_lambda(checks[1], tau2))
+    p = st.always_valid_p(checks, taus)
+    assert p == approx(1.0 / st.msprt_lambda(checks[1], taus))
     # At a check, 0 lies outside the confidence sequence exactly when 1/Lambda < alpha there.
-    for estimate in (st.Estimate(0.2, 0.001), st.Estimate(0.05, 0.001)):
-        low, high = st.confidence_sequence(estimate, tau2)
+    for estimate in (st.Estimate(0.2, 0.001), st.Estimate(0.05, 0.001), st.Estimate(-0.15, 0.001)):
+        low, high = st.confidence_sequence(estimate, taus)
         outside = not low <= 0 <= high
-        assert outside == (1.0 / st.msprt_lambda(estimate, tau2) < st.ALPHA)
+        assert outside == (1.0 / st.msprt_lambda(estimate, taus) < st.ALPHA)
+    # The single-scale closed form (Johari et al.) is what the bisection finds.
+    v, tau2 = 0.001, 0.01
+    half = math.sqrt(v * (v + tau2) / tau2 * (2 * math.log(1 / st.ALPHA) + math.log((v + tau2) / v)))
+    assert st.confidence_sequence(st.Estimate(0.1, v), [0.1]) == approx([0.1 - half, 0.1 + half])
 
 
 def test_fixed_horizon_p_of_1_96_standard_errors_is_0_05():
     assert st.normal_two_sided_p(st.Estimate(1.959963984540054 * 0.1, 0.01)) == approx(0.05)
 
 
-def _peeking_run(rng, effect, users=600, every=20, base=0.1, tau_relative=0.2):
+def _peeking_run(rng, effect, users=600, every=20, base=0.1):
     """Users alternate between arms; each has 1-5 impressions with success rate base (+effect in B).
     Returns (significant at some check, fixed-horizon test significant at some check)."""
     a, b = ([], []), ([], [])
@@ -92,8 +100,7 @@ def _peeking_run(rng, effect, users=600, every=20, base=0.1, tau_relative=0.2):
             d = st.difference(st.ratio(*b), st.ratio(*a))
             estimates.append(d)
             fixed_hits = fixed_hits or st.normal_two_sided_p(d) < st.ALPHA
-    tau2 = (tau_relative * base) ** 2
-    return st.always_valid_p(estimates, tau2) < st.ALPHA, fixed_hits
+    return st.always_valid_p(estimates, AB_TAUS) < st.ALPHA, fixed_hits
 
 
 def test_peeking_at_an_a_a_test_keeps_the_false_positive_rate_below_alpha():
