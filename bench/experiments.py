@@ -4,7 +4,8 @@ running service (real /recommend requests, real purchases through /online/data/a
   .venv/bin/python -m bench.experiments [--users 600] [--reruns 200]
 
 The world: 40 items in two categories, A (a0..a19) and B (b0..b19); 70 % of users like A. A user
-buys a shown item with probability 0.25 if it is of their category, 0.03 if not (seeded). Their
+buys a shown item with probability 0.12 if it is of their category, 0.04 if not, times their own
+activity (log-normal, median 1: users differ in how much they buy at all), seeded. Their
 history (5 purchases of their category, 3 bounces off the other) goes in first and one model is
 trained; then, one after another, on the same users, each asking /recommend once (top 5 of the 40):
 
@@ -26,6 +27,7 @@ Measured:
 Prints a table; writes bench/results/experiments.json.
 """
 import argparse
+import math
 import os
 import platform
 import random
@@ -48,12 +50,19 @@ from easyrec_online.experiments.store import DynamoExperimentLog  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
 ITEMS = ["a{}".format(k) for k in range(20)] + ["b{}".format(k) for k in range(20)]
-LIKED, OTHER = 0.25, 0.03
+LIKED, OTHER = 0.12, 0.04
 TOP_K = 5
 
 
 def _taste(user, rng_seed=7):
     return "a" if random.Random("{}-{}".format(rng_seed, user)).random() < 0.7 else "b"
+
+
+def _activity(user, rng_seed=8):
+    """How much this user buys at all, as real users differ: log-normal, median 1 (some buy 5x more,
+    some 5x less). It varies between users, not between arms: an A/B test has to see through it, an
+    interleaving compares both arms within each user."""
+    return math.exp(random.Random("{}-{}".format(rng_seed, user)).gauss(0.0, 1.0))
 
 
 def _post(service, path, body=None, ok=(200, 201, 202)):
@@ -106,7 +115,7 @@ def _run_live(service, body, users, rng, posted):
             assert answer.get("experiment") == experiment, answer
             taste = _taste(user)
             for rec in answer["recommendations"]:
-                if rng.random() < (LIKED if rec["item_id"][0] == taste else OTHER):
+                if rng.random() < min(1.0, _activity(user) * (LIKED if rec["item_id"][0] == taste else OTHER)):
                     purchases.append({"user_id": user, "item_id": rec["item_id"], "action_type": "purchase",
                                       "recommendation_id": answer["recommendation_id"],
                                       "event_id": "{}-{}-{}".format(experiment, user, rec["item_id"])})
@@ -184,8 +193,8 @@ def main():
         "EXPERIMENT_REFRESH_MS=200", "LOCAL_QUIET_ACCESS_LOG=1"])
     out = {"date": time.strftime("%Y-%m-%d"), "machine": "{} cores, {}".format(os.cpu_count(), platform.platform()),
            "users": args.users, "reruns": args.reruns, "alpha": st.ALPHA,
-           "world": "40 items in 2 categories, 70 % of users like A; P(buy a shown item) {} in taste, {} not".format(
-               LIKED, OTHER)}
+           "world": ("40 items in 2 categories, 70 % of users like A; P(buy a shown item) {} in taste, {} not, "
+                     "times the user's activity (log-normal, median 1)").format(LIKED, OTHER)}
     started = time.monotonic()
     service.start()
     try:
@@ -233,6 +242,8 @@ def main():
     power_rng = random.Random(5)
     ab_users = [(0 if u.arm == "popularity" else 1, u.impressions, u.successes, 0.0) for u in per_user["ab"]]
     il_users = [(0, u.impressions, u.successes, preference(u, "popularity", "model")) for u in per_user["interleaving"]]
+    out["recorded_users"] = {name: {"users": len(u), "impressions": sum(x.impressions for x in u),
+                                    "converted": sum(x.successes for x in u)} for name, u in per_user.items()}
     ab_found = _power(ab_users, "ab", AB_TAUS, args.reruns, args.limit, power_rng)
     il_found = _power(il_users, "interleaving", INTERLEAVING_TAUS, args.reruns, args.limit, power_rng)
     points = [50, 100, 200, 400, 800, 1600, 3200]
