@@ -3,11 +3,12 @@ running service (real /recommend requests, real purchases through /online/data/a
 
   .venv/bin/python -m bench.experiments [--users 600] [--reruns 200]
 
-The world: 40 items in two categories, A (a0..a19) and B (b0..b19); 70 % of users like A. A user
-buys a shown item with probability 0.12 if it is of their category, 0.04 if not, times their own
-activity (log-normal, median 1: users differ in how much they buy at all), seeded. Their
-history (5 purchases of their category, 3 bounces off the other) goes in first and one model is
-trained; then, one after another, on the same users, each asking /recommend once (top 5 of the 40):
+The world: 40 items in four categories (a..d, 10 items each), liked by 40, 25, 20 and 15 % of users.
+A user buys a shown item with probability 0.12 if it is of their category, 0.04 if not, times their
+own activity (log-normal, median 1: users differ in how much they buy at all), seeded. Their history
+(4 purchases in their category, 4 bounces off others) goes in first and one model is trained; then,
+one after another, each on a cohort of its own of --users users, each asking /recommend once (top 5
+of the 40):
 
   A/B           arms "popularity" (control) and "model" (the current version), 50/50
   interleaving  the same two arms, team-draft merged in every list
@@ -49,13 +50,19 @@ from easyrec_online.experiments.results import AB_TAUS, CHECK_EVERY, INTERLEAVIN
 from easyrec_online.experiments.store import DynamoExperimentLog  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
-ITEMS = ["a{}".format(k) for k in range(20)] + ["b{}".format(k) for k in range(20)]
+CATEGORIES = (("a", 0.40), ("b", 0.25), ("c", 0.20), ("d", 0.15))  # and the share of users who like each
+ITEMS = ["{}{}".format(c, k) for c, _ in CATEGORIES for k in range(10)]
 LIKED, OTHER = 0.12, 0.04
 TOP_K = 5
 
 
 def _taste(user, rng_seed=7):
-    return "a" if random.Random("{}-{}".format(rng_seed, user)).random() < 0.7 else "b"
+    point, edge = random.Random("{}-{}".format(rng_seed, user)).random(), 0.0
+    for category, share in CATEGORIES:
+        edge += share
+        if point < edge:
+            return category
+    return CATEGORIES[-1][0]
 
 
 def _activity(user, rng_seed=8):
@@ -91,9 +98,9 @@ def _history(users, rng):
         taste = _taste(user)
         liked = [i for i in ITEMS if i[0] == taste]
         other = [i for i in ITEMS if i[0] != taste]
-        samples += [{"user_id": user, "item_id": i, "action_type": "purchase", "label": 1} for i in rng.sample(liked, 5)]
+        samples += [{"user_id": user, "item_id": i, "action_type": "purchase", "label": 1} for i in rng.sample(liked, 4)]
         samples += [{"user_id": user, "item_id": i, "action_type": "view", "label": 0, "parameters": {"bounced": True}}
-                    for i in rng.sample(other, 3)]
+                    for i in rng.sample(other, 4)]
     for n, sample in enumerate(samples):
         sample["event_id"] = "history-{}".format(n)
     return samples
@@ -193,13 +200,15 @@ def main():
         "EXPERIMENT_REFRESH_MS=200", "LOCAL_QUIET_ACCESS_LOG=1"])
     out = {"date": time.strftime("%Y-%m-%d"), "machine": "{} cores, {}".format(os.cpu_count(), platform.platform()),
            "users": args.users, "reruns": args.reruns, "alpha": st.ALPHA,
-           "world": ("40 items in 2 categories, 70 % of users like A; P(buy a shown item) {} in taste, {} not, "
-                     "times the user's activity (log-normal, median 1)").format(LIKED, OTHER)}
+           "world": ("40 items in 4 categories liked by 40/25/20/15 % of users; P(buy a shown item) {} in taste, {} "
+                     "not, times the user's activity (log-normal, median 1)").format(LIKED, OTHER)}
     started = time.monotonic()
     service.start()
     try:
-        users = ["user-{}".format(k) for k in range(args.users)]
-        history = _history(users, rng)
+        # One cohort of users per experiment: an experiment's results are its own users' (a user's actions
+        # after one experiment stopped still count for it within its attribution window).
+        cohorts = {name: ["{}-{}".format(name, k) for k in range(args.users)] for name in ("ab", "interleaving", "aa")}
+        history = _history([u for cohort in cohorts.values() for u in cohort], rng)
         for start in range(0, len(history), 500):
             _post(service, "/online/data/add", {"samples": history[start:start + 500]})
         posted = len(history)
@@ -217,7 +226,7 @@ def main():
                 ("aa", {"name": "bench A/A", "success_actions": ["purchase"], "arms": [
                     {"name": "one", "weight": 50, "strategy": "current"},
                     {"name": "two", "weight": 50, "strategy": "current"}]})):
-            experiment, first, posted = _run_live(service, body, users, rng, posted)
+            experiment, first, posted = _run_live(service, body, cohorts[name], rng, posted)
             found = requests.get(service.url + "/experiments/" + experiment, timeout=30).json()
             _post(service, "/experiments/{}/stop".format(experiment))
             live[name] = {"experiment": experiment, "definition": found, "first_significant_users": first,
