@@ -217,6 +217,7 @@ def test_restart_keeps_model_and_actions(service):
     health = requests.get(service.url + "/health", timeout=10).json()
     assert health["model_version"] == before["model_version"]
     after = requests.post(service.url + "/recommend", json=request, timeout=10).json()
+    assert after.pop("recommendation_id") != before.pop("recommendation_id")  # an id per answer
     assert after == before
     assert _stored_event_ids(service)[0] == stored_before
 
