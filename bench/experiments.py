@@ -48,6 +48,7 @@ from easyrec_online.experiments import statistics as st  # noqa: E402
 from easyrec_online.experiments.definition import Arm, Experiment  # noqa: E402
 from easyrec_online.experiments.results import AB_TAUS, CHECK_EVERY, INTERLEAVING_TAUS, outcomes, preference, results  # noqa: E402
 from easyrec_online.experiments.store import DynamoExperimentLog  # noqa: E402
+from tests.conftest import wait_for  # noqa: E402
 from tests.e2e.conftest import RunningService  # noqa: E402
 
 CATEGORIES = (("a", 0.40), ("b", 0.25), ("c", 0.20), ("d", 0.15))  # and the share of users who like each
@@ -82,16 +83,6 @@ def _stored(service):
     return requests.get(service.url + "/online/streaming/status", timeout=10).json()["consumer"]["stored_actions"]
 
 
-def _wait(predicate, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def _history(users, rng):
     samples = []
     for user in users:
@@ -112,7 +103,7 @@ def _run_live(service, body, users, rng, posted):
     experiment = _post(service, "/experiments", body)["experiment_id"]
     # Serving re-reads the running experiments every EXPERIMENT_REFRESH_MS: wait until it serves this one
     # (the probe user is one more user of the experiment, with no purchases).
-    _wait(lambda: _post(service, "/recommend", {"user_id": "probe", "candidate_items": ITEMS, "top_k": TOP_K}).get(
+    wait_for(lambda: _post(service, "/recommend", {"user_id": "probe", "candidate_items": ITEMS, "top_k": TOP_K}).get(
         "experiment") == experiment, 30, "the experiment served")
     first_significant = None
     for start in range(0, len(users), CHECK_EVERY):
@@ -129,7 +120,7 @@ def _run_live(service, body, users, rng, posted):
         if purchases:
             _post(service, "/online/data/add", {"samples": purchases})
             posted += len(purchases)
-            _wait(lambda: _stored(service) >= posted, 60, "purchases stored")
+            wait_for(lambda: _stored(service) >= posted, 60, "purchases stored")
         if first_significant is None:
             found = requests.get(service.url + "/experiments/" + experiment, timeout=30).json()["results"]
             if found["winner"] is not None:
@@ -212,9 +203,9 @@ def main():
         for start in range(0, len(history), 500):
             _post(service, "/online/data/add", {"samples": history[start:start + 500]})
         posted = len(history)
-        _wait(lambda: _stored(service) >= posted, 120, "history stored")
+        wait_for(lambda: _stored(service) >= posted, 120, "history stored")
         _post(service, "/online/training/start")
-        _wait(lambda: requests.get(service.url + "/health", timeout=10).json().get("model_version"), 600,
+        wait_for(lambda: requests.get(service.url + "/health", timeout=10).json().get("model_version"), 600,
               "the first model")
         model_arms = [{"name": "popularity", "weight": 50, "strategy": "popularity"},
                       {"name": "model", "weight": 50, "strategy": "current"}]

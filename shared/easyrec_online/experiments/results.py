@@ -194,7 +194,7 @@ def ab_results(experiment: Experiment, users: Sequence[UserOutcome], alpha: floa
             })
         comparisons.append(entry)
     srm = st.sample_ratio_mismatch([len(groups[n]) for n in names], [arm.weight or 0.0 for arm in experiment.arms])
-    winner = _ab_winner(arms, comparisons, control)
+    winner = _ab_winner(comparisons, control)
     return {"arms": arms, "comparisons": comparisons, "srm": _srm(srm, names, groups, experiment), "winner": winner}
 
 
@@ -202,7 +202,7 @@ def _columns(group: Sequence[UserOutcome]) -> Tuple[List[float], List[float]]:
     return [float(u.successes) for u in group], [float(u.impressions) for u in group]
 
 
-def _ab_winner(arms: List[Dict[str, Any]], comparisons: List[Dict[str, Any]], control: str) -> Optional[str]:
+def _ab_winner(comparisons: List[Dict[str, Any]], control: str) -> Optional[str]:
     """The best arm, when every comparison that decides it is significant: a treatment significantly
     above the control (the best such), or the control when every treatment is significantly below."""
     better = [c for c in comparisons if c["significant"] and c["difference"] > 0]
@@ -226,8 +226,7 @@ def _srm(srm: st.SampleRatio, names: List[str], groups: Dict[str, List[UserOutco
 
 def preference(user: UserOutcome, first: str, second: str) -> float:
     """+1: the user's successes went more to `second`'s items, -1: to `first`'s, 0: a tie or none."""
-    a, b = user.credits.get(first, 0), user.credits.get(second, 0)
-    return 0.0 if a == b else (1.0 if b > a else -1.0)
+    return _vote(user.credits, first, second)
 
 
 def interleaving_results(experiment: Experiment, users: Sequence[UserOutcome],

@@ -99,15 +99,6 @@ def ratio_of_sums(sums: Sums) -> Estimate:
     return Estimate(r, max(variance, smoothed * (1.0 - smoothed) / (sums.x + 1.0)))
 
 
-def mean_of_sums(sums: Sums) -> Estimate:
-    """The mean of y over users and its variance (x unused)."""
-    if sums.n == 0:
-        return Estimate(0.0, 0.0)
-    mean_y = sums.y / sums.n
-    variance = (sums.yy - sums.n * mean_y * mean_y) / (sums.n - 1) / sums.n if sums.n > 1 else 0.0
-    return Estimate(mean_y, max(variance, 0.0))
-
-
 def vote_mean_of_sums(sums: Sums) -> Estimate:
     """The mean of per-user votes in [-1, 1] (y), with its variance under the null of no preference,
     mean(v^2) / n: unlike the sample variance, it does not shrink when a small sample happens to vote
@@ -243,12 +234,6 @@ def sample_ratio_mismatch(observed: Sequence[int], weights: Sequence[float], alp
 
 
 # --- the sequence of checks ----------------------------------------------------------------------
-def check_points(n: int, every: int) -> List[int]:
-    """The user counts at which a test is checked: every `every` users as they arrive, and now."""
-    points = list(range(every, n, every))
-    return points + [n] if n else []
-
-
 class Sequential(NamedTuple):
     estimate: Estimate
     p_value: float

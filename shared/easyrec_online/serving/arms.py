@@ -35,10 +35,10 @@ class ArmServing:
 
     def assign(self, user_id: object) -> Optional[Tuple[Experiment, Arm]]:
         found = self._experiments.assign(user_id)
-        self._resolve(found is not None)
+        self._resolve()
         return found
 
-    def _resolve(self, any_running: bool) -> None:
+    def _resolve(self) -> None:
         """Which versions the running arms serve (lineages move on with their updates); kept loaded."""
         if time.monotonic() - self._resolved_at < self._refresh_s:
             return
