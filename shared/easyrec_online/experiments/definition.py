@@ -11,7 +11,7 @@ strategy:
 
 `ab` gives each user one arm (weights in percent, summing to 100); `interleaving` shows every user
 one list merged from exactly two arms (team draft), and credits each arm with the successes on the
-items it contributed.
+items it contributed (an item both arms would have shown credits neither: interleave.SHARED).
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from pydantic import (
 )
 from typing_extensions import Annotated, Literal
 
+from easyrec_online.experiments.interleave import SHARED
 from easyrec_online.ingest.actions import isoformat_utc, utc_now
 
 Name = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -111,6 +112,8 @@ class ExperimentIn(BaseModel):
                 raise ValueError("an interleaving experiment has exactly 2 arms")
             if any(arm.weight is not None for arm in arms):
                 raise ValueError("interleaving shows both arms to every user; leave out the weights")
+            if SHARED in names:
+                raise ValueError("{!r} marks the items both arms would show; name the arms otherwise".format(SHARED))
         else:
             if any(arm.weight is None for arm in arms):
                 raise ValueError("every arm of an A/B experiment has a weight (percent)")

@@ -5,12 +5,20 @@ first, then each arm adds its highest-ranked item not already picked. Every item
 to the arm that picked it; a success on it is a vote for that arm. Each arm's items reach the top
 positions equally often, so position bias cancels out and a user's clicks compare the two arms on
 one list.
+
+An item both arms rank within the list's length (the k shown) is marked SHARED, whichever arm picked it:
+either arm would have shown it, so a success on it says nothing about which is better and credits
+neither. Credited to its picker, it added a coin-flip vote for every user whose arms agree on some
+items, as much noise as signal where two strategies mostly agree. Two identical arms share every item
+and so never collect a vote.
 """
 from __future__ import annotations
 
 import hashlib
 import random
 from typing import List, Sequence, Tuple
+
+SHARED = "both"  # the credit of an item both arms rank within the list's length
 
 
 def team_draft(first: Sequence[str], second: Sequence[str], names: Tuple[str, str], k: int,
@@ -46,3 +54,10 @@ def team_draft(first: Sequence[str], second: Sequence[str], names: Tuple[str, st
         if not progressed:
             break
     return items, arms
+
+
+def credited_arms(items: Sequence[str], picked: Sequence[str], first: Sequence[str], second: Sequence[str],
+                  k: int) -> List[str]:
+    """The arm each shown item credits: its picker, or SHARED when both rankings hold it in their top k."""
+    shared = set(list(first)[:k]) & set(list(second)[:k])
+    return [SHARED if item in shared else arm for item, arm in zip(items, picked)]

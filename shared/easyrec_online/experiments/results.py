@@ -4,7 +4,8 @@ Attribution. A success is credited to one impression of the same user that showe
 `attribution_window_s` before it: the impression its action names (`recommendation_id`), else the
 latest such impression. A/B counts an impression once however many of its items were acted on (a
 conversion), so the rate per impression is a rate in [0, 1]. In an interleaving experiment each
-item of a list counts once, for the arm that contributed it.
+item of a list counts once, for the arm that contributed it (neither, for an item both arms would
+have shown); a user's preference is their credits' difference (PREFERENCE_CAP).
 
 The sequential test (statistics.py) is checked each time another CHECK_EVERY users have been
 served, on the data as it stood at that moment (impressions and successes up to then), and once more
@@ -147,9 +148,16 @@ def _replay(users: Sequence[UserOutcome], moments: Sequence[float], kind: str, f
     return out
 
 
+# A user's preference is the difference of their credited successes, capped at +-PREFERENCE_CAP: a user
+# who bought three of one arm's items and none of the other's says more than one who bought one (the
+# sign alone threw that away), but no single heavy user (or bot) outweighs many. Symmetric, so under
+# no preference its mean is 0 whatever the cap.
+PREFERENCE_CAP = 3
+
+
 def _vote(credits: Dict[str, int], first: str, second: str) -> float:
-    a, b = credits.get(first, 0), credits.get(second, 0)
-    return 0.0 if a == b else (1.0 if b > a else -1.0)
+    difference = credits.get(second, 0) - credits.get(first, 0)
+    return float(max(-PREFERENCE_CAP, min(PREFERENCE_CAP, difference)))
 
 
 def _ab_arm(group: Sequence[UserOutcome]) -> Tuple[st.Estimate, st.Estimate]:
@@ -225,7 +233,8 @@ def _srm(srm: st.SampleRatio, names: List[str], groups: Dict[str, List[UserOutco
 
 
 def preference(user: UserOutcome, first: str, second: str) -> float:
-    """+1: the user's successes went more to `second`'s items, -1: to `first`'s, 0: a tie or none."""
+    """The user's credited successes on `second`'s items minus those on `first`'s, capped at
+    +-PREFERENCE_CAP (> 0: they preferred `second`; 0: a tie or none; shared items credit neither)."""
     return _vote(user.credits, first, second)
 
 
@@ -233,7 +242,7 @@ def interleaving_results(experiment: Experiment, users: Sequence[UserOutcome],
                          alpha: float = st.ALPHA) -> Dict[str, Any]:
     first, second = experiment.arms[0].name, experiment.arms[1].name
     arms = [{"name": arm.name, "strategy": arm.strategy, "credited_successes": sum(u.credits.get(arm.name, 0) for u in users),
-             "users_preferring": sum(1 for u in users if preference(u, first, second) == (1.0 if arm.name == second else -1.0))}
+             "users_preferring": sum(1 for u in users if preference(u, first, second) * (1.0 if arm.name == second else -1.0) > 0)}
             for arm in experiment.arms]
     estimates = [st.vote_mean_of_sums(sums["votes"]) for sums in _replay(users, check_moments(users), "interleaving",
                                                                           first, second)
@@ -264,9 +273,11 @@ def method(experiment: Experiment) -> Dict[str, str]:
             "however often results are read").format(tau=scale, every=CHECK_EVERY, alpha=st.ALPHA)
     if experiment.kind == "interleaving":
         return {"unit": "user (every user sees one list merged from both arms)",
-                "merge": "team-draft interleaving; a success is credited to the arm that contributed its item",
-                "test": "per-user preference (+1 second arm, -1 first, 0 tie) over users with a success, its mean "
-                        "tested against 0 with the variance under the null (mean of squared votes); " + test,
+                "merge": "team-draft interleaving; a success is credited to the arm that contributed its item, "
+                         "to neither when both arms rank it within the list's length",
+                "test": "per-user preference (successes credited to the second arm minus the first's, capped at "
+                        "+-{}) over users with a success, its mean tested against 0 with the variance under the "
+                        "null (mean of squared preferences); ".format(PREFERENCE_CAP) + test,
                 "winner": "declared only when significant"}
     return {"unit": "user (assignment: hash of the experiment's salt and the user id; sticky)",
             "rate": "impressions followed by a success (within the attribution window), per impression, per arm; "

@@ -100,7 +100,7 @@ def ratio_of_sums(sums: Sums) -> Estimate:
 
 
 def vote_mean_of_sums(sums: Sums) -> Estimate:
-    """The mean of per-user votes in [-1, 1] (y), with its variance under the null of no preference,
+    """The mean of per-user preferences (y: symmetric about 0 under no preference), with its variance under the null of no preference,
     mean(v^2) / n: unlike the sample variance, it does not shrink when a small sample happens to vote
     one way, which made early checks overconfident."""
     if sums.n == 0:

@@ -20,7 +20,7 @@ from easyrec_online.artifacts.features.spec import spec_of
 from easyrec_online.core.config import Settings
 from easyrec_online.core.http import ApiError
 from easyrec_online.experiments.definition import Arm, Experiment, Impression
-from easyrec_online.experiments.interleave import team_draft
+from easyrec_online.experiments.interleave import credited_arms, team_draft
 from easyrec_online.ingest.actions import EntityId, id_key, isoformat_utc, parse_timestamp, utc_now
 from easyrec_online.serving.arms import ArmServing
 from easyrec_online.serving.cache import LoadedModel
@@ -418,11 +418,12 @@ class ScoringService:
             first, second = experiment.arms
             ranked = (self._ranked_by_arm(first, models[0][1], request), self._ranked_by_arm(second, models[1][1], request))
             by_arm = [{id_key(r["item_id"]): r for r in answer["recommendations"]} for answer in ranked]
-            items, item_arms = team_draft([id_key(r["item_id"]) for r in ranked[0]["recommendations"]],
-                                          [id_key(r["item_id"]) for r in ranked[1]["recommendations"]],
-                                          (first.name, second.name), request.top_k, recommendation_id)
+            lists = [[id_key(r["item_id"]) for r in answer["recommendations"]] for answer in ranked]
+            items, picked = team_draft(lists[0], lists[1], (first.name, second.name), request.top_k, recommendation_id)
+            item_arms = credited_arms(items, picked, lists[0], lists[1], request.top_k)
             result = dict(ranked[0], recommendations=[
-                dict(by_arm[0 if picked == first.name else 1][item], arm=picked) for item, picked in zip(items, item_arms)])
+                dict(by_arm[0 if by == first.name else 1][item], arm=credit)
+                for item, by, credit in zip(items, picked, item_arms)])
             result["arm_versions"] = {first.name: ranked[0]["model_version"], second.name: ranked[1]["model_version"]}
             arm_name = "interleaved"
         else:

@@ -3,7 +3,7 @@ import collections
 
 from easyrec_online.experiments.assignment import arm_of, assign, free_range, in_experiment
 from easyrec_online.experiments.definition import Arm, Experiment
-from easyrec_online.experiments.interleave import team_draft
+from easyrec_online.experiments.interleave import SHARED, credited_arms, team_draft
 
 
 def _experiment(experiment_id="exp-1", weights=(50, 50), layer="default", buckets=(0, 1000), salt="s1",
@@ -71,3 +71,17 @@ def test_team_draft_takes_from_both_rankings_without_duplicates_and_is_reproduci
     assert team_draft(a, a, ("A", "B"), 6, "rec-2")[0] == a
     # One ranking runs out: the other fills the list.
     assert set(team_draft(["x"], b, ("A", "B"), 4, "rec-3")[0]) == {"x", "s1", "b1", "b2"}
+
+
+def test_an_item_both_arms_would_show_credits_neither():
+    a = ["a1", "s1", "a2", "a3", "s2"]
+    b = ["s1", "b1", "b2", "s2", "b3"]
+    items, picked = team_draft(a, b, ("A", "B"), 4, "rec-1")
+    credits = dict(zip(items, credited_arms(items, picked, a, b, 4)))
+    assert credits["s1"] == SHARED  # in both top-4s, whoever picked it
+    assert all(credit == (SHARED if item == "s1" else "A" if item in a else "B") for item, credit in credits.items())
+    # s2 is in B's top 4 but not in A's: if shown, it is B's (or A's, had A picked it) alone.
+    assert credited_arms(["s2"], ["B"], a, b, 4) == ["B"]
+    # Identical arms share everything: no success can ever vote.
+    items, picked = team_draft(a, a, ("A", "B"), 5, "rec-2")
+    assert set(credited_arms(items, picked, a, a, 5)) == {SHARED}

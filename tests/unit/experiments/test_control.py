@@ -34,6 +34,8 @@ def _ab(*strategies, weights=None, **extra):
     (_ab("current", {"type": "version"}), "arms"),  # a version strategy without its version
     (_ab("current", "nonsense"), "arms"),
     (dict(_ab("current", "trending"), kind="interleaving"), "arms"),  # interleaving takes no weights
+    ({"name": "x", "kind": "interleaving", "arms": [{"name": "both", "strategy": "current"},  # the shared mark
+                                                    {"name": "other", "strategy": "trending"}]}, "arms"),
     (dict(_ab("current", "trending"), traffic=0), "traffic"),
     (dict(_ab("current", "trending"), layer="has space"), "layer"),
 ])

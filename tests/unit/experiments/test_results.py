@@ -3,7 +3,7 @@ import datetime as dt
 import random
 
 from easyrec_online.experiments.definition import Arm, Experiment, Impression, Success
-from easyrec_online.experiments.results import outcomes, results
+from easyrec_online.experiments.results import PREFERENCE_CAP, outcomes, preference, results
 
 T0 = dt.datetime(2026, 12, 7, tzinfo=dt.timezone.utc)
 
@@ -54,6 +54,20 @@ def test_interleaving_credits_the_arm_that_contributed_the_item():
     log = [_impression("r1", "u", 0, ["a", "b"], arm="interleaved", item_arms=["control", "treatment"])]
     (user,) = outcomes(experiment, log, [Success("e1", "u", "b", _at(5))])
     assert user.credits == {"treatment": 1}
+
+
+def test_a_users_preference_is_their_credits_difference_capped_and_shared_items_count_for_neither():
+    experiment = _experiment(kind="interleaving")
+    items = ["t1", "t2", "t3", "t4", "t5", "c1", "s"]
+    owners = ["treatment"] * 5 + ["control", "both"]
+    log = [_impression("r1", "u", 0, items, arm="interleaved", item_arms=owners)]
+    bought = [Success("e{}".format(k), "u", item, _at(5 + k)) for k, item in enumerate(items)]
+    (user,) = outcomes(experiment, log, bought)
+    assert user.credits == {"treatment": 5, "control": 1, "both": 1}
+    assert preference(user, "control", "treatment") == PREFERENCE_CAP == 3  # 5 - 1, capped
+    assert preference(user, "treatment", "control") == -3
+    (only_shared,) = outcomes(experiment, log, [bought[-1]])
+    assert only_shared.successes == 1 and preference(only_shared, "control", "treatment") == 0
 
 
 def _simulated(experiment, users, rates, seed, skew=None):
