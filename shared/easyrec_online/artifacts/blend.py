@@ -1,14 +1,20 @@
 """The score a client gets: the model's calibrated logit, blended with what the user did lately, calibrated.
 
   z     = a1 * model logit + b1
-  score = sigmoid(a2 * (z + w * cf_pos / std(cf_pos) - w_neg * cf_neg / std(cf_neg) + s * self) + b2)
+  u     = a2 * (z + w * cf_pos / std(cf_pos) - w_neg * cf_neg / std(cf_neg) + s * self) + b2
+  score = sigmoid(R(u))
 
 (a1, b1) calibrate the model's own logits on the version's holdout (Platt scaling): a model trained to
 saturation on little data answers logits of +-30 (scores of exactly 1.0 and 0.0 for whole
 categories), which no live term could move and whose order was rounding noise; calibrated, they are
 log-odds again, and what the user just did can outweigh them. (a2, b2) then calibrate the blended
 logit, so that the score served is a probability too (the blend's terms are fitted for ranking, not
-for calibration); a monotone map, it leaves every ranking as the blend made it.
+for calibration); a monotone map, it leaves every ranking as the blend made it. R, where the holdout
+is large enough to tell (RECALIBRATION_MIN_ROWS), is a strictly increasing piecewise-linear map of
+log-odds (fit_recalibration) that corrects what a straight line cannot: the CF term gives the blended
+logit a long right tail, and Platt scaling fitted on MovieLens left an ECE of 0.066 on rows it was
+fitted on (scores of 0.85 were liked 63 % of the time, scores of 0.17 13 %); R brought it to 0.009 on
+the other half. Elsewhere R is the identity.
 
 self (features/live.py) is the user's own recent actions on this very item, newest weighing most:
 +1 for each positive action, -1 for each other one, decayed by RECENCY per later action. It needs
@@ -103,6 +109,9 @@ def blend(probabilities: Iterable[float], cf_pos: Sequence[float], weight: float
     return np.where(cf != 0.0, np.exp(-np.logaddexp(0.0, -z)), p).tolist()
 
 
+Knots = Tuple[Tuple[float, ...], Tuple[float, ...]]
+
+
 @dataclass(frozen=True)
 class ServedBlend:
     """How a version's scores are served: the model's calibration, the weights of the live terms, and the
@@ -114,12 +123,13 @@ class ServedBlend:
     new_user: float = 0.0
     final: Tuple[float, float] = (1.0, 0.0)
     cf_neg: float = 0.0
+    recalibration: Knots = ((), ())  # R: (u, R(u)) at its knots; none: the identity
 
     @classmethod
     def of(cls, version: Any) -> "ServedBlend":
         """A registered version's (state/registry.ModelVersion)."""
         return cls(version.calibration, version.cf_blend, version.self_blend, version.new_user_popularity_blend,
-                   version.final_calibration, version.cf_neg_blend)
+                   version.final_calibration, version.cf_neg_blend, version.recalibration)
 
 
 def live_offset(live: Mapping[str, Sequence[float]], spec: object, cf_weight: float, self_weight: float,
@@ -181,8 +191,59 @@ def served_scores(model_logits: Any, live: Optional[Mapping[str, Sequence[float]
     import numpy as np
 
     a, b = served.final
-    z = a * blended_logits(model_logits, live, spec, served) + b
+    z = recalibrated(a * blended_logits(model_logits, live, spec, served) + b, served.recalibration)
     return np.exp(-np.logaddexp(0.0, -z)).tolist()
+
+
+# R is fitted on at least this many holdout rows (the split's fitting half), in equal-count bins of the
+# Platt-calibrated logit, each bin's rate of positives smoothed (+0.5 / +1) and pooled with its
+# neighbours until the rates increase (pool adjacent violators): fewer rows would fit noise. A version
+# whose holdout is smaller (an update's, tens of rows) keeps its parent's (a2, b2) and R: fitted on
+# thousands of rows, they calibrated MovieLens updates' holdouts better (pooled ECE 0.030) than a
+# Platt refit on each update's own tens of rows (0.050, and judged on the rows it was fitted on).
+RECALIBRATION_MIN_ROWS = 1000
+RECALIBRATION_BINS = 20
+
+
+def fit_recalibration(labels: Sequence[float], logits: Sequence[float]) -> Knots:
+    """R's knots: (mean logit of each pooled bin, log-odds of its smoothed rate of positives), strictly
+    increasing in both; none when there are fewer than RECALIBRATION_MIN_ROWS rows or one class only."""
+    import numpy as np
+
+    y = np.asarray([1.0 if label >= 0.5 else 0.0 for label in labels])
+    u = np.asarray(logits, dtype=np.float64)
+    if len(y) < RECALIBRATION_MIN_ROWS or y.min() == y.max():
+        return (), ()
+    order = np.argsort(u, kind="stable")
+    blocks: List[List[float]] = []  # [sum of logits, positives, rows]
+    for rows in np.array_split(order, RECALIBRATION_BINS):
+        blocks.append([float(u[rows].sum()), float(y[rows].sum()), float(len(rows))])
+        while len(blocks) > 1 and ((blocks[-2][1] + 0.5) / (blocks[-2][2] + 1.0)
+                                   >= (blocks[-1][1] + 0.5) / (blocks[-1][2] + 1.0)
+                                   or blocks[-2][0] / blocks[-2][2] >= blocks[-1][0] / blocks[-1][2]):
+            last = blocks.pop()
+            blocks[-1] = [blocks[-1][k] + last[k] for k in range(3)]
+    xs = tuple(total / rows for total, _, rows in blocks)
+    rates = [(positives + 0.5) / (rows + 1.0) for _, positives, rows in blocks]
+    return xs, tuple(float(np.log(r / (1.0 - r))) for r in rates)
+
+
+def recalibrated(u: Any, knots: Knots) -> Any:
+    """R(u): linear between the knots, and beyond them parallel to the identity (so strictly increasing
+    everywhere: no two scores tie that the blend ordered)."""
+    import numpy as np
+
+    xs, ys = knots
+    u = np.asarray(u, dtype=np.float64)
+    if not xs:
+        return u
+    inside = np.interp(u, xs, ys) if len(xs) > 1 else np.full(len(u), ys[0])
+    return np.where(u < xs[0], ys[0] + (u - xs[0]), np.where(u > xs[-1], ys[-1] + (u - xs[-1]), inside))
+
+
+def knots_text(knots: Knots) -> str:
+    """As serving defaults keep R ("u:R(u),..."; "" for none: state/registry.ModelVersion.recalibration)."""
+    return ",".join("{!r}:{!r}".format(x, y) for x, y in zip(*knots))
 
 
 # Platt scaling: the penalty pulling (a, b) towards the model's own (1, 0), so that a holdout of a

@@ -265,9 +265,10 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     # mode, as served), restored in place of the current weights until the gate has spoken.
     lineage.scorer.load_variables(checkpoint)
     candidate_scores: List[float] = []
+    fitted: List[ServedBlend] = []
     metrics = score_examples(lineage.scorer, holdout, data.spec, data.profiles, candidate_blend(settings, current),
                              settings.cf_blend_max, fit=True, fit_on=fit_rows, honest=data.has_holdout,
-                             scores_out=candidate_scores)
+                             scores_out=candidate_scores, blend_out=fitted)
     gate = promotion_decision(metrics, baseline, settings.promotion_auc_tolerance, current.version,
                               PairedScores([e.label for e in holdout], candidate_scores, served_scores))
     gate["trigger"] = trigger
@@ -278,7 +279,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
         settings, version=version, lineage=plan.lineage, model_name=current.model_name, mode="incremental",
         job_id=job_id, parent=current, parent_version=current.version, data=data, global_step=global_step,
         metrics=metrics, gate=gate, feature_spec=current.feature_spec, optimizer=current.optimizer,
-        serving_defaults=dict(current.serving_defaults, **blend_defaults(metrics, settings)),
+        serving_defaults=dict(current.serving_defaults, **blend_defaults(fitted[0])),
         timings=timings, replayed_rows=replay)
     bucket = settings.data_bucket
 

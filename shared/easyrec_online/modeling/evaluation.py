@@ -13,8 +13,10 @@ from easyrec_online.artifacts.blend import (
     cf_scale,
     expected_calibration_error,
     fit_calibration,
+    fit_recalibration,
     live_scale,
     new_user_popularity,
+    recalibrated,
     unfitted_calibration,
 )
 from easyrec_online.artifacts.catalog import Catalog
@@ -268,7 +270,8 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
                    served: ServedBlend = ServedBlend(), fit_up_to: float = 0.0,
                    ranking: Optional[Tuple[Catalog, Context]] = None, fit: bool = False,
                    scores_out: Optional[List[float]] = None,
-                   fit_on: Optional[Sequence[Example]] = None, honest: bool = True) -> Dict[str, float]:
+                   fit_on: Optional[Sequence[Example]] = None, honest: bool = True,
+                   blend_out: Optional[List[ServedBlend]] = None) -> Dict[str, float]:
     """Holdout metrics of a loaded scorer, its inputs built with its own lineage's spec, its scores as
     serving computes them (artifacts/blend.served_scores): the model's logits calibrated, blended with
     the examples' live terms, the blend calibrated. `served`: the version's calibrations and weights.
@@ -278,7 +281,10 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
     logloss, ece, base_logloss (the constant predictor's), and what was used: cf_blend, calibration_a /
     _b, final_calibration_a / _b. `scores_out`: extended with each example's served score. `fit_on` (with
     `fit`): the calibrations and weights are fitted on these rows, and the metrics are of `examples`
-    (split_for_fitting). `honest=False`: the examples are the candidate's own training rows (a run too small
+    (split_for_fitting). `blend_out`: extended with the blend the metrics were scored with (with `fit`: what
+    was fitted, as the version will be served). With `fit`, the final calibration's recalibration R is
+    fitted too where the rows suffice (artifacts/blend.fit_recalibration); where they do not, a parent's R
+    and final calibration are kept. `honest=False`: the examples are the candidate's own training rows (a run too small
     to hold any out), which it has learnt: nothing is fitted on them. Platt scaling fitted there amplified
     the model's confidence (a = 1.9: scores of 1.0 and 0.0 for whole categories, which no action of the
     user could move). The candidate keeps `served`'s calibrations and weights (its parent's), and a new
@@ -288,11 +294,10 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
     from easyrec_online.artifacts.scorer import auc_and_logloss, sigmoid
 
     if fit and fit_on:
-        fitted = score_examples(scorer, fit_on, spec, profiles, served, fit_up_to, ranking, fit=True)
-        chosen = replace(served, calibration=(fitted["calibration_a"], fitted["calibration_b"]), cf=fitted["cf_blend"],
-                         cf_neg=fitted["cf_neg_blend"],
-                         final=(fitted["final_calibration_a"], fitted["final_calibration_b"]))
-        metrics = score_examples(scorer, examples, spec, profiles, chosen, scores_out=scores_out)
+        fitted: List[ServedBlend] = []
+        score_examples(scorer, fit_on, spec, profiles, served, fit_up_to, ranking, fit=True, blend_out=fitted)
+        metrics = score_examples(scorer, examples, spec, profiles, fitted[0], scores_out=scores_out,
+                                 blend_out=blend_out)
         metrics["num_fit_rows"] = len(fit_on)
         return metrics
 
@@ -321,7 +326,15 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
     blended = blended_logits(logits, live, spec, replace(served, calibration=calibration, cf=weight, cf_neg=neg_weight,
                                                          new_user=0.0))
     final = fit_calibration(labels, blended) if fitting else served.final
-    probs = [float(p) for p in sigmoid(final[0] * blended + final[1])]
+    knots = served.recalibration
+    if fitting:
+        knots = fit_recalibration(labels, final[0] * blended + final[1])
+        if not knots[0] and served.recalibration[0]:  # too few rows to fit R: the lineage's own is better
+            final, knots = served.final, served.recalibration
+    probs = [float(p) for p in sigmoid(recalibrated(final[0] * blended + final[1], knots))]
+    if blend_out is not None:
+        blend_out.append(replace(served, calibration=calibration, cf=weight, cf_neg=neg_weight, final=final,
+                                 recalibration=knots))
     if scores_out is not None:  # the served score of each example, for who judges them later (drift)
         scores_out.extend(probs)
     metrics = auc_and_logloss(labels, probs)
@@ -332,7 +345,7 @@ def score_examples(scorer: Any, examples: Sequence[Example], spec: FeatureSpec, 
     if fit and not honest:
         metrics["in_sample"] = 1.0  # judged on rows it trained on: the floors cannot tell (degenerate)
     metrics.update(cf_blend=weight, cf_neg_blend=neg_weight, calibration_a=calibration[0], calibration_b=calibration[1],
-                   final_calibration_a=final[0], final_calibration_b=final[1])
+                   final_calibration_a=final[0], final_calibration_b=final[1], recalibration_knots=float(len(knots[0])))
     return metrics
 
 
@@ -340,7 +353,8 @@ def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, pr
              served: ServedBlend = ServedBlend(), fit_up_to: float = 0.0,
              serving: Optional[Tuple[Catalog, Context]] = None, fit: bool = False,
              fit_on: Optional[Sequence[Example]] = None, honest: bool = True,
-             scores_out: Optional[List[float]] = None) -> Dict[str, float]:
+             scores_out: Optional[List[float]] = None,
+             blend_out: Optional[List[ServedBlend]] = None) -> Dict[str, float]:
     """Holdout metrics of a SavedModel on disk (score_examples). With `serving` (the version's catalog
     and serving context) and `fit`, the CF weight is fitted in full ranking (fit_cf_blend_in_ranking)
     and metrics[NEW_USER_POPULARITY_KEY] is the fitted new-user popularity weight, when the holdout can
@@ -351,7 +365,7 @@ def evaluate(export_dir: str, examples: Sequence[Example], spec: FeatureSpec, pr
     scorer = SavedModelScorer(export_dir)
     try:
         metrics = score_examples(scorer, examples, spec, profiles, served, fit_up_to, serving, fit, fit_on=fit_on,
-                                 honest=honest, scores_out=scores_out)
+                                 honest=honest, scores_out=scores_out, blend_out=blend_out)
         if serving is not None and fit and honest:
             fitted = fit_new_user_popularity(scorer, fit_on or examples, spec, profiles, serving[0], serving[1],
                                              (metrics["calibration_a"], metrics["calibration_b"]))

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from easyrec_online.artifacts.blend import ServedBlend, calibration_text
+from easyrec_online.artifacts.blend import ServedBlend, calibration_text, knots_text
 from easyrec_online.artifacts.catalog import Catalog
 from easyrec_online.artifacts.cf import refresh_neighbours
 from easyrec_online.artifacts.download import download_saved_model
@@ -66,6 +66,7 @@ from easyrec_online.state.registry import (
     COLD_START_RATE_KEY,
     FINAL_CALIBRATION_KEY,
     NEW_USER_POPULARITY_KEY,
+    RECALIBRATION_KEY,
     SELF_BLEND_KEY,
     TRAINING_MODES,
     ModelVersion,
@@ -361,38 +362,28 @@ def candidate_blend(settings: Settings, parent: Optional[ModelVersion]) -> Serve
                        self_weight=settings.self_blend)
 
 
-def blend_defaults(metrics: Dict[str, float], settings: Settings) -> Dict[str, str]:
-    """The serving defaults a version's holdout evaluation decided: the calibrations and the CF weight it
-    scored with, and the SELF_BLEND weight."""
-    return {CF_BLEND_KEY: str(metrics.get("cf_blend", 0.0)), CF_NEG_BLEND_KEY: str(metrics.get("cf_neg_blend", 0.0)),
-            SELF_BLEND_KEY: str(settings.self_blend),
-            CALIBRATION_KEY: calibration_text((metrics.get("calibration_a", 1.0), metrics.get("calibration_b", 0.0))),
-            FINAL_CALIBRATION_KEY: calibration_text((metrics.get("final_calibration_a", 1.0),
-                                                     metrics.get("final_calibration_b", 0.0)))}
+def blend_defaults(blend: ServedBlend) -> Dict[str, str]:
+    """The serving defaults a version's holdout evaluation decided (evaluation.score_examples' blend_out):
+    the calibrations, the recalibration and the CF weights it scored with, and the SELF_BLEND weight."""
+    return {CF_BLEND_KEY: str(blend.cf), CF_NEG_BLEND_KEY: str(blend.cf_neg), SELF_BLEND_KEY: str(blend.self_weight),
+            CALIBRATION_KEY: calibration_text(blend.calibration), FINAL_CALIBRATION_KEY: calibration_text(blend.final),
+            RECALIBRATION_KEY: knots_text(blend.recalibration)}
 
 
-def serving_defaults_of(settings: Settings, plan: TrainingPlan, data: TrainingData,
-                        metrics: Dict[str, float]) -> Dict[str, str]:
-    """A version's serving defaults: the action type it predicts, its lineage's cold-start rate, the
-    calibration and CF blend weight its holdout evaluation used (fitted, or its parent's), the SELF_BLEND
-    weight, and the new-user popularity weight (fitted by the lineage's full training)."""
+def serving_defaults_of(settings: Settings, plan: TrainingPlan, data: TrainingData, metrics: Dict[str, float],
+                        blend: ServedBlend) -> Dict[str, str]:
+    """A version's serving defaults: the action type it predicts, its lineage's cold-start rate, how its
+    holdout evaluation served it (`blend`: fitted, or its parent's), and the new-user popularity weight
+    (fitted by the lineage's full training, in `metrics`)."""
     if plan.parent is not None:
         defaults = dict(plan.parent.serving_defaults)
     else:
         defaults = dict({"action_type": serving_action_type(data.train_actions)},
                         **cold_start_default(lineage_cold_start_rate(settings, plan)))
-    defaults.update(blend_defaults(metrics, settings))
+    defaults.update(blend_defaults(blend))
     if NEW_USER_POPULARITY_KEY in metrics:  # fitted by a full training; its updates keep it
         defaults[NEW_USER_POPULARITY_KEY] = str(metrics[NEW_USER_POPULARITY_KEY])
     return defaults
-
-
-def fitted_blend(settings: Settings, metrics: Dict[str, float]) -> ServedBlend:
-    """How a candidate will be served, from what its holdout evaluation fitted (blend_defaults)."""
-    return ServedBlend(calibration=(metrics.get("calibration_a", 1.0), metrics.get("calibration_b", 0.0)),
-                       cf=metrics.get("cf_blend", 0.0), self_weight=settings.self_blend,
-                       final=(metrics.get("final_calibration_a", 1.0), metrics.get("final_calibration_b", 0.0)),
-                       cf_neg=metrics.get("cf_neg_blend", 0.0))
 
 
 # A new lineage is judged against the current one on the holdout rows the current lineage never trained,
@@ -506,9 +497,10 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
                    if plan.mode == "full" and data.spec.uses("live") else None)
         fit_rows, judged_rows = split_for_fitting(data.holdout_rows)
         candidate_scores: List[float] = []
+        fitted: List[ServedBlend] = []
         metrics = evaluate(export_dir, judged_rows, data.spec, data.profiles, candidate_blend(settings, plan.parent),
                            settings.cf_blend_max, serving, fit=True, fit_on=fit_rows, honest=data.has_holdout,
-                           scores_out=candidate_scores)
+                           scores_out=candidate_scores, blend_out=fitted)
         if (baseline is None or fit_rows) and current_dir:
             assert current is not None
             baseline_scores = []
@@ -524,7 +516,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             positives = sum(1 for e in fresh_rows if e.label)
             if len(fresh_rows) >= FRESH_JUDGEMENT_MIN_ROWS and 0 < positives < len(fresh_rows):
                 paired = PairedScores([e.label for e in fresh_rows], [], [])
-                judged = evaluate(export_dir, fresh_rows, data.spec, data.profiles, fitted_blend(settings, metrics),
+                judged = evaluate(export_dir, fresh_rows, data.spec, data.profiles, fitted[0],
                                   scores_out=paired.candidate)
                 judged_baseline = evaluate(current_dir, fresh_rows, spec_of(current), data.profiles,
                                            ServedBlend.of(current), scores_out=paired.baseline)
@@ -552,7 +544,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             job_id=job_id, parent=plan.parent,
             parent_version=plan.parent.version if plan.parent else (current.version if current else None),
             data=data, global_step=global_step, metrics=metrics, gate=gate, feature_spec=data.spec.to_json(),
-            optimizer=settings.effective_optimizer, serving_defaults=serving_defaults_of(settings, plan, data, metrics), timings=timings)
+            optimizer=settings.effective_optimizer, serving_defaults=serving_defaults_of(settings, plan, data, metrics, fitted[0]), timings=timings)
 
         def upload_model(record: ModelVersion) -> None:
             upload_dir(s3, export_dir, settings.data_bucket, record.saved_model_prefix)

@@ -40,6 +40,8 @@ CALIBRATION_KEY = "calibration"
 SELF_BLEND_KEY = "self_blend"
 # ... and the calibration of the blended score, "a,b" (artifacts/blend.py).
 FINAL_CALIBRATION_KEY = "served_calibration"
+# ... and the recalibration R of that, "u:R(u),..." at its knots ("" or none: the identity).
+RECALIBRATION_KEY = "served_recalibration"
 
 
 _last_id_moment = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -65,6 +67,13 @@ def _pair(raw: Optional[str]) -> Tuple[float, float]:
         return 1.0, 0.0
     a, b = (float(x) for x in raw.split(","))
     return a, b
+
+
+def _knots(raw: Optional[str]) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    if not raw:
+        return (), ()
+    pairs = [[float(v) for v in pair.split(":")] for pair in raw.split(",")]
+    return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
 
 
 def _from_dict(cls: Any, data: Dict[str, Any]) -> Any:
@@ -129,6 +138,11 @@ class ModelVersion:
     def final_calibration(self) -> Tuple[float, float]:
         """(a, b) of the blended logit: the score served is its sigmoid ((1, 0): none)."""
         return _pair(self.serving_defaults.get(FINAL_CALIBRATION_KEY))
+
+    @property
+    def recalibration(self) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+        """R's knots (artifacts/blend.recalibrated): the served score is sigmoid(R(final logit))."""
+        return _knots(self.serving_defaults.get(RECALIBRATION_KEY))
 
     @property
     def self_blend(self) -> float:

@@ -113,3 +113,77 @@ def test_a_users_own_newest_actions_on_an_item_outweigh_what_the_model_learnt_of
     x, y, untouched = served_scores([13.0, -13.0, 13.0], live, spec, ServedBlend(self_weight=1.0))
     assert y > x and untouched > x
     assert x == pytest.approx(1.0 / (1.0 + math.exp(-(SELF_PRIOR_BAND + x_self))))
+
+
+def _miscalibrated(n, seed):
+    """Logits whose true log-odds are not a straight line of them: a long right tail (as the CF term
+    gives the blended logit) that a sigmoid fitted through the bulk overstates."""
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    u = np.concatenate([rng.normal(-1.5, 0.6, int(n * 0.8)), rng.exponential(6.0, n - int(n * 0.8))])
+    truth = np.where(u < 0, u - 0.3, 0.15 * u - 0.3)  # bends: u = 6 is liked 65 %, not 99.7 %
+    labels = (rng.uniform(size=n) < 1.0 / (1.0 + np.exp(-truth))).astype(float)
+    return u, labels
+
+
+def test_the_recalibration_corrects_what_a_straight_line_cannot_on_rows_it_was_not_fitted_on():
+    import numpy as np
+
+    from easyrec_online.artifacts.blend import (
+        expected_calibration_error,
+        fit_calibration,
+        fit_recalibration,
+        recalibrated,
+    )
+
+    u, y = _miscalibrated(8000, seed=1)
+    held_u, held_y = _miscalibrated(8000, seed=2)
+    a, b = fit_calibration(y, u)
+    platt = 1.0 / (1.0 + np.exp(-(a * held_u + b)))
+    knots = fit_recalibration(y, a * u + b)
+    fixed = 1.0 / (1.0 + np.exp(-recalibrated(a * held_u + b, knots)))
+    assert expected_calibration_error(held_y, platt) > 0.03
+    assert expected_calibration_error(held_y, fixed) < 0.02
+
+
+def test_the_recalibration_is_strictly_increasing_everywhere_and_needs_enough_rows():
+    import numpy as np
+
+    from easyrec_online.artifacts.blend import RECALIBRATION_MIN_ROWS, fit_recalibration, recalibrated
+
+    u, y = _miscalibrated(3000, seed=3)
+    xs, ys = fit_recalibration(y, u)
+    assert len(xs) >= 3 and all(np.diff(xs) > 0) and all(np.diff(ys) > 0)
+    grid = np.linspace(-40.0, 40.0, 4001)  # beyond the knots too: parallel to the identity, no ties
+    assert all(np.diff(recalibrated(grid, (xs, ys))) > 0)
+    assert fit_recalibration(y[:RECALIBRATION_MIN_ROWS - 1], u[:RECALIBRATION_MIN_ROWS - 1]) == ((), ())
+    assert fit_recalibration([1.0] * 2000, u[:2000]) == ((), ())  # one class: nothing to fit
+    assert list(recalibrated([0.5, -2.0], ((), ()))) == [0.5, -2.0]  # none: the identity
+
+
+def test_served_scores_apply_the_recalibration_after_the_final_calibration():
+    from easyrec_online.artifacts.blend import ServedBlend, served_scores
+
+    served = ServedBlend(final=(2.0, -1.0), recalibration=((0.0, 4.0), (-1.0, 1.0)))
+    # u = 2 * 1 - 1 = 1: a quarter of the way from knot 0 to knot 4, R(1) = -0.5; u = 2 * 5 - 1 = 9: past
+    # the last knot, R(9) = 1 + (9 - 4) = 6.
+    assert served_scores([1.0, 5.0], None, FeatureSpec(()), served) == pytest.approx(
+        [1.0 / (1.0 + math.exp(0.5)), 1.0 / (1.0 + math.exp(-6.0))])
+
+
+def test_a_version_serves_the_blend_its_evaluation_decided():
+    """What the trainer writes into serving_defaults (modeling/job.blend_defaults) is what serving reads
+    back (ServedBlend.of), the recalibration's knots to the last bit."""
+    from easyrec_online.artifacts.blend import ServedBlend
+    from easyrec_online.modeling.job import blend_defaults
+    from easyrec_online.state.registry import ModelVersion
+
+    decided = ServedBlend(calibration=(0.7, -0.2), cf=1.5, self_weight=1.0, final=(0.3, -1.1), cf_neg=0.25,
+                          recalibration=((-2.1234567890123, 0.5, 7.25), (-1.9, 0.1, 1.3333333333333333)))
+    def version(blend):
+        return ModelVersion(version="v1", lineage="v1", model_name="deepfm", s3_prefix="models/v1/v1/",
+                            created_at="2026-12-07T00:00:00Z", serving_defaults=blend_defaults(blend))
+
+    assert ServedBlend.of(version(decided)) == decided
+    assert ServedBlend.of(version(ServedBlend())).recalibration == ((), ())

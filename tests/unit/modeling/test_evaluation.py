@@ -298,3 +298,41 @@ def test_the_gate_refuses_a_drop_only_when_it_is_material_and_beyond_noise():
     _, _, paired = judged(60, 1.0, 1.0)  # two noisy scorings: a standard error well above 0.01
     even = {"auc": 0.7, "logloss": 0.5, "base_logloss": 0.69, "num_eval_rows": 60.0, "num_positive": 30.0}
     assert promotion_decision(even, even, -0.01, "v1", paired)["promote"] is False  # no gain of 0.01: refused
+
+
+def test_a_large_holdout_fits_the_recalibration_and_a_small_one_keeps_the_parents():
+    """R is fitted on the fitting half where it has RECALIBRATION_MIN_ROWS rows, and the version is
+    served (blend_out) and judged with it; an update's holdout of tens of rows keeps its parent's final
+    calibration and R rather than fitting a line to them."""
+    import math as m
+
+    from easyrec_online.artifacts.blend import ServedBlend
+    from easyrec_online.artifacts.features.encode import NO_PROFILES, Context, Example
+    from easyrec_online.artifacts.features.spec import FeatureDef, FeatureSpec
+    from easyrec_online.ingest.actions import parse_timestamp
+    from easyrec_online.modeling.evaluation import score_examples, split_for_fitting
+
+    class Bent(FakeScorer):  # its logit is the item id's, and the truth bends away from it above 0
+        def probabilities(self, columns):
+            return [1.0 / (1.0 + m.exp(-float(n) / 100.0)) for n in columns["item_id"]]
+
+    rng = random.Random(3)
+    spec = FeatureSpec((FeatureDef("user_id", "id", "base", "user_id"), FeatureDef("item_id", "id", "base", "item_id")))
+    context = Context("like", parse_timestamp("2026-11-20T12:00:00Z"))
+    rows = []
+    for k in range(4000):
+        z = rng.gauss(-1.5, 0.6) if k % 5 else rng.expovariate(1.0 / 6.0)
+        truth = z - 0.3 if z < 0 else 0.15 * z - 0.3
+        rows.append(Example("u{}".format(k), str(int(round(z * 100))), context,
+                            1.0 if rng.random() < 1.0 / (1.0 + m.exp(-truth)) else 0.0))
+    fit_on, judged = split_for_fitting(rows)
+    served = []
+    metrics = score_examples(Bent(), judged, spec, NO_PROFILES, fit=True, fit_on=fit_on, blend_out=served)
+    (fitted,) = served
+    assert metrics["recalibration_knots"] >= 3 and len(fitted.recalibration[0]) == metrics["recalibration_knots"]
+    assert metrics["ece"] < 0.03
+    plain = score_examples(Bent(), judged, spec, NO_PROFILES, ServedBlend(final=fitted.final, calibration=fitted.calibration))
+    assert plain["ece"] > metrics["ece"] + 0.01  # the straight line alone, on the same judged rows
+    update = []
+    score_examples(Bent(), rows[:80], spec, NO_PROFILES, fitted, fit=True, blend_out=update)
+    assert update[0].final == fitted.final and update[0].recalibration == fitted.recalibration
