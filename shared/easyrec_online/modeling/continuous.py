@@ -28,9 +28,10 @@ update started from).
   - A new lineage (modeling/growth.py: new features, growth, drift, a schedule, {"mode": "full"}) is
     trained in a process of its own (`start_retraining`: task.py again) while the current lineage's
     updates go on. Judged by the gate against the version current at its start, on rows that
-    lineage never trained, it becomes current when it ends (publish.adopt_new_lineage), and its
-    first update catches up on what arrived meanwhile. It dies with the trainer (a kill -9 of the
-    task included); the next trainer starts it again.
+    lineage never trained, it is updated on what arrived while it trained (_catch_up), and that
+    update becomes current (publish.adopt_new_lineage): the new lineage never serves knowing less than
+    the old one did. It dies with the trainer (a kill -9 of the task included); the next trainer
+    starts it again.
 
 Holds the trainer lease while it runs (modeling/lease.py). Stops when the job record says so (POST
 /online/training/stop sets status "stopping": it ends "stopped") or on SIGTERM ("interrupted": the
@@ -222,11 +223,12 @@ class Backoff:
 
 def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: Any, lineage: _Lineage,
                 job_id: str, profile_store: Optional[ProfileSource], backoff: Optional[Backoff] = None,
-                requested: bool = False, base: Optional[str] = None) -> Optional[ModelVersion]:
+                requested: bool = False, base: Optional[str] = None, why: Optional[str] = None) -> Optional[ModelVersion]:
     """One incremental update on the warm lineage; None when there is nothing new, it is not time yet, or
     the last update was rejected and nothing new has come since (`backoff`). `base`: the current version
-    the trainer follows, which the pointer may move from (None: the pointer is pinned; the version is
-    registered beside it). Default: the lineage's own version."""
+    the trainer follows, which the pointer may move from (None: the pointer is pinned, or the lineage is
+    not the current one; the version is registered beside it). `why`: the update's trigger, whatever is
+    waiting (else update_trigger decides)."""
     started = time.monotonic()
     timings: Dict[str, float] = {}
     current = lineage.version
@@ -236,7 +238,7 @@ def warm_update(settings: Settings, state: StateStore, store: ActionStore, s3: A
     if not plan.new_keys or (backoff is not None and backoff.blocks(plan.new_keys, time.monotonic())):
         return None
     waiting = [a for key in plan.new_keys for a in store.read(key)]
-    trigger = update_trigger(waiting, settings, utc_now(), requested)
+    trigger = why if waiting and why else update_trigger(waiting, settings, utc_now(), requested)
     if trigger is None:
         return None
     catalog = lineage.catalog if lineage.catalog is not None else parent_catalog(settings, s3, plan)
@@ -412,9 +414,48 @@ def _start_retraining(settings: Settings, state: StateStore, store: ActionStore,
     return run
 
 
-def _finish_retraining(state: StateStore, job_id: str, run: RetrainingRun, stopping: bool = False) -> Dict[str, Any]:
+CATCH_UP = "catch-up: the retraining's new lineage, on what arrived since its snapshot, before it becomes current"
+
+
+def _catch_up(settings: Settings, state: StateStore, store: ActionStore, s3: Any, job_id: str,
+              profiles: Optional[ProfileSource], run: RetrainingRun) -> Optional[ModelVersion]:
+    """A finished retraining's version, updated on the actions that arrived while it trained (registered
+    beside the current version, which the old lineage's updates kept fresh meanwhile), so that the new
+    lineage does not become current knowing less than the old one did. None when there is nothing to catch up
+    on, when the retraining is not to be adopted (refused by the gate, the pointer pinned or moved to
+    another lineage), or when the update's own gate refused it: then the retraining's version is adopted
+    as it is and its first update catches up."""
+    record = state.get_version(run.version_id)
+    current = state.get_current()
+    if (record is None or record.status != "ready" or not record.gate.get("promote") or current is None
+            or current.lineage != run.replaces_lineage or (state.pointer() or {}).get("pinned")):
+        return None
+    try:
+        if not plan_training(settings, "incremental", record, store.keys(),
+                             read_manifest(s3, settings.data_bucket, record), run.version_id).new_keys:
+            return None  # nothing arrived meanwhile: no lineage to load
+        state.update_job(job_id, retraining=dict(run.describe(settings), stage="catching up on what arrived since "
+                                                  "its snapshot (version {})".format(record.version)))
+        lineage = _Lineage(settings, s3, record, tempfile.mkdtemp(prefix="easyrec-catch-up-"))
+        try:
+            caught = warm_update(settings, state, store, s3, lineage, job_id, profiles, base=None, why=CATCH_UP)
+        finally:
+            lineage.close()
+    except LeaseLost:
+        raise
+    except Exception:  # noqa: BLE001 - the retraining's own version is adopted instead; its update catches up
+        logger.exception("continuous trainer: the catch-up of retraining %s failed", record.version)
+        return None
+    if caught is None or caught.status != "ready" or not caught.gate.get("promote"):
+        return None
+    return caught
+
+
+def _finish_retraining(state: StateStore, job_id: str, run: RetrainingRun, stopping: bool = False,
+                       caught_up: Optional[ModelVersion] = None) -> Dict[str, Any]:
     """Record how a retraining ended. A new lineage the gate passed while the old one's updates moved the
-    pointer on (kept) becomes current now (publish.adopt_new_lineage); the trainer then follows it.
+    pointer on (kept) becomes current now (publish.adopt_new_lineage), as `caught_up` (its update on what
+    arrived meanwhile: _catch_up) where there is one; the trainer then follows it.
     `stopping`: the trainer itself is ending (SIGTERM, a stop): a retraining that published nothing was
     interrupted with it, and its request stays for the next trainer; otherwise it failed (killed alone:
     out of memory, say), and is not started again on the same grounds."""
@@ -434,8 +475,11 @@ def _finish_retraining(state: StateStore, job_id: str, run: RetrainingRun, stopp
                        "current lineage goes on".format(code))
     else:
         promoted = (state.pointer() or {}).get("version") == record.version
-        summary.update(version=record.version, lineage=record.lineage,
-                       outcome="promoted" if promoted else adopt_new_lineage(state, record, run.replaces_lineage))
+        adopted = caught_up if caught_up is not None and not promoted else record
+        summary.update(version=adopted.version, lineage=record.lineage,
+                       outcome="promoted" if promoted else adopt_new_lineage(state, adopted, run.replaces_lineage))
+        if adopted is not record:
+            summary.update(retrained_version=record.version, caught_up_actions=adopted.num_new_actions)
         summary["gate"] = record.gate.get("reason")
     state.update_job(job_id, retraining=None, last_retraining=summary,
                      **({"retrain_handled_at": run.requested_at} if run.requested_at else {}))
@@ -502,7 +546,8 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
             if job is None or job.status in ("stopping", "stopped"):
                 return
             if retraining is not None and retraining.finished():
-                _finish_retraining(state, job_id, retraining)
+                caught_up = _catch_up(settings, state, cached_store, s3, job_id, update_profiles, retraining)
+                _finish_retraining(state, job_id, retraining, caught_up=caught_up)
                 retraining = None
                 continue  # with the job as it is now (the request it answered)
             pointer = state.pointer() or {}

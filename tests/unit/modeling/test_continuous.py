@@ -178,3 +178,45 @@ def test_a_retraining_whose_process_cannot_start_is_a_failed_one_and_the_trainer
     job = state.get_job("job-1")
     assert run is None and job.retraining is None and job.last_retraining["outcome"] == "failed"
     assert "Cannot allocate memory" in job.last_retraining["error"]
+
+
+def test_a_retraining_becomes_current_as_its_update_on_what_arrived_while_it_trained():
+    from easyrec_online.modeling.continuous import RetrainingRun, _finish_retraining
+    from easyrec_online.state.registry import ModelVersion
+
+    state, old = _retraining_world()
+    run = RetrainingRun("data grew 8.0x", _Lineage(old), None)
+    run.process = _Process()
+    run.process.returncode = 0
+    state.put_version(ModelVersion("v2", "deepfm-v1", "deepfm", "p/v2/", "2026-12-07T10:00:05.000Z", job_id="job-1",
+                                   mode="incremental", num_actions=60))
+    state.set_current("v2")  # the old lineage learnt 10 more actions while the retraining ran
+    retrained = _new_lineage(run, {"promote": True, "not_current": "the current version is v2, not v1"})
+    state.put_version(retrained)
+    caught_up = ModelVersion("v-caught", retrained.lineage, "deepfm", "p/v-caught/", "2026-12-07T10:00:09.000Z",
+                             job_id="job-1", mode="incremental", parent_version=retrained.version, num_actions=410,
+                             num_new_actions=10, gate={"promote": True, "not_current": "registered beside"})
+    state.put_version(caught_up)
+    summary = _finish_retraining(state, "job-1", run, caught_up=caught_up)
+    assert summary["outcome"] == "promoted" and state.pointer()["version"] == "v-caught", summary
+    assert summary["retrained_version"] == retrained.version and summary["caught_up_actions"] == 10
+    assert state.get_version("v-caught").gate["adopted_over"] == "v2"
+
+
+def test_no_catch_up_for_a_retraining_that_is_not_to_become_current():
+    """_catch_up decides from the records alone, before loading anything, when there is nothing to do."""
+    from easyrec_online.core.config import Settings
+    from easyrec_online.modeling.continuous import RetrainingRun, _catch_up
+    from easyrec_online.state.registry import ModelVersion
+
+    state, old = _retraining_world()
+    refused = RetrainingRun("drift", _Lineage(old), None)
+    state.put_version(_new_lineage(refused, {"promote": False, "reason": "worse"}, status="rejected"))
+    assert _catch_up(Settings.from_env({}), state, None, None, "job-1", None, refused) is None
+    unpublished = RetrainingRun("drift", _Lineage(old), None)
+    assert _catch_up(Settings.from_env({}), state, None, None, "job-1", None, unpublished) is None
+    moved = RetrainingRun("drift", _Lineage(old), None)
+    state.put_version(_new_lineage(moved, {"promote": True}))
+    state.put_version(ModelVersion("v9", "other-v9", "deepfm", "p/v9/", "2026-12-07T10:00:06.000Z"))
+    state.set_current("v9")  # an operator chose another lineage meanwhile
+    assert _catch_up(Settings.from_env({}), state, None, None, "job-1", None, moved) is None
