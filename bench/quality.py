@@ -259,7 +259,9 @@ def run_model(model, args, ml, first, rest):
         "ACTIVITY_CACHE_TTL_MS=0"] + args.env)
     out = {"model": model}
     items = sorted(ml.items)
+    began = time.monotonic()
     service.start()
+    out["service_start_s"] = time.monotonic() - began
     session = requests.Session()
     try:
         t0 = time.monotonic()
@@ -361,6 +363,7 @@ def run_model(model, args, ml, first, rest):
         if os.environ.get("BENCH_KEEP_TMP") != "1":
             shutil.rmtree(tmp, ignore_errors=True)
 
+    out["service_s"] = time.monotonic() - began
     _score_days(day_tasks, scores, daily)
     out["streaming"] = {name: tally.summary() for name, tally in streaming.items()}
     # Calibration of what serving answers: /predict's scores of the rated pairs against liked or not
@@ -449,11 +452,12 @@ def main():
     # the whole `python -m bench` stays within 25 minutes. The sample sizes are printed with the tables.
     parser.add_argument("--rankings", type=int, default=500, help="streaming variant: liked ratings ranked")
     parser.add_argument("--per-day", type=int, default=10, help="day-level variant: liked ratings ranked a day")
-    parser.add_argument("--update-every", type=int, default=200,
+    parser.add_argument("--update-every", type=int, default=400,
                         help="replayed ratings per update (the bench waits for each: reproducible runs)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="service setting")
     parser.add_argument("--out", default="quality", help="results file name under bench/results/")
     args = parser.parse_args()
+    began = time.monotonic()
     ml = load_movielens_100k()
     first, rest = split_by_time(ml.actions, 0.8)
     results = {"date": time.strftime("%Y-%m-%d"), "machine": "{} cores, {}".format(os.cpu_count(), platform.platform()),
@@ -470,9 +474,11 @@ def main():
     print(table(results, "streaming"))
     print("day-level (each day scored before any of its actions):")
     print(table(results, "day_level"))
+    print("whole bench: {:.0f} s".format(time.monotonic() - began))
     for m in results["models"]:
-        print("{}: first training {:.0f} s, replay {:.0f} s, {} online versions".format(
-            m["model"], m["first_training_s"], m["replay_s"], m["online_versions"]))
+        print("{}: service {:.0f} s (start {:.0f} s; first training {:.0f} s, from the first rating posted; replay {:.0f} s, "
+              "{} online versions)".format(m["model"], m["service_s"], m["service_start_s"], m["first_training_s"],
+                                           m["replay_s"], m["online_versions"]))
         for which in ("first_version", "last_version"):
             facts = m.get(which) or {}
             print("  {} {} ({}): metrics {}, serving defaults {}".format(
