@@ -1,11 +1,13 @@
 """Experiments proven in a simulation: synthetic users with a known true preference, against the
 running service (real /recommend requests, real purchases through /online/data/add, real attribution).
 
-  .venv/bin/python -m bench.experiments [--users 600] [--reruns 200]
+  .venv/bin/python -m bench.experiments [--users 600] [--reruns 200] [--activity-sd 1.0]
 
 The world: 40 items in four categories (a..d, 10 items each), liked by 40, 25, 20 and 15 % of users.
 A user buys a shown item with probability 0.12 if it is of their category, 0.04 if not, times their
-own activity (log-normal, median 1: users differ in how much they buy at all), seeded. Their history
+own activity (log-normal, median 1, --activity-sd: users differ in how much they buy at all; the
+default spread is MovieLens-100k's, whose users rate 20 items at least: real shops have more one-off
+buyers), seeded. Their history
 (4 purchases in their category, 4 bounces off others) goes in first and one model is trained; then,
 one after another, each on a cohort of its own of --users users, each asking /recommend once (top 5
 of the 40):
@@ -23,8 +25,9 @@ Measured:
   - power: users until significant, from --reruns resamples of the recorded users of each kind (drawn
     with replacement, in random order): the median and P(significant by n); the interleaving target is
     at least 5x fewer users than A/B;
-  - SRM: the recorded A/A users with a third of one arm's users' impressions lost (a logger failing
-    for one arm) must be flagged, and the intact split must not.
+  - SRM: the recorded A/A users split afresh --reruns times, with a third of one arm's users'
+    impressions lost (a logger failing for one arm): how often that is flagged, and how often the
+    intact split is; and the service's own check on the recorded split, intact and broken.
 Prints a table; writes bench/results/experiments.json.
 """
 import argparse
@@ -66,11 +69,14 @@ def _taste(user, rng_seed=7):
     return CATEGORIES[-1][0]
 
 
+ACTIVITY_SD = 1.0  # log-normal spread of how much users buy; MovieLens-100k's ratings per user: 0.88
+
+
 def _activity(user, rng_seed=8):
-    """How much this user buys at all, as real users differ: log-normal, median 1 (some buy 5x more,
-    some 5x less). It varies between users, not between arms: an A/B test has to see through it, an
-    interleaving compares both arms within each user."""
-    return math.exp(random.Random("{}-{}".format(rng_seed, user)).gauss(0.0, 1.0))
+    """How much this user buys at all, as real users differ: log-normal, median 1 (at the default spread
+    some buy 5x more, some 5x less). It varies between users, not between arms: an A/B test has to see
+    through it, an interleaving compares both arms within each user."""
+    return math.exp(random.Random("{}-{}".format(rng_seed, user)).gauss(0.0, ACTIVITY_SD))
 
 
 def _post(service, path, body=None, ok=(200, 201, 202)):
@@ -179,11 +185,16 @@ def _median(found):
 
 
 def main():
+    global ACTIVITY_SD
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=600)
     parser.add_argument("--reruns", type=int, default=200)
     parser.add_argument("--limit", type=int, default=4000, help="most users a resampled run may take")
+    parser.add_argument("--activity-sd", type=float, default=ACTIVITY_SD,
+                        help="log-normal spread of users' activity (how much they buy at all)")
+    parser.add_argument("--out", default="experiments", help="results file name under bench/results/")
     args = parser.parse_args()
+    ACTIVITY_SD = args.activity_sd
     rng = random.Random(2026)
     tmp = scratch_dir("bench-experiments-")
     service = RunningService(os.path.join(tmp, "state"), os.path.join(tmp, "runner.log"), [
@@ -192,7 +203,8 @@ def main():
     out = {"date": time.strftime("%Y-%m-%d"), "machine": "{} cores, {}".format(os.cpu_count(), platform.platform()),
            "users": args.users, "reruns": args.reruns, "alpha": st.ALPHA,
            "world": ("40 items in 4 categories liked by 40/25/20/15 % of users; P(buy a shown item) {} in taste, {} "
-                     "not, times the user's activity (log-normal, median 1)").format(LIKED, OTHER)}
+                     "not, times the user's activity (log-normal, median 1, sd of its log {:g})").format(
+                         LIKED, OTHER, ACTIVITY_SD)}
     started = time.monotonic()
     service.start()
     try:
@@ -259,7 +271,19 @@ def main():
                               len(sequence)) is not None:
             false_positives += 1
 
-    # SRM: the A/A log with 30 % of arm "two"'s users' impressions lost (a logger failing for one arm).
+    # SRM over reruns: the recorded A/A users split afresh each time, intact and with a third of arm two's
+    # users lost (a logger failing for one arm): how often the check flags each. One split alone says
+    # little: its luck moves a third's loss from p = 1e-6 to p = 0.002.
+    detected = false_flags = 0
+    for _ in range(args.reruns):
+        in_two = [power_rng.random() < 0.5 for _ in aa]
+        intact_counts = [in_two.count(False), in_two.count(True)]
+        kept_two = sum(1 for two in in_two if two and power_rng.random() >= 1.0 / 3.0)
+        false_flags += st.sample_ratio_mismatch(intact_counts, [50, 50]).mismatch
+        detected += st.sample_ratio_mismatch([intact_counts[0], kept_two], [50, 50]).mismatch
+
+    # The service's own check on the recorded split: intact, and with every third of arm "two"'s users'
+    # impressions lost.
     impressions, successes = recorded["aa"]
     two = sorted({i.user_id for i in impressions if i.arm == "two"})
     lost_users = set(two[::3])
@@ -280,12 +304,14 @@ def main():
         "srm_broken_users": broken["observed"],
         "srm_intact_flagged": intact["mismatch"], "srm_intact_p": intact["p_value"],
         "srm_intact_users": intact["observed"],
+        "srm_detection_rate": round(detected / float(args.reruns), 3),
+        "srm_false_flag_rate": round(false_flags / float(args.reruns), 3),
     })
     out["targets"] = {"aa_fpr_at_most_alpha": out["aa_false_positive_rate"] <= st.ALPHA,
                       "interleaving_5x_fewer": bool(out["interleaving_fewer_users_x"]
                                                     and out["interleaving_fewer_users_x"] >= 5),
                       "srm_flags_broken_only": broken["mismatch"] and not intact["mismatch"]}
-    report("experiments", out)
+    report(args.out, out)
 
 
 if __name__ == "__main__":
