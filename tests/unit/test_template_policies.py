@@ -93,3 +93,49 @@ def test_each_consumer_may_make_every_call_the_consumer_makes(template, function
     for target, actions in CONSUMER_NEEDS.items():
         have = set().union(*[a for r, a in granted.items() if target in r] or [set()])
         assert actions <= have, (function, target, actions - have)
+
+
+def _task_or_function_statements(resource):
+    """Statements of a function's Policies, or of a task role's inline policies."""
+    yield from _statements(resource)
+    for policy in resource["Properties"].get("Policies", []) if resource["Type"] == "AWS::IAM::Role" else []:
+        yield from policy.get("PolicyDocument", {}).get("Statement", [])
+
+
+def test_whoever_reads_objects_may_list_their_prefix_so_a_missing_key_is_a_404(template):
+    """Without s3:ListBucket, S3 answers a GetObject or HeadObject of a missing key with 403, not 404:
+    the consumer's "is this batch object stored yet?" raised, its whole batch failed and went to the
+    dead-letter queue (a Kafka partition stalled), and a reader could not tell "not yet written" from
+    "forbidden"."""
+    readers = 0
+    for name, resource in template["Resources"].items():
+        if resource["Type"] not in ("AWS::Serverless::Function", "AWS::IAM::Role"):
+            continue
+        statements = list(_task_or_function_statements(resource))
+
+        def actions(statement):
+            found = statement.get("Action", [])
+            return [found] if isinstance(found, str) else found
+
+        def arns(statement):
+            found = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            return [r.get("Fn::Sub", "") if isinstance(r, dict) else str(r) for r in found]
+
+        read = {r.split("}/", 1)[1].rstrip("*") for s in statements if "s3:GetObject" in actions(s)
+                for r in arns(s) if "}/" in r}
+        listed = set()
+        for s in statements:
+            if "s3:ListBucket" in actions(s):
+                prefixes = s.get("Condition", {}).get("StringLike", {}).get("s3:prefix", ["*"])
+                listed |= {p.rstrip("*") for p in prefixes}
+        for prefix in read:
+            readers += 1
+            assert "" in listed or prefix in listed, "{} reads {}* but may not list it".format(name, prefix)
+    assert readers >= 4
+
+
+def test_the_trainer_gets_the_longest_stop_timeout_fargate_allows(template):
+    """Fargate SIGKILLs 30 s after SIGTERM by default: an update or a cold training still running then
+    ended "failed" and counted against the restart policy."""
+    (container,) = template["Resources"]["TrainerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert container["StopTimeout"] == 120
