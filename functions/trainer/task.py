@@ -34,9 +34,10 @@ def _end_with_parent(trainer_pid: int) -> None:
         os._exit(3)
 
 
-def start_retraining(reason: str, version_id: str) -> subprocess.Popen:
+def start_retraining(reason: str, version_id: str, overrides=None) -> subprocess.Popen:
+    """`overrides`: settings of an experiment's new_lineage arm (its model), with RETRAINING_FOR_ARM."""
     env = dict(os.environ, TRAINING_MODE="retraining", RETRAINING_REASON=reason, RETRAINING_VERSION=version_id,
-               TRAINER_PID=str(os.getpid()))
+               TRAINER_PID=str(os.getpid()), **(overrides or {}))
     return subprocess.Popen([sys.executable, os.path.abspath(__file__)], env=env)
 
 
@@ -70,7 +71,8 @@ def main() -> int:
                              aws.client("s3", settings), aws.client("sqs", settings), job_id, "full",
                              wiring.profile_store(settings), keep_running=True,
                              retraining=os.environ.get("RETRAINING_REASON") or "requested",
-                             version_id=os.environ.get("RETRAINING_VERSION") or None)
+                             version_id=os.environ.get("RETRAINING_VERSION") or None,
+                             for_arm=os.environ.get("RETRAINING_FOR_ARM") == "1")
         else:
             run_one_shot(settings, wiring.state_store(settings), wiring.trainer_store(settings),
                          aws.client("s3", settings), aws.client("sqs", settings), job_id, mode,

@@ -273,3 +273,45 @@ def test_the_trainer_resumes_by_itself_after_the_service_restarts(default):
     resumed = _running_trainer(default, other_than=job["job_id"], timeout_s=150, poll=_info)
     assert resumed["job_id"] != job["job_id"]
     assert requests.get(default.url + "/health", timeout=10).json()["model_version"]
+
+
+def test_an_experiments_new_lineage_arm_is_trained_beside_and_served_by_its_arm(default):
+    """An arm with a model of its own: the continuous trainer trains it (a new lineage, in its own process,
+    beside the current one's updates), registers it beside the current version (never current by itself),
+    and the arm serves it once it is loaded; its users got the default, uncounted, until then."""
+    _running_trainer(default)
+    current_lineage = _info(default)["current"]["lineage"]
+    created = requests.post(default.url + "/experiments", timeout=10, json={
+        "name": "wide and deep against the current model", "arms": [
+            {"name": "now", "weight": 50, "strategy": "current"},
+            {"name": "wide", "weight": 50, "strategy": {"type": "new_lineage", "model_name": "wide_and_deep",
+                                                        "settings": {"TRAIN_STEPS": 30}}}]})
+    assert created.status_code == 201, created.text
+    experiment = created.json()
+    arm = experiment["arms"][1]
+    assert arm["training"]["status"] == "waiting for the continuous trainer"
+
+    def trained():
+        body = requests.get(default.url + "/experiments/" + experiment["experiment_id"], timeout=10).json()
+        training = body["arms"][1]["training"]
+        return training if training["status"] != "waiting for the continuous trainer" else None
+
+    training = wait_for(trained, 300, "the arm's model trained")
+    assert training["status"] == "ready", training
+    info = _info(default)
+    trained_version = [v for v in info["versions"] if v["version"] == training["version"]]
+    assert trained_version and trained_version[0]["model_name"] == "wide_and_deep", info["versions"][:3]
+    assert info["current"]["lineage"] == current_lineage  # registered beside, never current
+
+    def served_by_the_arm():
+        for k in range(40):
+            answer = requests.post(default.url + "/recommend", json={"user_id": "nl-{}".format(k), "top_k": 3},
+                                   timeout=10).json()
+            if answer.get("arm") == "wide":
+                return answer
+        return None
+
+    answer = wait_for(served_by_the_arm, 60, "the arm serving its own model")
+    assert answer["model_version"] == training["version"] and answer["experiment"] == experiment["experiment_id"]
+    stopped = requests.post(default.url + "/experiments/{}/stop".format(experiment["experiment_id"]), timeout=10)
+    assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"

@@ -11,7 +11,8 @@ from easyrec_online.experiments.definition import LAYER_BUCKETS, ConcludeIn, Exp
 from easyrec_online.experiments.results import results
 from easyrec_online.experiments.store import ExperimentDefinitions, ExperimentLog, LayerFull
 from easyrec_online.ingest.actions import isoformat_utc, utc_now
-from easyrec_online.state.registry import ModelVersion, StateStore
+from easyrec_online.modeling.pipeline import SUPPORTED_MODELS
+from easyrec_online.state.registry import ModelVersion, StateStore, new_id
 
 
 def lineage_version(state: StateStore, lineage: str) -> Optional[ModelVersion]:
@@ -33,6 +34,8 @@ def loaded_versions(experiments: List[Experiment]) -> List[str]:
                     out.append("version:" + arm.strategy["version"])
                 elif arm.type == "lineage":
                     out.append("lineage:" + arm.strategy["lineage"])
+                elif arm.type == "new_lineage":
+                    out.append("version:" + arm.strategy.get("version", arm.name))
     return sorted(set(out))
 
 
@@ -59,6 +62,14 @@ class ExperimentService:
             elif strategy["type"] == "lineage" and lineage_version(self._state, strategy["lineage"]) is None:
                 raise ApiError(400, "unknown_lineage", "arm {!r}: lineage {} has no servable version".format(
                     arm.name, strategy["lineage"]), where)
+            elif strategy["type"] == "new_lineage":
+                if strategy["model_name"] not in SUPPORTED_MODELS:
+                    raise ApiError(400, "unknown_model", "arm {!r}: no model {!r}; one of {}".format(
+                        arm.name, strategy["model_name"], ", ".join(SUPPORTED_MODELS)), where + ["model_name"])
+                try:
+                    Settings.from_env(strategy["environment"])
+                except ValueError as exc:
+                    raise ApiError(400, "bad_setting", "arm {!r}: {}".format(arm.name, exc), where + ["settings"])
 
     def create(self, spec: ExperimentIn) -> Dict[str, Any]:
         self._check_strategies(spec)
@@ -76,7 +87,11 @@ class ExperimentService:
             found = free_range(list(ranges.values()), size)
             if found is None:
                 raise LayerFull()
-            return Experiment.new(spec, found)
+            experiment = Experiment.new(spec, found)
+            for arm in experiment.arms:
+                if arm.type == "new_lineage":  # the version its training will publish (modeling/continuous.py)
+                    arm.strategy["version"] = new_id("v")
+            return experiment
 
         try:
             experiment = self._definitions.create(spec.layer, build)
@@ -152,7 +167,7 @@ class ExperimentService:
             raise ApiError(409, "sample_ratio_mismatch", "the split is broken (results.srm): its winner cannot be "
                            "trusted; conclude without apply", ["apply"])
         arm = experiment.arm(winner)
-        if arm.type == "version":
+        if arm.type in ("version", "new_lineage"):
             return str(arm.strategy["version"])
         if arm.type == "lineage":
             newest = lineage_version(self._state, arm.strategy["lineage"])
@@ -171,6 +186,12 @@ class ExperimentService:
         assert experiment is not None
         out = experiment.to_dict()
         out.pop("salt", None)  # who gets which arm stays on the server
+        for arm in out["arms"]:
+            if arm["strategy"]["type"] == "new_lineage":  # how far its training has got
+                version = self._state.get_version(arm["strategy"]["version"])
+                arm["training"] = {"version": arm["strategy"]["version"], "status": (
+                    "waiting for the continuous trainer" if version is None else
+                    "ready" if version.status == "ready" else "rejected: {}".format(version.gate.get("reason")))}
         if with_results:
             out["results"] = results(experiment, *self._log.read(experiment.experiment_id))
         return out

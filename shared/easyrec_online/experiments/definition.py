@@ -6,6 +6,10 @@ strategy:
   current       the service's current version (what everyone outside the experiment gets)
   version       a pinned model version
   lineage       a lineage's newest promoted version (it follows that lineage's updates)
+  new_lineage   a model of its own: the continuous trainer trains a new lineage with this model name and
+                these settings on every stored action, registered beside the current version (never
+                current by itself: the gate's floors judge it, not a comparison with the current one);
+                the arm serves it once it is trained, and its users get the default answer until then
   popularity    the most positively acted-on items of the current version's catalog
   trending      the items with the most recent positive actions (TRENDING_HALF_LIFE_HOURS)
 
@@ -24,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -38,7 +43,7 @@ from easyrec_online.experiments.interleave import SHARED
 from easyrec_online.ingest.actions import isoformat_utc, utc_now
 
 Name = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-MODEL_STRATEGIES = ("current", "version", "lineage")
+MODEL_STRATEGIES = ("current", "version", "lineage", "new_lineage")
 CATALOG_STRATEGIES = ("popularity", "trending")
 STRATEGIES = MODEL_STRATEGIES + CATALOG_STRATEGIES
 LAYER_BUCKETS = 1000  # a layer's users are hashed into this many buckets; an experiment takes a range
@@ -47,12 +52,26 @@ MAX_ARMS = 10
 EXPERIMENT_ID = re.compile(r"^exp-[0-9a-f]{12}$")
 
 
-class StrategyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# What a "new_lineage" arm may set for its own full training: the model and how it learns, nothing about
+# where the service runs or how it serves (core/config.py declares and parses each).
+NEW_LINEAGE_SETTINGS = (
+    "TRAIN_STEPS", "OPTIMIZER", "ADAGRAD_ACCUMULATOR_CAP", "LEARNING_RATE", "ID_HASH_BUCKETS", "TRAIN_BATCH_SIZE",
+    "NEGATIVES_PER_POSITIVE", "NEGATIVE_SAMPLING", "NEGATIVE_SAMPLING_POWER", "LIVE_FEATURES", "ITEM_SIMILARITY",
+    "CF_BLEND_MAX", "SELF_BLEND", "COLD_START_RATE", "FEATURE_MIN_SUPPORT", "MAX_PARAMETER_FEATURES",
+    "MAX_PROFILE_FEATURES", "PARAMETER_FEATURES_EXCLUDE", "RANDOM_SEED")
+SettingValue = Union[StrictBool, StrictInt, Annotated[StrictFloat, Field(allow_inf_nan=False)],
+                     Annotated[StrictStr, StringConstraints(max_length=1000)]]
 
-    type: Literal["current", "version", "lineage", "popularity", "trending"]
+
+class StrategyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    type: Literal["current", "version", "lineage", "new_lineage", "popularity", "trending"]
     version: Optional[Annotated[StrictStr, StringConstraints(min_length=1, max_length=128)]] = None
     lineage: Optional[Annotated[StrictStr, StringConstraints(min_length=1, max_length=128)]] = None
+    # new_lineage: the model its full training builds, and settings of that training (NEW_LINEAGE_SETTINGS).
+    model_name: Optional[Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]] = None
+    settings: Optional[Dict[str, SettingValue]] = Field(None, max_length=len(NEW_LINEAGE_SETTINGS))
 
     @model_validator(mode="after")
     def _parameters(self) -> "StrategyIn":
@@ -60,11 +79,26 @@ class StrategyIn(BaseModel):
             raise ValueError("a 'version' strategy names its version")
         if self.type == "lineage" and not self.lineage:
             raise ValueError("a 'lineage' strategy names its lineage")
+        if self.type == "new_lineage" and not self.model_name:
+            raise ValueError("a 'new_lineage' strategy names its model_name")
         if self.type != "version" and self.version:
             raise ValueError("only a 'version' strategy takes a version")
         if self.type != "lineage" and self.lineage:
             raise ValueError("only a 'lineage' strategy takes a lineage")
+        if self.type != "new_lineage" and (self.model_name or self.settings):
+            raise ValueError("only a 'new_lineage' strategy takes a model_name and settings")
+        unknown = sorted(set(self.settings or {}) - set(NEW_LINEAGE_SETTINGS))
+        if unknown:
+            raise ValueError("a new lineage cannot set {}; it may set {}".format(
+                ", ".join(unknown), ", ".join(NEW_LINEAGE_SETTINGS)))
         return self
+
+    def environment(self) -> Dict[str, str]:
+        """A new_lineage arm's training settings as environment values (how Settings reads them)."""
+        env = {"MODEL_NAME": str(self.model_name)}
+        for key, value in (self.settings or {}).items():
+            env[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return env
 
 
 class ArmIn(BaseModel):
@@ -72,13 +106,17 @@ class ArmIn(BaseModel):
 
     name: Name
     weight: Optional[Union[StrictInt, Annotated[StrictFloat, Field(allow_inf_nan=False)]]] = Field(None, gt=0, le=100)
-    # A bare type ("current", "popularity", "trending") or {"type": ..., "version" | "lineage": ...}.
+    # A bare type ("current", "popularity", "trending") or {"type": ..., "version" | "lineage": ...}, or
+    # {"type": "new_lineage", "model_name": ..., "settings": {...}}.
     strategy: Union[Literal["current", "popularity", "trending"], StrategyIn]
 
     def strategy_dict(self) -> Dict[str, Any]:
         if isinstance(self.strategy, str):
             return {"type": self.strategy}
-        return self.strategy.model_dump(exclude_none=True)
+        found = self.strategy.model_dump(exclude_none=True)
+        if self.strategy.type == "new_lineage":
+            found["environment"] = self.strategy.environment()
+        return found
 
 
 class ExperimentIn(BaseModel):
@@ -141,7 +179,9 @@ class ConcludeIn(BaseModel):
 @dataclass
 class Arm:
     name: str
-    strategy: Dict[str, Any]  # {"type": ..., "version"?: ..., "lineage"?: ...}
+    # {"type": ..., "version"?: ..., "lineage"?: ...}; new_lineage: {"type", "model_name", "settings"?,
+    # "environment" (what its training reads), "version" (the id its training publishes, chosen at creation)}
+    strategy: Dict[str, Any]
     weight: Optional[float] = None  # percent (ab); None (interleaving)
 
     @property

@@ -45,7 +45,8 @@ class ExperimentDefinitions:
         """(versions, lineages) running experiments' arms serve: their versions, and each lineage's
         newest promoted one, must not expire while they do."""
         running = [e for e in self.list() if e.running]
-        return (sorted({arm.strategy["version"] for e in running for arm in e.arms if arm.type == "version"}),
+        return (sorted({arm.strategy["version"] for e in running for arm in e.arms
+                        if arm.type in ("version", "new_lineage")}),
                 sorted({arm.strategy["lineage"] for e in running for arm in e.arms if arm.type == "lineage"}))
 
     def create(self, layer: str, build: Callable[[Dict[str, List[int]]], Experiment]) -> Experiment:

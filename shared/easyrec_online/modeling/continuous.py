@@ -47,12 +47,13 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set
 
 from easyrec_online.artifacts.blend import ServedBlend
 from easyrec_online.artifacts.catalog import Catalog
 from easyrec_online.artifacts.features.spec import spec_of
 from easyrec_online.core.config import Settings
+from easyrec_online.experiments.store import ExperimentDefinitions
 from easyrec_online.ingest.actions import StoredAction, isoformat_utc, parse_timestamp, utc_now
 from easyrec_online.ingest.store import ActionStore, CachingActionStore
 from easyrec_online.modeling.evaluation import PairedScores, promotion_decision, score_examples, split_for_fitting
@@ -350,26 +351,61 @@ def retraining_due(settings: Settings, state: StateStore, store: ActionStore, pr
     return None if reason is None else {"reason": reason, "new_fields": new_fields}
 
 
+class ArmTraining(NamedTuple):
+    """An experiment's new_lineage arm still to be trained (experiments/definition.py)."""
+
+    experiment_id: str
+    arm: str
+    version: str
+    environment: Dict[str, str]  # the settings its training reads (MODEL_NAME among them)
+
+
+# How often, at most, the trainer looks for experiments' new_lineage arms to train.
+ARM_CHECK_EVERY_S = 5.0
+
+
+def arm_training_due(state: StateStore, attempted: Set[str]) -> Optional[ArmTraining]:
+    """The first running experiment's new_lineage arm whose version is not published yet and that this
+    trainer has not tried (one that failed is not tried again by it; the next trainer tries once more)."""
+    for experiment in sorted(ExperimentDefinitions(state).list(), key=lambda e: e.created_at):
+        if not experiment.running:
+            continue
+        for arm in experiment.arms:
+            version = arm.strategy.get("version")
+            if (arm.type == "new_lineage" and version and version not in attempted
+                    and state.get_version(version) is None):
+                return ArmTraining(experiment.experiment_id, arm.name, version, dict(arm.strategy["environment"]))
+    return None
+
+
 class RetrainingRun:
     """A retraining under way: a full training of a new lineage on every stored action, in its own process
     beside the trainer's updates (`process`: what StartRetraining returned; None once it ran in this one)."""
 
-    def __init__(self, reason: str, lineage: _Lineage, requested_at: Optional[str]) -> None:
+    def __init__(self, reason: str, lineage: _Lineage, requested_at: Optional[str],
+                 arm: Optional[ArmTraining] = None) -> None:
         self.reason = reason
         self.started_at = utc_now()
         # Chosen here, so that the trainer finds the version and keeps it from expiry while the updates
-        # made meanwhile (newer ids) push it down the registry's newest-first list.
-        self.version_id = new_id("v")
+        # made meanwhile (newer ids) push it down the registry's newest-first list. An arm's was chosen
+        # when its experiment was created.
+        self.version_id = arm.version if arm is not None else new_id("v")
         self.from_version = lineage.version.version
         self.replaces_lineage = lineage.lineage
         self.requested_at = requested_at  # the {"mode": "full"} request it answers, if any
+        self.arm = arm  # an experiment's new_lineage arm: registered beside, never adopted
         self.process: Any = None
 
     def describe(self, settings: Settings) -> Dict[str, Any]:
-        return {"reason": self.reason, "started_at": isoformat_utc(self.started_at), "from_version": self.from_version,
-                "lineage": self.replaces_lineage,
-                "stage": "training a new lineage on every stored action ({} steps) while the current one goes on "
-                         "learning".format(settings.train_steps)}
+        found = {"reason": self.reason, "started_at": isoformat_utc(self.started_at), "from_version": self.from_version,
+                 "lineage": self.replaces_lineage,
+                 "stage": "training a new lineage on every stored action ({} steps) while the current one goes on "
+                          "learning".format(settings.train_steps)}
+        if self.arm is not None:
+            found.update(experiment=self.arm.experiment_id, arm=self.arm.arm, version=self.arm.version,
+                         stage="training model {} for the experiment's arm on every stored action, while the current "
+                               "lineage goes on learning".format(self.arm.environment.get("MODEL_NAME")))
+        return found
 
     def finished(self) -> bool:
         return self.process is None or self.process.poll() is not None
@@ -380,9 +416,10 @@ class RetrainingRun:
             self.process.wait(30)
 
 
-# Starts `python task.py` as a retraining of this job, for a reason, publishing a version of this id: a
-# Popen (functions/trainer/task.py).
-StartRetraining = Callable[[str, str], Any]
+# Starts `python task.py` as a retraining of this job, for a reason, publishing a version of this id, with
+# these settings over the trainer's own (an experiment's arm: its model; else none): a Popen
+# (functions/trainer/task.py).
+StartRetraining = Callable[[str, str, Optional[Dict[str, str]]], Any]
 
 
 def _start_retraining(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
@@ -401,7 +438,7 @@ def _start_retraining(settings: Settings, state: StateStore, store: ActionStore,
     lineage.fresh.reset()
     if start_process is not None:
         try:
-            run.process = start_process(run.reason, run.version_id)
+            run.process = start_process(run.reason, run.version_id, None)
         except OSError as exc:  # e.g. no memory left to fork: the lineage goes on learning
             logger.exception("continuous trainer: could not start the retraining")
             state.update_job(job_id, retraining=None, last_retraining=dict(
@@ -411,6 +448,36 @@ def _start_retraining(settings: Settings, state: StateStore, store: ActionStore,
     else:
         run_training_job(settings, state, store, s3, sqs, job_id, "full", profile_store, keep_running=True,
                          retraining=run.reason, version_id=run.version_id)
+    return run
+
+
+def _start_arm_training(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
+                        profile_store: Optional[ProfileStore], lineage: _Lineage, arm: ArmTraining,
+                        start_process: Optional[StartRetraining]) -> Optional[RetrainingRun]:
+    """Train an experiment's new_lineage arm as a retraining is trained (its own process, beside the
+    updates), with the arm's settings, publishing the arm's version beside the current one."""
+    run = RetrainingRun("experiment {}: arm {!r}".format(arm.experiment_id, arm.arm), lineage, None, arm)
+    state.update_job(job_id, retraining=run.describe(settings))
+    logger.info("continuous trainer: training %s for experiment %s, arm %s", arm.environment.get("MODEL_NAME"),
+                arm.experiment_id, arm.arm)
+    overrides = dict(arm.environment, RETRAINING_FOR_ARM="1")
+    if start_process is not None:
+        try:
+            run.process = start_process(run.reason, run.version_id, overrides)
+        except OSError as exc:
+            logger.exception("continuous trainer: could not start the arm's training")
+            state.update_job(job_id, retraining=None, last_retraining=dict(
+                run.describe(settings), outcome="failed", error="could not start: {}".format(exc)))
+            return None
+    else:
+        arm_settings = Settings.from_env(dict(settings.as_env(), **arm.environment))
+        try:
+            run_training_job(arm_settings, state, store, s3, sqs, job_id, "full", profile_store, keep_running=True,
+                             retraining=run.reason, version_id=run.version_id, for_arm=True)
+        except (LeaseLost, TrainingFailed):
+            raise
+        except Exception:  # noqa: BLE001 - recorded as a failed arm training; the lineage goes on
+            logger.exception("continuous trainer: the arm's training failed")
     return run
 
 
@@ -462,6 +529,8 @@ def _finish_retraining(state: StateStore, job_id: str, run: RetrainingRun, stopp
     record = state.get_version(run.version_id)
     summary: Dict[str, Any] = {"reason": run.reason, "started_at": isoformat_utc(run.started_at),
                                "finished_at": isoformat_utc(utc_now()), "from_version": run.from_version}
+    if run.arm is not None:
+        summary.update(experiment=run.arm.experiment_id, arm=run.arm.arm)
     if record is None and stopping:
         # Killed before it published: the request (if any) stays unanswered, for this or the next trainer.
         summary.update(outcome="interrupted", error="the trainer ended before its retraining published (exit "
@@ -473,13 +542,16 @@ def _finish_retraining(state: StateStore, job_id: str, run: RetrainingRun, stopp
         code = run.process.returncode if run.process is not None else None
         summary.update(outcome="failed", error="the retraining ended without a version (exit code {}); the "
                        "current lineage goes on".format(code))
+    elif run.arm is not None:  # served by its experiment, never current by itself
+        summary.update(version=record.version, lineage=record.lineage,
+                       outcome="trained" if record.status == "ready" else "rejected", gate=record.gate.get("reason"))
     else:
         promoted = (state.pointer() or {}).get("version") == record.version
         adopted = caught_up if caught_up is not None and not promoted else record
-        summary.update(version=adopted.version, lineage=record.lineage,
+        summary.update(version=record.version, lineage=record.lineage,
                        outcome="promoted" if promoted else adopt_new_lineage(state, adopted, run.replaces_lineage))
         if adopted is not record:
-            summary.update(retrained_version=record.version, caught_up_actions=adopted.num_new_actions)
+            summary.update(caught_up_version=adopted.version, caught_up_actions=adopted.num_new_actions)
         summary["gate"] = record.gate.get("reason")
     state.update_job(job_id, retraining=None, last_retraining=summary,
                      **({"retrain_handled_at": run.requested_at} if run.requested_at else {}))
@@ -539,6 +611,7 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
     growth = RetrainingState()
     retraining: Optional[RetrainingRun] = None
     checked_at, checked_actions = float("-inf"), -1
+    arms_checked_at, arms_attempted = float("-inf"), set()  # type: float, Set[str]
     try:
         while not should_stop():
             lease.check()
@@ -546,7 +619,8 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
             if job is None or job.status in ("stopping", "stopped"):
                 return
             if retraining is not None and retraining.finished():
-                caught_up = _catch_up(settings, state, cached_store, s3, job_id, update_profiles, retraining)
+                caught_up = (_catch_up(settings, state, cached_store, s3, job_id, update_profiles, retraining)
+                             if retraining.arm is None else None)
                 _finish_retraining(state, job_id, retraining, caught_up=caught_up)
                 retraining = None
                 continue  # with the job as it is now (the request it answered)
@@ -602,6 +676,14 @@ def _follow(settings: Settings, state: StateStore, store: ActionStore, s3: Any, 
                                                due, growth, job.retrain_requested_at if retrain_requested else None,
                                                start_retraining)
                 continue
+            if retraining is None and time.monotonic() - arms_checked_at >= ARM_CHECK_EVERY_S:
+                arms_checked_at = time.monotonic()
+                arm = arm_training_due(state, arms_attempted)
+                if arm is not None:
+                    arms_attempted.add(arm.version)
+                    retraining = _start_arm_training(settings, state, cached_store, s3, sqs, job_id, profile_store,
+                                                     lineage, arm, start_retraining)
+                    continue
             if time.monotonic() - replay_stored_at >= REPLAY_SNAPSHOT_EVERY_S:
                 replay_stored_at = time.monotonic()
                 lineage.store_replay(s3, settings.data_bucket)

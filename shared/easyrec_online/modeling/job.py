@@ -401,17 +401,24 @@ def rows_the_lineage_never_trained(data: TrainingData, manifest: Dict[str, Any],
     return [e for e in (data.holdout_rows if rows is None else rows) if e.event_id in fresh]
 
 
+FOR_ARM = "a new lineage for an experiment's arm: served by its experiment, never current by itself"
+
+
 def run_training_job(settings: Settings, state: StateStore, store: ActionStore, s3: Any, sqs: Any, job_id: str,
                      requested_mode: str = "auto",
                      profile_store: Optional[ProfileStore] = None, keep_running: bool = False,
-                     retraining: Optional[str] = None, version_id: Optional[str] = None) -> Optional[ModelVersion]:
+                     retraining: Optional[str] = None, version_id: Optional[str] = None,
+                     for_arm: bool = False) -> Optional[ModelVersion]:
     """Returns the new version (promoted, kept or rejected), or None when there was nothing new to train.
 
     `keep_running`: the job goes on after this training (the continuous trainer's first version, or a
     retraining it started), so its record stays "running" instead of passing through "succeeded" while
     the trainer carries on; the caller holds the trainer lease and records failures. `retraining`: why
     the continuous trainer started this full training (modeling/growth.py), recorded in the gate;
-    `version_id`: the id it chose for the version (default: a new one)."""
+    `version_id`: the id it chose for the version (default: a new one). `for_arm`: a new lineage for an
+    experiment's arm, which its experiment serves to compare it with the current one live: the gate's
+    floors judge it, not the current version's holdout AUC, and it is registered beside the current
+    version, never current by itself."""
     started = time.monotonic()
     timings: Dict[str, float] = {}
     if not keep_running:
@@ -524,7 +531,7 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             else:
                 judged_on = "the judged holdout ({} rows, {} of them never trained by the current lineage)".format(
                     len(judged_rows), len(fresh_rows))
-        gate = promotion_decision(judged, judged_baseline, settings.promotion_auc_tolerance,
+        gate = promotion_decision(judged, None if for_arm else judged_baseline, settings.promotion_auc_tolerance,
                                   current.version if current else None, paired)
         if judged is not metrics:
             floor = degenerate(metrics)  # the floors hold on the whole holdout too
@@ -557,7 +564,8 @@ def run_training_job(settings: Settings, state: StateStore, store: ActionStore, 
             timings["total_s"] = round(time.monotonic() - started, 3)
 
         outcome = publish(settings, state, s3, record, upload_model, plan, data, pipeline_text, new_catalog,
-                          current.version if current else None)
+                          current.version if current else None, promote=not for_arm,
+                          beside=FOR_ARM if for_arm else None)
         ended = {} if keep_running else {"status": "succeeded", "finished_at": isoformat_utc(utc_now())}
         state.update_job(job_id, version=version, num_actions=len(data.train_actions), outcome=outcome, **ended)
         logger.info("job %s: version %s %s (%s): %s", job_id, version, outcome, gate["reason"], json.dumps(metrics))

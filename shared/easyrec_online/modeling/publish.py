@@ -68,9 +68,10 @@ def write_version_documents(settings: Settings, s3: Any, record: ModelVersion, p
 
 def publish(settings: Settings, state: StateStore, s3: Any, record: ModelVersion,
             upload_model: Callable[[ModelVersion], None], plan: Any, data: Any, pipeline_text: str,
-            catalog: Catalog, base: Optional[str], promote: bool = True) -> str:
+            catalog: Catalog, base: Optional[str], promote: bool = True, beside: Optional[str] = None) -> str:
     """Upload, register, move the pointer. `base`: the current version the run started from (None: there
-    was none); `promote=False`: register only (the pointer is pinned). Returns the outcome: "promoted",
+    was none); `promote=False`: register only (the pointer is pinned, or `beside` says why not).
+    Returns the outcome: "promoted",
     "rejected" (the gate said no), or "kept" (servable, but the pointer moved during the run or is
     pinned, so it stays beside the current version)."""
     upload_model(record)
@@ -80,7 +81,7 @@ def publish(settings: Settings, state: StateStore, s3: Any, record: ModelVersion
         return "rejected"
     try:
         if not promote:
-            raise NotCurrent("the current version is pinned (POST /model/rollback)")
+            raise NotCurrent(beside or "the current version is pinned (POST /model/rollback)")
         state.promote(record.version, base)
     except NotCurrent as exc:
         record.gate["not_current"] = str(exc)

@@ -1,6 +1,7 @@
 """Serving under experiments: which model an arm scores with, and the impression each answer leaves.
 
-Arms that serve a model version other than the current one (`version`, `lineage`) are kept loaded
+Arms that serve a model version other than the current one (`version`, `lineage`, `new_lineage` once
+its training has published it) are kept loaded
 beside it by the model cache (ModelCache.keep_loaded), re-resolved whenever the running experiments
 are re-read, so that an arm's request never waits for a load. `popularity` and `trending` rank by
 the current version's catalog.
@@ -50,6 +51,10 @@ class ArmServing:
                 for arm in experiment.arms:
                     if arm.type == "version":
                         wanted.add(arm.strategy["version"])
+                    elif arm.type == "new_lineage":  # once its training has published it
+                        trained = self._state.get_version(arm.strategy["version"])
+                        if trained is not None and trained.status == "ready":
+                            wanted.add(trained.version)
                     elif arm.type == "lineage":
                         version = lineage_version(self._state, arm.strategy["lineage"])
                         if version is not None:
@@ -66,7 +71,7 @@ class ArmServing:
         current catalog). Not servable while its version is still loading, or when it cannot be found:
         the request is then served as if outside the experiment (and not counted in it)."""
         try:
-            if arm.type == "version":
+            if arm.type in ("version", "new_lineage"):
                 found = self._models.version(arm.strategy["version"])
                 return found is not None, found
             if arm.type == "lineage":

@@ -36,6 +36,9 @@ def _ab(*strategies, weights=None, **extra):
     (dict(_ab("current", "trending"), kind="interleaving"), "arms"),  # interleaving takes no weights
     ({"name": "x", "kind": "interleaving", "arms": [{"name": "both", "strategy": "current"},  # the shared mark
                                                     {"name": "other", "strategy": "trending"}]}, "arms"),
+    (_ab("current", {"type": "new_lineage"}), "arms"),  # a new lineage without its model
+    (_ab("current", {"type": "new_lineage", "model_name": "dcn", "settings": {"DATA_BUCKET": "x"}}), "arms"),
+    (_ab("current", {"type": "popularity", "model_name": "dcn"}), "arms"),
     (dict(_ab("current", "trending"), traffic=0), "traffic"),
     (dict(_ab("current", "trending"), layer="has space"), "layer"),
 ])

@@ -1,6 +1,7 @@
 import datetime as dt
 
 from easyrec_online.core.config import Settings
+from easyrec_online.experiments.definition import ExperimentIn
 from easyrec_online.ingest.actions import ActionIn, StoredAction
 from easyrec_online.modeling.continuous import update_trigger
 
@@ -169,7 +170,7 @@ def test_a_retraining_whose_process_cannot_start_is_a_failed_one_and_the_trainer
     lineage = _Lineage(old)
     lineage.fresh = FreshAuc()
 
-    def no_memory(reason, version_id):
+    def no_memory(reason, version_id, overrides):
         raise OSError(12, "Cannot allocate memory")
 
     run = _start_retraining(Settings.from_env({}), state, None, None, None, "job-1", None, lineage,
@@ -199,7 +200,8 @@ def test_a_retraining_becomes_current_as_its_update_on_what_arrived_while_it_tra
     state.put_version(caught_up)
     summary = _finish_retraining(state, "job-1", run, caught_up=caught_up)
     assert summary["outcome"] == "promoted" and state.pointer()["version"] == "v-caught", summary
-    assert summary["retrained_version"] == retrained.version and summary["caught_up_actions"] == 10
+    assert summary["version"] == retrained.version and summary["caught_up_version"] == "v-caught"
+    assert summary["caught_up_actions"] == 10
     assert state.get_version("v-caught").gate["adopted_over"] == "v2"
 
 
@@ -220,3 +222,65 @@ def test_no_catch_up_for_a_retraining_that_is_not_to_become_current():
     state.put_version(ModelVersion("v9", "other-v9", "deepfm", "p/v9/", "2026-12-07T10:00:06.000Z"))
     state.set_current("v9")  # an operator chose another lineage meanwhile
     assert _catch_up(Settings.from_env({}), state, None, None, "job-1", None, moved) is None
+
+
+def _experiment_with_a_new_lineage_arm(state):
+    from easyrec_online.core.config import Settings
+    from easyrec_online.experiments.control import ExperimentService
+    from easyrec_online.experiments.store import ExperimentDefinitions, InMemoryExperimentLog
+
+    service = ExperimentService(Settings.from_env({}), state, ExperimentDefinitions(state), InMemoryExperimentLog())
+    return service.create(ExperimentIn.model_validate({"name": "new model", "arms": [
+        {"name": "now", "weight": 50, "strategy": "current"},
+        {"name": "wide", "weight": 50, "strategy": {"type": "new_lineage", "model_name": "wide_and_deep",
+                                                    "settings": {"TRAIN_STEPS": 40, "LIVE_FEATURES": False}}}]}))
+
+
+def test_an_experiments_new_lineage_arm_is_trained_with_its_settings_and_never_adopted():
+    from easyrec_online.modeling.continuous import _finish_retraining, _start_arm_training, arm_training_due
+    from easyrec_online.state.registry import ModelVersion
+
+    state, old = _retraining_world()
+    experiment = _experiment_with_a_new_lineage_arm(state)
+    version = experiment["arms"][1]["strategy"]["version"]
+    assert experiment["arms"][1]["training"] == {"version": version, "status": "waiting for the continuous trainer"}
+    due = arm_training_due(state, set())
+    assert (due.experiment_id, due.arm, due.version) == (experiment["experiment_id"], "wide", version)
+    assert due.environment == {"MODEL_NAME": "wide_and_deep", "TRAIN_STEPS": "40", "LIVE_FEATURES": "false"}
+    assert arm_training_due(state, {version}) is None  # tried once by this trainer
+
+    started = []
+
+    def start(reason, version_id, overrides):
+        started.append((reason, version_id, overrides))
+        return _Process()
+
+    run = _start_arm_training(Settings.from_env({}), state, None, None, None, "job-1", None, _Lineage(old), due, start)
+    assert started == [("experiment {}: arm 'wide'".format(due.experiment_id), version,
+                        dict(due.environment, RETRAINING_FOR_ARM="1"))]
+    assert state.get_job("job-1").retraining["arm"] == "wide"
+    # It publishes beside the current version; the trainer records it and does not adopt it.
+    state.put_version(ModelVersion(version, "wide_and_deep-" + version, "wide_and_deep", "p/x/", "2026-12-07T10:00:09Z",
+                                   mode="full", gate={"promote": True, "not_current": "an experiment's arm"}))
+    run.process.returncode = 0
+    summary = _finish_retraining(state, "job-1", run)
+    assert summary["outcome"] == "trained" and summary["arm"] == "wide" and state.pointer()["version"] == "v1"
+    assert arm_training_due(state, set()) is None  # published: nothing left to train
+
+
+def test_a_new_lineage_arm_that_names_an_unknown_model_or_a_bad_setting_is_a_400():
+    import pytest
+
+    from easyrec_online.core.http import ApiError
+    from easyrec_online.experiments.control import ExperimentService
+    from easyrec_online.experiments.store import ExperimentDefinitions, InMemoryExperimentLog
+
+    state, _ = _retraining_world()
+    service = ExperimentService(Settings.from_env({}), state, ExperimentDefinitions(state), InMemoryExperimentLog())
+    for strategy, field in (({"type": "new_lineage", "model_name": "gpt"}, "model_name"),
+                            ({"type": "new_lineage", "model_name": "deepfm", "settings": {"TRAIN_STEPS": "many"}},
+                             "settings")):
+        with pytest.raises(ApiError) as caught:
+            service.create(ExperimentIn.model_validate({"name": "x", "arms": [
+                {"name": "a", "weight": 50, "strategy": "current"}, {"name": "b", "weight": 50, "strategy": strategy}]}))
+        assert caught.value.status == 400 and field in caught.value.fields
