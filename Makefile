@@ -1,6 +1,6 @@
 # EasyRec Online. `make run` serves the whole service on http://127.0.0.1:5000; `make test` runs
 # every test. Both set up what they need first (infra/setup.sh; fast when nothing changed).
-.PHONY: setup run test test-unit test-integration test-localstack test-e2e test-repeat lint readme clean-state
+.PHONY: setup run test test-unit test-integration test-localstack test-e2e test-repeat lint readme openapi clean-state
 
 setup:
 	@infra/setup.sh
@@ -58,6 +58,10 @@ lint: setup
 
 readme: setup
 	.venv/bin/python infra/readme_settings.py
+
+# The OpenAPI document GET /openapi.json serves, rebuilt from the request models (a test keeps it current).
+openapi: setup
+	PYTHONPATH=shared .venv/bin/python -m easyrec_online.control.openapi
 
 clean-state:
 	rm -rf .local/state

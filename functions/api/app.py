@@ -3,6 +3,7 @@ from aws_lambda_powertools import Logger
 from chalice import Chalice
 
 from easyrec_online import wiring
+from easyrec_online.control import openapi
 from easyrec_online.control.export import ExportRequest, ModelExporter
 from easyrec_online.control.ingest import IngestService
 from easyrec_online.control.logs import TrainingLogs
@@ -62,6 +63,12 @@ def _optional_json_body():
 @json_route
 def get_health():
     return health(settings, state)
+
+
+@app.route("/openapi.json", methods=["GET"])
+@json_route
+def get_openapi():
+    return openapi.built()
 
 
 @app.route("/model/info", methods=["GET"])

@@ -51,6 +51,16 @@ def test_health_reports_versions(service):
     assert health["model_version"] is None
 
 
+def test_the_api_describes_itself_as_openapi(service):
+    """Open, like /health: a client generator or a person reads it before holding any key."""
+    r = requests.get(service.url + "/openapi.json", timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    document = r.json()
+    assert document["openapi"].startswith("3.1") and "/recommend" in document["paths"]
+    assert document["paths"]["/online/data/add"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AddDataRequest"}
+
+
 def test_seed_actions_are_accepted_and_stored_by_date(service):
     accepted = set()
     for command in (ADD_PLAIN, ADD_RATING, ADD_WATERING):
