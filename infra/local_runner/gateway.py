@@ -263,6 +263,13 @@ def make_handler(routes: List[Route], invoke: Callable[[str, Dict[str, Any]], An
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
+        def __getattr__(self, name: str) -> Any:
+            # Any other method (TRACE, CONNECT, a made-up token) is routed too, so that it gets the API's
+            # 405 or 404 JSON error, not the standard library's 501 "Unsupported method" (a 5xx).
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
+
     return Handler
 
 

@@ -44,6 +44,11 @@ REBASE_HALF_LIVES = 60.0
 REPEAT_WINDOW_S = 3600
 
 
+
+# The largest power of two trend_factor answers (2^64: a count times it is still a finite float).
+TREND_EXPONENT_MAX = 64.0
+
+
 class Catalog:
     def __init__(self, half_life_hours: float = 24.0, repeats_max: int = 0) -> None:
         self.half_life_s = max(1.0, half_life_hours * 3600.0)
@@ -113,8 +118,12 @@ class Catalog:
         self.reference_time = at
 
     def trend_factor(self, moment: float) -> float:
-        """Multiplies a stored trend score into the trend at `moment` (epoch seconds)."""
-        return 2.0 ** (-(moment - self.reference_time) / self.half_life_s) if self.reference_time else 0.0
+        """Multiplies a stored trend score into the trend at `moment` (epoch seconds). A moment long before
+        the catalog's reference time (a request's context timestamp of 0, say) would raise the decay to a
+        power no float holds (OverflowError: a 500); its exponent is capped at TREND_EXPONENT_MAX instead."""
+        if not self.reference_time:
+            return 0.0
+        return 2.0 ** min(TREND_EXPONENT_MAX, -(moment - self.reference_time) / self.half_life_s)
 
     def trend_at(self, item_id: Any, moment: float) -> float:
         stats = self.items.get(id_key(item_id))

@@ -289,3 +289,17 @@ def test_sample_unseen_draws_distinct_unseen_items_whatever_the_user_has_seen():
         for item in sample_unseen(rng, items, set(items[:50]), 2):
             counts[item] = counts.get(item, 0) + 1
     assert set(counts) == set(items[50:]) and max(counts.values()) < 2 * min(counts.values())
+
+
+def test_a_request_moment_long_before_the_catalogs_time_is_a_finite_trend_not_an_overflow():
+    """A /recommend context timestamp of 0 (1970) raised OverflowError in the trend's decay: a 500."""
+    import math
+
+    from easyrec_online.artifacts.catalog import Catalog
+    from easyrec_online.artifacts.features.live import live_columns
+
+    catalog = Catalog().add([_action(1, "a", 1, "like", None, "2026-11-01T00:00:00Z"),
+                             _action(2, "b", 1, "like", None, "2026-11-02T00:00:00Z")])
+    assert math.isfinite(catalog.trend_factor(0.0)) and catalog.trend_at("b", 0.0) >= catalog.trend_at("a", 0.0)
+    columns = live_columns(catalog, [], ["a", "b"], 0.0)
+    assert all(math.isfinite(v) for v in columns["item_trend"])

@@ -103,7 +103,9 @@ def _responses(raw):
      "bad_request"),
     (b"POST /online/data/add HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400,
      "bad_request"),
-    (b"BREW /health HTTP/1.1\r\nHost: x\r\n\r\n", 501, "not_implemented"),
+    (b"BREW /health HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"),  # a 4xx, never the stdlib's 501
+    (b"TRACE /online/data/add HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"),
+    (b"TRACE /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not_found"),
     (b"DELETE /health HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"),
     (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
     (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 70000 + b"\r\n\r\n", 431, "headers_too_large"),
