@@ -9,7 +9,7 @@ import signal
 import pytest
 import requests
 
-from tests.e2e.conftest import RunningService, seed_commands, wait_for
+from tests.e2e.conftest import ROOT, RunningService, seed_commands, wait_for
 from tests.e2e.test_quickstart import _json_and_status
 
 pytestmark = pytest.mark.model_runtime
@@ -315,3 +315,17 @@ def test_an_experiments_new_lineage_arm_is_trained_beside_and_served_by_its_arm(
     assert answer["model_version"] == training["version"] and answer["experiment"] == experiment["experiment_id"]
     stopped = requests.post(default.url + "/experiments/{}/stop".format(experiment["experiment_id"]), timeout=10)
     assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
+
+
+@pytest.mark.parametrize("example", ["movie_streaming", "theatre_chain", "furniture_shop", "smart_agriculture"])
+def test_the_briefs_scenarios_run_against_the_default_service_and_their_rankings_make_sense(default, example):
+    """examples/: each of the product brief's four scenarios, run as a user would (the Python client: its
+    actions with their parameters, its profiles), learnt by the default service's continuous trainer with
+    no training call, exits 0 only when the ranking it prints is the one its sentence explains."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "examples", example + ".py"), "--url", default.url],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "comes first" in run.stdout or "comes last" in run.stdout, run.stdout
