@@ -32,7 +32,7 @@ EXTENSIONS = {("POST", "/model/rollback"), ("PUT", "/users/{user_id}"), ("GET", 
               ("PUT", "/items/{item_id}"), ("GET", "/items/{item_id}"), ("POST", "/users"), ("POST", "/items"),
               ("POST", "/model/unpin"), ("POST", "/experiments"), ("GET", "/experiments"),
               ("GET", "/experiments/{experiment_id}"), ("POST", "/experiments/{experiment_id}/stop"),
-              ("POST", "/experiments/{experiment_id}/conclude")}
+              ("POST", "/experiments/{experiment_id}/conclude"), ("GET", "/openapi.json")}
 
 
 def test_every_seed_endpoint_is_declared_once(app):
