@@ -69,6 +69,11 @@ _PARSERS: Dict[str, Callable[[str], Any]] = {
 }
 
 
+# The models MODEL_NAME may name (modeling/pipeline.py builds each; a test keeps the two equal). Here, so
+# that the control plane can check a name without importing the model plane.
+MODEL_NAMES = ("deepfm", "wide_and_deep", "dcn", "autoint", "mmoe", "dssm", "mind")
+
+
 def setting(env: str, default: Any, doc: str, parse: Optional[Callable[[str], Any]] = None) -> Any:
     """Declare a setting: its environment variable, default and doc line (and a parser, when the
     field's type does not say how to read it)."""

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from easyrec_online.core.config import Settings
+from easyrec_online.core.config import MODEL_NAMES, Settings
 from easyrec_online.core.http import ApiError
 from easyrec_online.experiments.assignment import free_range
 from easyrec_online.experiments.definition import LAYER_BUCKETS, ConcludeIn, Experiment, ExperimentIn
 from easyrec_online.experiments.results import results
 from easyrec_online.experiments.store import ExperimentDefinitions, ExperimentLog, LayerFull
 from easyrec_online.ingest.actions import isoformat_utc, utc_now
-from easyrec_online.modeling.pipeline import SUPPORTED_MODELS
 from easyrec_online.state.registry import ModelVersion, StateStore, new_id
 
 
@@ -63,9 +62,9 @@ class ExperimentService:
                 raise ApiError(400, "unknown_lineage", "arm {!r}: lineage {} has no servable version".format(
                     arm.name, strategy["lineage"]), where)
             elif strategy["type"] == "new_lineage":
-                if strategy["model_name"] not in SUPPORTED_MODELS:
+                if strategy["model_name"] not in MODEL_NAMES:
                     raise ApiError(400, "unknown_model", "arm {!r}: no model {!r}; one of {}".format(
-                        arm.name, strategy["model_name"], ", ".join(SUPPORTED_MODELS)), where + ["model_name"])
+                        arm.name, strategy["model_name"], ", ".join(MODEL_NAMES)), where + ["model_name"])
                 try:
                     Settings.from_env(strategy["environment"])
                 except ValueError as exc:

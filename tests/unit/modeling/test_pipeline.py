@@ -61,3 +61,12 @@ def test_mind_routes_the_history_sequence_into_its_own_group():
     assert 'input_names: "hist_item_id" feature_type: SequenceFeature separator: "|"' in text
     assert 'group_name: "user" feature_names: "user_id"' in text and '"hist_item_id" wide_deep' not in text
     assert "hist_item_id" not in build_pipeline_config("deepfm", spec, "a", "b", "c", 10, 4).split("model_config")[1]
+
+
+def test_the_control_planes_list_of_models_is_the_model_planes():
+    """core/config.MODEL_NAMES (what POST /experiments checks a new_lineage arm against) names exactly the
+    models the pipeline builds."""
+    from easyrec_online.core.config import MODEL_NAMES
+    from easyrec_online.modeling.pipeline import SUPPORTED_MODELS
+
+    assert sorted(MODEL_NAMES) == sorted(SUPPORTED_MODELS)
